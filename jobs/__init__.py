@@ -1,0 +1,1 @@
+"""Entry points: the CLI now; Celery app and tasks alongside it."""

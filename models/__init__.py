@@ -1,0 +1,1 @@
+"""Model code: backbones, heads, training, evaluation, the artifact registry (not yet built)."""

@@ -1,0 +1,55 @@
+"""Arrow schemas of every table the project writes. Declared once, used by writer and reader."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Parquet has no second resolution; milliseconds round-trip exactly.
+UTC_MILLIS = pa.timestamp("ms", tz="UTC")
+
+MEDIA = pa.schema(
+    [
+        pa.field("anilist_id", pa.int64(), nullable=False),
+        pa.field("id_mal", pa.int64()),
+        pa.field("title", pa.string()),
+        pa.field("title_romaji", pa.string()),
+        pa.field("title_english", pa.string()),
+        pa.field("year", pa.int16()),
+        pa.field("start_date", pa.date32()),
+        pa.field("season", pa.string()),
+        pa.field("format", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("episodes", pa.int32()),
+        pa.field("duration", pa.int32()),
+        pa.field("genres", pa.list_(pa.string())),
+        pa.field("average_score", pa.int16()),
+        pa.field("popularity", pa.int32()),
+        pa.field("studios", pa.list_(pa.string())),
+        pa.field("main_studios", pa.list_(pa.string())),
+        pa.field("is_adult", pa.bool_()),
+        pa.field("cover_url", pa.string()),
+        pa.field("cover_url_large", pa.string()),
+        pa.field("cover_color", pa.string()),
+        pa.field("description_text", pa.string()),
+        pa.field("updated_at", UTC_MILLIS),
+        pa.field("scraped_at", UTC_MILLIS),
+    ]
+)
+
+POSTER_STATUSES = ("ok", "missing", "invalid", "error")
+
+POSTERS = pa.schema(
+    [
+        pa.field("anilist_id", pa.int64(), nullable=False),
+        pa.field("path", pa.string()),  # relative to the data dir, derived from the id
+        pa.field("source_url", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("format", pa.string()),
+        pa.field("bytes", pa.int64()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("fetched_at", UTC_MILLIS),
+    ]
+)

@@ -1,0 +1,1 @@
+"""AniList scraper: GraphQL client, record parsing, poster downloads, resumable runs."""

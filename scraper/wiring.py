@@ -1,0 +1,31 @@
+"""Build a Scraper from Settings: the one place that knows how the parts fit together."""
+
+from __future__ import annotations
+
+from config import Settings
+from scraper.client import AniListClient
+from scraper.http import RetryPolicy, Timeout, new_session
+from scraper.posters import PosterDownloader
+from scraper.ratelimit import RateLimiter
+from scraper.run import PageCallback, Scraper
+from scraper.store import RawStore
+
+
+def build_scraper(settings: Settings, on_page: PageCallback | None = None) -> Scraper:
+    timeout = Timeout(settings.connect_timeout_s, settings.read_timeout_s)
+    retry = RetryPolicy(settings.max_retries, settings.backoff_base_s, settings.backoff_cap_s)
+    client = AniListClient(
+        settings.anilist_url,
+        new_session(),
+        RateLimiter(settings.rate_limit_per_min),
+        timeout=timeout,
+        retry=retry,
+    )
+    downloader = PosterDownloader(
+        settings.data_dir,
+        max_pixels=settings.max_image_pixels,
+        concurrency=settings.poster_concurrency,
+        timeout=timeout,
+        retry=retry,
+    )
+    return Scraper(client, RawStore(settings.data_dir), downloader, on_page=on_page)

@@ -1,0 +1,59 @@
+"""The ``anigenre`` command line. Each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from config import load_settings
+from core.errors import AnigenreError, ConfigError, RetryableError
+from jobs.cli import demo_cmd, scrape_cmd, server_cmd
+
+_COMMANDS = (scrape_cmd, server_cmd, demo_cmd)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; we print one line that says what to do."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="anigenre", description="Predict anime genres from posters.")
+    parser.add_argument("--config", help="TOML settings file (default ./anigenre.toml if present)")
+    parser.add_argument("--data-dir", help="data directory (env ANIGENRE_DATA_DIR, default ./data)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in _COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            overrides={"data_dir": args.data_dir, **args.settings_overrides(args)},
+            env=os.environ if env is None else env,
+            config_file=Path(args.config) if args.config else None,
+        )
+        return args.run(args, settings) or 0
+    except ConfigError as exc:
+        print(f"anigenre: error: {exc}", file=sys.stderr)
+        return 2
+    except RetryableError as exc:
+        print(
+            f"anigenre: error: {exc}; retries ran out, run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 1
+    except AnigenreError as exc:
+        print(f"anigenre: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("anigenre: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130

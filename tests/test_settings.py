@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from config import load_settings
+from core.errors import ConfigError
+
+
+def test_defaults_point_at_real_anilist_and_local_data():
+    s = load_settings(env={})
+    assert s.anilist_url == "https://graphql.anilist.co"
+    assert s.data_dir == Path("data")
+    assert s.broker_url is None
+
+
+def test_flag_beats_env_beats_file(tmp_path):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text(
+        '[anigenre]\ndata_dir = "from-file"\nposter_concurrency = 3\nrate_limit_per_min = 10\n'
+    )
+    env = {"ANIGENRE_DATA_DIR": "from-env", "ANIGENRE_RATE_LIMIT_PER_MIN": "20"}
+    s = load_settings(overrides={"data_dir": "from-flag"}, env=env, config_file=cfg)
+    assert s.data_dir == Path("from-flag")
+    assert s.rate_limit_per_min == 20.0
+    assert s.poster_concurrency == 3
+
+
+def test_config_file_can_be_named_by_env(tmp_path):
+    cfg = tmp_path / "b.toml"
+    cfg.write_text("poster_concurrency = 5\n")
+    assert load_settings(env={"ANIGENRE_CONFIG": str(cfg)}).poster_concurrency == 5
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"ANIGENRE_RATE_LIMIT_PER_MIN": "fast"}, "rate_limit_per_min"),
+        ({"ANIGENRE_POSTER_CONCURRENCY": "0"}, "poster_concurrency"),
+        ({"ANIGENRE_NOPE": "1"}, "unknown environment variable ANIGENRE_NOPE"),
+    ],
+)
+def test_bad_values_are_one_clear_line(env, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_settings(env=env)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_in_file_is_rejected(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="unknown keys"):
+        load_settings(env={}, config_file=cfg)

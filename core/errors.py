@@ -15,7 +15,8 @@ whether to try again by the branch, never by the message::
         ├── GraphQLError       the server answered with GraphQL ``errors``
         ├── HTTPStatusError    any other unexpected HTTP status
         ├── NotFound           HTTP 404 (e.g. a poster the CDN does not have)
-        └── InvalidImage       bytes that are not an acceptable image; ``reason`` says why
+        ├── InvalidImage       bytes that are not an acceptable image; ``reason`` says why
+        └── DataError          input data is wrong: unknown genre, missing table or column
 """
 
 from __future__ import annotations
@@ -84,3 +85,7 @@ class InvalidImage(PermanentError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class DataError(PermanentError):
+    """Input data that cannot be used as it is; the message says what is wrong with it."""

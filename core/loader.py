@@ -1,0 +1,88 @@
+"""Parallel decoding that keeps a model fed: per-file failures are values, never raised."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import InvalidImage
+from core.images import decode_image
+
+
+@dataclass(frozen=True)
+class Decoded:
+    path: str
+    array: np.ndarray | None  # (h, w, 3) uint8 when ok
+    error: str | None  # "reason: detail" when not
+
+    @property
+    def ok(self) -> bool:
+        return self.array is not None
+
+
+@dataclass(frozen=True)
+class Batch:
+    paths: list[str]
+    arrays: np.ndarray  # (n_ok, h, w, 3) uint8, only the files that decoded
+    ok: np.ndarray  # (len(paths),) bool: which paths are in ``arrays``
+    errors: dict[str, str]  # path -> reason, for the rest
+
+
+def decode_file(path: str | Path, size: tuple[int, int], policy: str, max_pixels: int) -> Decoded:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return Decoded(str(path), None, f"unreadable: {exc.strerror or exc}")
+    try:
+        return Decoded(str(path), decode_image(data, size, policy, max_pixels=max_pixels), None)
+    except InvalidImage as exc:
+        return Decoded(str(path), None, str(exc))
+
+
+def iter_decoded(
+    paths: Iterable[str | Path],
+    decode: Callable[[str | Path], Decoded],
+    *,
+    workers: int = 4,
+    prefetch: int = 64,
+) -> Iterator[Decoded]:
+    """Decode in a thread pool (Pillow releases the GIL while decoding), in input order,
+    with at most ``prefetch`` files in flight so memory stays bounded on huge folders."""
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        pending: collections.deque[Future[Decoded]] = collections.deque()
+        for path in paths:
+            pending.append(pool.submit(decode, path))
+            if len(pending) >= prefetch:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def iter_batches(
+    decoded: Iterable[Decoded], batch_size: int, size: tuple[int, int]
+) -> Iterator[Batch]:
+    """Group decoded files into model-sized batches; failed files ride along as errors."""
+    chunk: list[Decoded] = []
+    for item in decoded:
+        chunk.append(item)
+        if len(chunk) == batch_size:
+            yield _batch(chunk, size)
+            chunk = []
+    if chunk:
+        yield _batch(chunk, size)
+
+
+def _batch(chunk: list[Decoded], size: tuple[int, int]) -> Batch:
+    good = [d.array for d in chunk if d.ok]
+    arrays = np.stack(good) if good else np.zeros((0, *size, 3), dtype=np.uint8)
+    return Batch(
+        paths=[d.path for d in chunk],
+        arrays=arrays,
+        ok=np.array([d.ok for d in chunk], dtype=bool),
+        errors={d.path: d.error for d in chunk if not d.ok},
+    )

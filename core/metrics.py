@@ -1,0 +1,233 @@
+"""Multi-label metrics that tell the truth about a genre classifier. Pure numpy.
+
+``P`` is (n, g) probabilities, ``Y`` is (n, g) 0/1 labels. A genre with no positive
+example in the evaluation set has no AP, AUC or F1: it is reported as absent and left
+out of macro averages instead of being averaged in as zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+KS = (1, 3, 4)  # the paper shows the top 4
+
+
+# --- ranking metrics, one genre at a time ---------------------------------------------
+
+
+def average_precision(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Area under the step precision-recall curve (scikit-learn's definition)."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.sum() == 0:
+        return None
+    tp, fp = _cumulative_counts(y, p)
+    precision = tp / (tp + fp)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Probability that a random positive outranks a random negative (ties count half)."""
+    y = np.asarray(y, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = _average_ranks(np.asarray(p, dtype=np.float64))
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _cumulative_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True/false positives when thresholding at each distinct score, highest first."""
+    order = np.argsort(-np.asarray(p, dtype=np.float64), kind="mergesort")
+    p_sorted, y_sorted = np.asarray(p)[order], y[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(p_sorted)), len(y_sorted) - 1]
+    tp = np.cumsum(y_sorted)[last_of_tie]
+    return tp, (last_of_tie + 1) - tp
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="mergesort")
+    sorted_vals = values[order]
+    ranks = np.empty(len(values), dtype=np.float64)
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_vals)) + 1]
+    ends = np.r_[starts[1:], len(values)]
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e + 1) / 2.0  # mean of 1-based ranks s+1 .. e
+    return ranks
+
+
+# --- thresholds ---------------------------------------------------------------------
+
+
+def tune_thresholds(P: np.ndarray, Y: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per genre, the score threshold (predict p >= t) that maximises F1 on (P, Y).
+
+    Genres without a positive example keep ``default``: there is nothing to tune on.
+    """
+    out = np.full(P.shape[1], default, dtype=np.float64)
+    for j in range(P.shape[1]):
+        y = Y[:, j].astype(np.float64)
+        if y.sum() == 0:
+            continue
+        order = np.argsort(-P[:, j], kind="mergesort")
+        p_sorted = P[order, j]
+        tp, fp = _cumulative_counts(y, P[:, j])
+        f1 = 2 * tp / (tp + fp + y.sum())
+        cut = np.r_[np.flatnonzero(np.diff(p_sorted)), len(y) - 1][int(np.argmax(f1))]
+        out[j] = float(p_sorted[cut])
+    return out
+
+
+def tune_global_threshold(P: np.ndarray, Y: np.ndarray) -> float:
+    """One threshold for all genres, maximising micro-F1 on a 0.01 grid."""
+    grid = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    scores = [f1_scores(Y, t <= P)["micro"] for t in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
+# --- set metrics ----------------------------------------------------------------------
+
+
+def f1_scores(Y: np.ndarray, Yhat: np.ndarray) -> dict[str, float | None]:
+    Y, Yhat = Y.astype(bool), np.asarray(Yhat, dtype=bool)
+    tp = (Y & Yhat).sum(axis=0).astype(np.float64)
+    fp = (~Y & Yhat).sum(axis=0)
+    fn = (Y & ~Yhat).sum(axis=0)
+    present = Y.sum(axis=0) > 0
+    per_genre = np.divide(
+        2 * tp, 2 * tp + fp + fn, out=np.zeros_like(tp), where=(2 * tp + fp + fn) > 0
+    )
+    denom = 2 * tp.sum() + fp.sum() + fn.sum()
+    inter = (Y & Yhat).sum(axis=1)
+    sizes = Y.sum(axis=1) + Yhat.sum(axis=1)
+    # A poster with no true and no predicted genre is a perfect answer, not 0/0.
+    samples = np.where(sizes > 0, 2 * inter / np.maximum(sizes, 1), 1.0)
+    return {
+        "micro": float(2 * tp.sum() / denom) if denom else None,
+        "macro": float(per_genre[present].mean()) if present.any() else None,
+        "samples": float(samples.mean()) if len(Y) else None,
+        "per_genre": [float(v) if ok else None for v, ok in zip(per_genre, present, strict=True)],
+    }
+
+
+def precision_recall_at_k(
+    P: np.ndarray, Y: np.ndarray, k: int
+) -> tuple[float | None, float | None]:
+    """Over posters with at least one true genre: share of the top k that are true, and
+    share of the true genres found in the top k."""
+    has = Y.sum(axis=1) > 0
+    if not has.any():
+        return None, None
+    top = np.argsort(-P[has], axis=1, kind="mergesort")[:, :k]
+    hits = np.take_along_axis(Y[has], top, axis=1).sum(axis=1)
+    return float((hits / k).mean()), float((hits / Y[has].sum(axis=1)).mean())
+
+
+# --- the report ------------------------------------------------------------------------
+
+
+def evaluate(
+    P: np.ndarray,
+    Y: np.ndarray,
+    genres: Sequence[str],
+    thresholds: np.ndarray,
+    global_threshold: float = 0.5,
+) -> dict:
+    """Every figure for one (P, Y) pair; ``thresholds`` should come from validation data."""
+    P, Y = np.asarray(P, dtype=np.float64), np.asarray(Y, dtype=np.int64)
+    aps = [average_precision(Y[:, j], P[:, j]) for j in range(Y.shape[1])]
+    aucs = [roc_auc(Y[:, j], P[:, j]) for j in range(Y.shape[1])]
+    tuned = f1_scores(Y, thresholds <= P)
+    flat = f1_scores(Y, global_threshold <= P)
+    report = {
+        "n": len(Y),
+        "per_genre": [
+            {
+                "genre": g,
+                "support": int(Y[:, j].sum()),
+                "ap": aps[j],
+                "roc_auc": aucs[j],
+                "f1": tuned["per_genre"][j],
+                "threshold": float(thresholds[j]),
+            }
+            for j, g in enumerate(genres)
+        ],
+        "absent": [g for j, g in enumerate(genres) if Y[:, j].sum() == 0],
+        "macro_map": _mean(aps),
+        "micro_map": average_precision(Y.ravel(), P.ravel()),
+        "macro_roc_auc": _mean(aucs),
+        "f1_tuned": {k: tuned[k] for k in ("micro", "macro", "samples")},
+        "f1_global": {k: flat[k] for k in ("micro", "macro", "samples")},
+        "global_threshold": float(global_threshold),
+        "hamming_loss": float(((thresholds <= P) != Y).mean()) if len(Y) else None,
+        "subset_accuracy": float(((thresholds <= P) == Y).all(axis=1).mean()) if len(Y) else None,
+        # The paper's figure: Keras 'accuracy' on sigmoid outputs is element-wise binary
+        # accuracy at 0.5, which an all-zeros predictor already scores highly on.
+        "keras_binary_accuracy": float(((P > 0.5) == Y).mean()) if len(Y) else None,
+    }
+    for k in KS:
+        report[f"p@{k}"], report[f"r@{k}"] = precision_recall_at_k(P, Y, k)
+    return report
+
+
+def prior_scores(Y_train: np.ndarray, n: int) -> np.ndarray:
+    """The label-frequency baseline: every poster gets the training prevalence of each genre."""
+    return np.tile(Y_train.mean(axis=0), (n, 1))
+
+
+def top_k_frequent(Y_train: np.ndarray, Y: np.ndarray, ks: Sequence[int] = KS) -> dict:
+    """The top-k-most-frequent baseline: predict the k commonest training genres for all."""
+    order = np.argsort(-Y_train.sum(axis=0), kind="mergesort")
+    out = {}
+    for k in ks:
+        Yhat = np.zeros_like(Y, dtype=bool)
+        Yhat[:, order[:k]] = True
+        f1 = f1_scores(Y, Yhat)
+        out[f"top{k}"] = {
+            "micro_f1": f1["micro"],
+            "macro_f1": f1["macro"],
+            "samples_f1": f1["samples"],
+        }
+    return out
+
+
+HEADLINE: Mapping[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float | None]] = {
+    "macro_map": lambda P, Y, t: _mean(
+        [average_precision(Y[:, j], P[:, j]) for j in range(Y.shape[1])]
+    ),
+    "micro_map": lambda P, Y, t: average_precision(Y.ravel(), P.ravel()),
+    "p@3": lambda P, Y, t: precision_recall_at_k(P, Y, 3)[0],
+    "micro_f1": lambda P, Y, t: f1_scores(Y, t <= P)["micro"],
+}
+
+
+def bootstrap_ci(
+    P: np.ndarray,
+    Y: np.ndarray,
+    thresholds: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    metrics: Mapping[str, Callable] = HEADLINE,
+) -> dict[str, tuple[float, float]]:
+    """95% percentile intervals of the headline figures, resampling posters."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(Y), len(Y))
+        for name, fn in metrics.items():
+            value = fn(P[idx], Y[idx], thresholds)
+            if value is not None:
+                draws[name].append(value)
+    return {
+        name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
+        for name, v in draws.items()
+        if v
+    }
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None

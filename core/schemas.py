@@ -53,3 +53,20 @@ POSTERS = pa.schema(
         pa.field("fetched_at", UTC_MILLIS),
     ]
 )
+
+SOURCES = ("scrape", "import")
+
+DATASET = pa.schema(
+    [
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),  # relative to the data dir
+        pa.field("anilist_id", pa.int64()),
+        pa.field("title", pa.string()),
+        pa.field("year", pa.int16()),
+        pa.field("group", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("genres", pa.list_(pa.string())),
+        pa.field("labels", pa.list_(pa.int8())),  # multi-hot in the vocabulary's order
+        pa.field("split", pa.string(), nullable=False),
+    ]
+)

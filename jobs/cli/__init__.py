@@ -10,9 +10,9 @@ from pathlib import Path
 
 from config import load_settings
 from core.errors import AnigenreError, ConfigError, RetryableError
-from jobs.cli import demo_cmd, scrape_cmd, server_cmd
+from jobs.cli import dataset_cmd, demo_cmd, scrape_cmd, server_cmd
 
-_COMMANDS = (scrape_cmd, server_cmd, demo_cmd)
+_COMMANDS = (scrape_cmd, dataset_cmd, server_cmd, demo_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -46,6 +46,9 @@ class Settings(BaseModel):
     max_image_pixels: int = Field(
         40_000_000, gt=0, description="Larger images are rejected as decompression bombs"
     )
+    weights_dir: Path | None = Field(
+        None, description="Local ImageNet weight files; unset: <shared_dir>/weights"
+    )
     include_adult: bool = Field(False, description="Adult titles and the Hentai genre")
     split_seed: int = Field(0, description="Seed of the train/val/test assignment")
     broker_url: str | None = Field(None, description="Unset: run jobs in-process")

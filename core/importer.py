@@ -32,7 +32,7 @@ class ImportResult:
 
 def import_folder(folder: Path, data_dir: Path, vocab: Vocabulary, max_pixels: int) -> ImportResult:
     folder = Path(folder)
-    records = _read_labels(folder / "labels.csv")
+    records = read_labels(folder / "labels.csv")
     _check_genres(records, vocab)
     rows, skipped, duplicates, seen = [], [], [], {}
     for rec in records:
@@ -46,7 +46,7 @@ def import_folder(folder: Path, data_dir: Path, vocab: Vocabulary, max_pixels: i
         if reason is not None:
             skipped.append((name, reason))
             continue
-        genres = _genres(rec)
+        genres = parse_genres(rec)
         if not genres:
             skipped.append((name, "no genres"))
             continue
@@ -77,7 +77,7 @@ def import_folder(folder: Path, data_dir: Path, vocab: Vocabulary, max_pixels: i
 _COLUMNS = ("sha256", "path", "anilist_id", "title", "year", "group", "source", "genres")
 
 
-def _read_labels(path: Path) -> list[dict]:
+def read_labels(path: Path) -> list[dict]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -94,7 +94,7 @@ def _read_labels(path: Path) -> list[dict]:
 def _check_genres(records: list[dict], vocab: Vocabulary) -> None:
     unknown: dict[str, list[int]] = {}
     for line, rec in enumerate(records, start=2):
-        for g in _genres(rec):
+        for g in parse_genres(rec):
             if g not in vocab.genres:
                 unknown.setdefault(g, []).append(line)
     if unknown:
@@ -115,7 +115,7 @@ def _read_image(images: Path, name: str) -> tuple[bytes, str | None]:
         return b"", f"cannot read ({exc.strerror})"
 
 
-def _genres(rec: dict) -> list[str]:
+def parse_genres(rec: dict) -> list[str]:
     return [g.strip() for g in (rec.get("genres") or "").split("|") if g.strip()]
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from config import load_settings
 from core.errors import AnigenreError, ConfigError, RetryableError
-from jobs.cli import dataset_cmd, demo_cmd, scrape_cmd, server_cmd
+from jobs.cli import dataset_cmd, demo_cmd, models_cmd, scrape_cmd, server_cmd
 
-_COMMANDS = (scrape_cmd, dataset_cmd, server_cmd, demo_cmd)
+_COMMANDS = (scrape_cmd, dataset_cmd, models_cmd, server_cmd, demo_cmd)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise to a user; errors
+    # still show. Set before anything imports TensorFlow.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(

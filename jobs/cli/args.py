@@ -48,3 +48,13 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"'{text}' must be a positive whole number")
     return int(text)
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """``320x224``: height x width in pixels."""
+    h, sep, w = text.lower().partition("x")
+    if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a size; write HEIGHTxWIDTH, e.g. 320x224"
+        )
+    return int(h), int(w)

@@ -1,0 +1,144 @@
+"""``anigenre train``, ``anigenre models list`` and ``anigenre evaluate``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from config import Settings
+from jobs.cli import args as types
+
+BACKBONE_NAMES = ("resnet50", "inception_v3", "mobilenet_v2_0.35", "mobilenet_v2_1.0", "custom_cnn")
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="train on processed/dataset.parquet and register the model")
+    t.add_argument("--backbone", choices=BACKBONE_NAMES, default="mobilenet_v2_1.0")
+    t.add_argument(
+        "--weights",
+        default="auto",
+        help="auto (local file, else imagenet) | imagenet | none | PATH",
+    )
+    t.add_argument(
+        "--epochs", type=types.positive_int, default=60, help="at most; early stopping on val mAP"
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch-size", type=types.positive_int, default=32)
+    t.add_argument("--lr", type=types.positive_float, default=1e-3, help="learning rate")
+    t.add_argument("--loss", choices=("bce", "weighted-bce", "focal"), default="bce")
+    t.add_argument("--dropout", type=float, default=0.3)
+    t.add_argument("--hidden", type=int, default=0, help="units of a hidden head layer (0: none)")
+    t.add_argument("--patience", type=types.positive_int, default=10)
+    t.add_argument(
+        "--fine-tune", type=int, default=0, metavar="N", help="train the top N backbone layers"
+    )
+    t.add_argument(
+        "--input-size", type=types.image_size, help="HxW, e.g. 320x224 (default: the backbone's)"
+    )
+    t.add_argument("--resize", choices=("stretch", "pad", "center-crop"), default="stretch")
+    t.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
+    t.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
+    t.set_defaults(run=run_train, settings_overrides=lambda a: {})
+
+    m = sub.add_parser("models", help="list trained models")
+    msub = m.add_subparsers(dest="models_command", required=True, parser_class=type(m))
+    ls = msub.add_parser("list", help="id, backbone, created, test mAP")
+    ls.set_defaults(run=run_list, settings_overrides=lambda a: {})
+
+    e = sub.add_parser("evaluate", help="per-genre table and summary against the baselines")
+    e.add_argument("model", help="model id (or a unique prefix, or 'latest')")
+    src = e.add_mutually_exclusive_group()
+    src.add_argument(
+        "--dataset", type=Path, help="a dataset.parquet (its test split); default ours"
+    )
+    src.add_argument("--folder", type=Path, help="a labelled folder: labels.csv + images/")
+    e.set_defaults(run=run_evaluate, settings_overrides=lambda a: {})
+
+
+def run_train(args, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from jobs import stages
+    from models.config import TrainConfig
+
+    try:
+        config = TrainConfig(
+            backbone=args.backbone,
+            weights=args.weights,
+            input_size=args.input_size,
+            resize_policy=args.resize,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            loss=args.loss,
+            dropout=args.dropout,
+            hidden=args.hidden,
+            patience=args.patience,
+            seed=args.seed,
+            fine_tune=args.fine_tune,
+            tta=() if args.tta == "none" else (args.tta,),
+            bootstrap=args.bootstrap,
+        )
+    except ValueError as exc:
+        from core.errors import ConfigError
+
+        raise ConfigError(str(exc)) from None
+    with tqdm(total=args.epochs, unit="epoch", desc="train", file=sys.stderr, disable=None) as bar:
+        model_id, manifest = stages.train_model(settings, config, bar)
+    print(f"model {model_id} saved under {settings.data_dir / 'models' / model_id}")
+    t = manifest["training"]
+    print(
+        f"  {t['mode']} training, {t['epochs_run']} epochs (best {t['best_epoch']}), "
+        f"{t['features_computed']} backbone embeddings computed (the rest from the cache)"
+    )
+    print(format_summary(manifest["metrics_summary"]))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    def cell(value, ci=None) -> str:
+        text = "   -  " if value is None else f"{value:.3f}"
+        return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
+
+    columns = "".join(f"{c:<22}" for c in ("macro mAP", "micro mAP", "P@3", "micro F1"))
+    head = f"  test n={summary['n_test']:<6} {columns}keras acc"
+    lines = [head]
+    for name, key, ci in (("model", "test", "test_ci95"), ("prior", "prior", "prior_ci95")):
+        row, cis = summary[key], summary[ci]
+        cells = [
+            cell(row[k], cis.get(k)).ljust(22)
+            for k in ("macro_map", "micro_map", "p@3", "micro_f1")
+        ]
+        lines.append(f"  {name:<13}" + "".join(cells) + cell(row["keras_binary_accuracy"]))
+    return "\n".join(lines)
+
+
+def run_list(args, settings: Settings) -> int:
+    from models.registry import list_models
+
+    models = list_models(settings.data_dir)
+    if not models:
+        print(f"no models in {settings.data_dir / 'models'}; train one with 'anigenre train'")
+        return 0
+    print(f"{'model id':<44}{'backbone':<20}{'created':<27}{'test mAP':>9}{'prior':>8}")
+    for m in models:
+        s = m["metrics_summary"]
+        print(
+            f"{m['model_id']:<44}{m['backbone']:<20}{m['created']:<27}"
+            f"{s['test']['macro_map']:>9.3f}{s['prior']['macro_map']:>8.3f}"
+        )
+    return 0
+
+
+def run_evaluate(args, settings: Settings) -> int:
+    from jobs import stages
+
+    result = stages.evaluate_model(settings, args.model, dataset=args.dataset, folder=args.folder)
+    print(result.table.to_string(index=False))
+    if result.skipped:
+        print(
+            f"  {len(result.skipped)} file(s) skipped: "
+            + "; ".join(f"{p} ({r})" for p, r in result.skipped[:5])
+        )
+    print(format_summary(result.summary))
+    return 0

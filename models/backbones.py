@@ -1,0 +1,184 @@
+"""Backbones: the paper's ResNet50, InceptionV3 and custom CNN, plus MobileNetV2.
+
+Each builds a Keras model from a 0..255 RGB image of any poster-like size to a pooled
+feature vector, with its own input scaling inside, so a saved model needs nothing but
+decoded pixels. No I/O here beyond reading a weights file the caller names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import keras
+
+from core.errors import ConfigError
+from models.layers import CaffePreprocess
+
+REFERENCE_SIZE = (224, 224)  # the size local ImageNet weight files were exported at
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    default_size: tuple[int, int]  # (height, width)
+    min_size: int
+    build: Callable[..., keras.Model]  # keras.applications-style constructor
+    scaling: str  # "tf" ([-1, 1]), "caffe", or "unit" ([0, 1])
+    pretrained: bool = True  # False: no ImageNet weights exist (the custom CNN)
+    local_file: str | None = None  # the file name in the weights dir, when there is one
+
+
+def _mobilenet(alpha: float) -> Callable[..., keras.Model]:
+    def build(**kw) -> keras.Model:
+        return keras.applications.MobileNetV2(alpha=alpha, **kw)
+
+    return build
+
+
+def custom_cnn(input_shape, include_top=False, weights=None, pooling="avg", **_) -> keras.Model:
+    """The paper's small CNN: Conv2D 32-32-32-64 with max pooling; the dense part is our head."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for i, filters in enumerate((32, 32, 32, 64)):
+        x = keras.layers.Conv2D(filters, 3, activation="relu", padding="same", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, x, name="custom_cnn")
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("resnet50", (224, 224), 32, keras.applications.ResNet50, "caffe"),
+        BackboneSpec("inception_v3", (299, 299), 75, keras.applications.InceptionV3, "tf"),
+        BackboneSpec(
+            "mobilenet_v2_0.35",
+            (224, 224),
+            32,
+            _mobilenet(0.35),
+            "tf",
+            local_file="mobilenet_v2_0.35_224_no_top.weights.h5",
+        ),
+        BackboneSpec(
+            "mobilenet_v2_1.0",
+            (224, 224),
+            32,
+            _mobilenet(1.0),
+            "tf",
+            local_file="mobilenet_v2_1.0_224.weights.h5",
+        ),
+        BackboneSpec("custom_cnn", (317, 230), 16, custom_cnn, "unit", pretrained=False),
+    )
+}
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    kind: str  # "imagenet" | "file" | "none"
+    path: Path | None = None
+    sha256: str | None = None
+
+    def describe(self) -> dict:
+        return {
+            "source": self.kind,
+            "path": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+        }
+
+
+def spec_for(name: str) -> BackboneSpec:
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backbone '{name}'; choose from {', '.join(BACKBONES)}"
+        ) from None
+
+
+def resolve_weights(spec: BackboneSpec, choice: str, weights_dir: Path) -> WeightsSource:
+    """``auto`` | ``imagenet`` | ``none`` | a path. ``auto`` prefers a local file, then the
+    Keras cache/download, so offline machines work when the file is there."""
+    if choice == "none" or not spec.pretrained:
+        if choice not in ("none", "auto"):
+            raise ConfigError(f"{spec.name} has no pretrained weights; use --weights none")
+        return WeightsSource("none")
+    if choice == "auto":
+        local = weights_dir / spec.local_file if spec.local_file else None
+        if local and local.exists():
+            return _file_source(local)
+        return WeightsSource("imagenet")
+    if choice == "imagenet":
+        return WeightsSource("imagenet")
+    path = Path(choice)
+    if not path.exists():
+        raise ConfigError(f"weights file {path} does not exist; use a path, imagenet, none or auto")
+    return _file_source(path)
+
+
+def _file_source(path: Path) -> WeightsSource:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return WeightsSource("file", path, digest)
+
+
+def build_backbone(
+    spec: BackboneSpec, size: tuple[int, int], weights: WeightsSource
+) -> keras.Model:
+    """0..255 RGB (size) -> pooled features, with the backbone's scaling as the first layer."""
+    if min(size) < spec.min_size:
+        raise ConfigError(f"{spec.name} needs inputs of at least {spec.min_size} px a side")
+    shape = (*size, 3)
+    if weights.kind == "imagenet":
+        try:
+            core = spec.build(
+                include_top=False, weights="imagenet", input_shape=shape, pooling="avg"
+            )
+        except Exception as exc:  # noqa: BLE001 - Keras raises several kinds for a failed download
+            raise ConfigError(
+                f"could not get ImageNet weights for {spec.name} ({type(exc).__name__}); "
+                "offline, pass --weights PATH to a local file or --weights none"
+            ) from None
+    else:
+        core = spec.build(include_top=False, weights=None, input_shape=shape, pooling="avg")
+        if weights.kind == "file":
+            _load_file_weights(spec, core, weights.path)
+    inputs = keras.Input(shape, name="image")
+    x = _scaling(spec.scaling)(inputs)
+    features = core(x)
+    return keras.Model(inputs, features, name=f"{spec.name}_features")
+
+
+def _scaling(kind: str) -> keras.layers.Layer:
+    if kind == "tf":
+        return keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_tf")
+    if kind == "caffe":
+        return CaffePreprocess(name="scale_caffe")
+    return keras.layers.Rescaling(1 / 255.0, name="scale_unit")
+
+
+def _load_file_weights(spec: BackboneSpec, target: keras.Model, path: Path) -> None:
+    """Load a weights file exported at 224x224 into a backbone of any input size.
+
+    Convolution weights do not depend on the input size, so the file is loaded into a
+    reference model of the shape it was saved from, then copied layer by layer. Every
+    weighted layer of the target must be found: a wrong file fails loudly here instead
+    of training on random weights.
+    """
+    with h5py.File(path, "r") as fh:
+        layer_names = set(fh["layers"].keys()) if "layers" in fh else set()
+    has_top = "predictions" in layer_names
+    reference = spec.build(include_top=has_top, weights=None, input_shape=(*REFERENCE_SIZE, 3))
+    try:
+        reference.load_weights(path)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{path} does not fit {spec.name}: {exc}") from None
+    source = {layer.name: layer for layer in reference.layers}
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in source:
+            raise ConfigError(f"{path} has no weights for layer {layer.name} of {spec.name}")
+        layer.set_weights(source[layer.name].get_weights())

@@ -1,0 +1,45 @@
+"""What a training run is asked to do: one frozen value object, recorded in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from core.images import RESIZE_POLICIES
+from models.heads import LOSSES
+
+TTA_VIEWS = ("flip",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str = "mobilenet_v2_1.0"
+    weights: str = "auto"  # auto | imagenet | none | a file path
+    input_size: tuple[int, int] | None = None  # (height, width); None: the backbone's default
+    resize_policy: str = "stretch"
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    loss: str = "bce"
+    dropout: float = 0.3
+    hidden: int = 0
+    patience: int = 10
+    seed: int = 0
+    fine_tune: int = 0  # unfreeze this many top backbone layers (end-to-end training)
+    tta: tuple[str, ...] = field(default_factory=tuple)
+    bootstrap: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.resize_policy not in RESIZE_POLICIES:
+            raise ValueError(f"resize policy must be one of {RESIZE_POLICIES}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}")
+        if any(v not in TTA_VIEWS for v in self.tta):
+            raise ValueError(f"test-time augmentation views: {TTA_VIEWS}")
+        if self.epochs < 1 or self.batch_size < 1 or self.fine_tune < 0:
+            raise ValueError("epochs and batch size must be positive, fine-tune not negative")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size) if self.input_size else None
+        d["tta"] = list(self.tta)
+        return d

@@ -1,0 +1,60 @@
+"""The multi-label head and the losses that handle class imbalance. Sigmoid, never softmax:
+genres are not mutually exclusive, and softmax would make them compete for one unit of mass."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+LOSSES = ("bce", "weighted-bce", "focal")
+
+
+def build_head(
+    feature_dim: int, n_genres: int, *, dropout: float = 0.3, hidden: int = 0
+) -> keras.Model:
+    inputs = keras.Input((feature_dim,), name="features")
+    x = keras.layers.Dropout(dropout, name="head_dropout")(inputs)
+    if hidden:
+        x = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
+        x = keras.layers.Dropout(dropout, name="head_dropout2")(x)
+    outputs = keras.layers.Dense(n_genres, activation="sigmoid", name="genres")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+@keras.saving.register_keras_serializable(package="anigenre")
+class WeightedBCE(keras.losses.Loss):
+    """Binary cross-entropy with a per-genre weight on the positive term."""
+
+    def __init__(self, pos_weight, name="weighted_bce", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pos_weight = [float(w) for w in pos_weight]
+
+    def call(self, y_true, y_pred):
+        eps = keras.config.epsilon()
+        y_pred = ops.clip(y_pred, eps, 1 - eps)
+        w = ops.convert_to_tensor(self.pos_weight, dtype=y_pred.dtype)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        loss = -(w * y_true * ops.log(y_pred) + (1 - y_true) * ops.log(1 - y_pred))
+        return ops.mean(loss, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "pos_weight": self.pos_weight}
+
+
+def positive_weights(labels: np.ndarray, cap: float = 10.0) -> np.ndarray:
+    """sqrt(negatives / positives) per genre, capped: rare genres count more, but a genre
+    with three examples must not drown the others."""
+    pos = labels.sum(axis=0).astype(np.float64)
+    neg = len(labels) - pos
+    return np.clip(np.sqrt(neg / np.maximum(pos, 1.0)), 1.0, cap)
+
+
+def make_loss(name: str, labels: np.ndarray) -> keras.losses.Loss:
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy()
+    if name == "weighted-bce":
+        return WeightedBCE(positive_weights(labels))
+    if name == "focal":
+        return keras.losses.BinaryFocalCrossentropy(gamma=2.0)
+    raise ValueError(f"loss must be one of {LOSSES}")

@@ -1,0 +1,250 @@
+"""Training: frozen-backbone features + head (seconds once features are cached), or
+end-to-end for the custom CNN and for fine-tuning. Returns the model, its manifest
+fields and its metrics; saving is the registry's job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from core.errors import DataError
+from core.genres import Vocabulary
+from models.backbones import BackboneSpec, WeightsSource, build_backbone, resolve_weights, spec_for
+from models.callbacks import ProgressBar, ValMAPEarlyStopping
+from models.config import TrainConfig
+from models.embed import decode_all, embed_files
+from models.evaluation import evaluation_report
+from models.features import FeatureCache, cache_key
+from models.heads import build_head, make_loss
+
+
+@dataclass
+class TrainOutcome:
+    model: keras.Model  # 0..255 RGB image -> genre probabilities
+    spec: BackboneSpec
+    weights: WeightsSource
+    size: tuple[int, int]
+    report: dict
+    epochs_run: int
+    best_epoch: int
+    val_history: list[float]
+    loss_history: list[float]
+    features_computed: int
+
+
+@dataclass
+class _Split:
+    paths: list[Path]
+    shas: list[str]
+    Y: np.ndarray
+
+
+def train(
+    dataset: pd.DataFrame,
+    vocab: Vocabulary,
+    *,
+    data_dir: Path,
+    weights_dir: Path,
+    config: TrainConfig,
+    max_pixels: int,
+    bar=None,
+) -> TrainOutcome:
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    spec = spec_for(config.backbone)
+    weights = resolve_weights(spec, config.weights, weights_dir)
+    size = tuple(config.input_size or spec.default_size)
+    splits = {name: _split(dataset, name, data_dir) for name in ("train", "val", "test")}
+    for name, part in splits.items():
+        if len(part.shas) == 0:
+            raise DataError(f"the dataset has no {name} rows; add data or rebuild the splits")
+    backbone = build_backbone(spec, size, weights)
+    end_to_end = config.fine_tune > 0 or not spec.pretrained
+    runner = _EndToEnd if end_to_end else _Frozen
+    run = runner(backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab))
+    early = ValMAPEarlyStopping(run.predict_val, splits["val"].Y, config.patience)
+    callbacks = [early] + ([ProgressBar(bar)] if bar is not None else [])
+    run.fit(callbacks)
+    report = evaluation_report(
+        run.predict("val"),
+        splits["val"].Y,
+        run.predict("test"),
+        splits["test"].Y,
+        splits["train"].Y,
+        vocab.genres,
+        n_boot=config.bootstrap,
+        seed=config.seed,
+    )
+    return TrainOutcome(
+        model=run.full_model(),
+        spec=spec,
+        weights=weights,
+        size=size,
+        report=report,
+        epochs_run=len(early.history),
+        best_epoch=early.best_epoch + 1,
+        val_history=early.history,
+        loss_history=[float(v) for v in run.history.get("loss", [])],
+        features_computed=run.features_computed,
+    )
+
+
+def _split(dataset: pd.DataFrame, name: str, data_dir: Path) -> _Split:
+    part = dataset[dataset["split"] == name]
+    labels = (
+        np.stack(part["labels"].to_numpy()).astype(np.float32) if len(part) else np.zeros((0, 0))
+    )
+    return _Split([data_dir / p for p in part["path"]], part["sha256"].tolist(), labels)
+
+
+def _views(config: TrainConfig) -> list[str]:
+    return ["plain", *config.tta]
+
+
+class _Frozen:
+    """Backbone frozen: its embeddings come from the feature cache, only the head trains."""
+
+    def __init__(self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n):
+        self.backbone, self.config, self.splits = backbone, config, splits
+        self.features_computed = 0
+        weights_id = weights.sha256 or weights.kind
+        path_of = {
+            s: p for part in splits.values() for s, p in zip(part.shas, part.paths, strict=True)
+        }
+        self.X: dict[str, dict[str, np.ndarray]] = {}
+        for view in _views(config):
+            cache = FeatureCache(
+                data_dir / "features",
+                cache_key(spec.name, weights_id, size, config.resize_policy, view),
+            )
+            for name, part in splits.items():
+
+                def compute(missing: list[str], flip=(view == "flip")) -> np.ndarray:
+                    paths = [path_of[s] for s in missing]
+                    return embed_files(
+                        backbone,
+                        paths,
+                        size,
+                        config.resize_policy,
+                        max_pixels=max_pixels,
+                        flip=flip,
+                    )
+
+                matrix, computed = cache.get_or_compute(part.shas, compute)
+                self.features_computed += computed
+                self.X.setdefault(view, {})[name] = matrix
+        self.head = build_head(
+            backbone.output_shape[-1], n, dropout=config.dropout, hidden=config.hidden
+        )
+        self.history: dict = {}
+
+    def fit(self, callbacks: list) -> None:
+        train_views = _views(self.config)  # flipped copies double as augmentation
+        X = np.concatenate([self.X[v]["train"] for v in train_views])
+        Y = np.concatenate([self.splits["train"].Y] * len(train_views))
+        self.head.compile(
+            optimizer=keras.optimizers.Adam(self.config.learning_rate),
+            loss=make_loss(self.config.loss, self.splits["train"].Y),
+        )
+        result = self.head.fit(
+            X,
+            Y,
+            epochs=self.config.epochs,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        self.history = result.history
+
+    def predict(self, split: str) -> np.ndarray:
+        outs = [
+            self.head.predict(self.X[v][split], verbose=0, batch_size=256)
+            for v in _views(self.config)
+        ]
+        return np.mean(outs, axis=0)
+
+    def predict_val(self) -> np.ndarray:
+        return self.predict("val")
+
+    def full_model(self) -> keras.Model:
+        return compose(self.backbone, self.head)
+
+
+class _EndToEnd:
+    """Images in memory, the backbone's top layers (or all of it) trained with the head."""
+
+    def __init__(self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n):
+        self.config, self.splits = config, splits
+        self.features_computed = 0
+        self.images = {
+            name: decode_all(part.paths, size, config.resize_policy, max_pixels)
+            for name, part in splits.items()
+        }
+        _unfreeze_top(backbone, config.fine_tune if spec.pretrained else None)
+        head = build_head(
+            backbone.output_shape[-1], n, dropout=config.dropout, hidden=config.hidden
+        )
+        self.model = compose(backbone, head)
+        self.history: dict = {}
+
+    def fit(self, callbacks: list) -> None:
+        x, y = self.images["train"], self.splits["train"].Y
+        if "flip" in self.config.tta:
+            x, y = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, y])
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(self.config.learning_rate),
+            loss=make_loss(self.config.loss, self.splits["train"].Y),
+        )
+        result = self.model.fit(
+            x.astype(np.float32),
+            y,
+            epochs=self.config.epochs,
+            batch_size=self.config.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        self.history = result.history
+
+    def predict(self, split: str) -> np.ndarray:
+        x = self.images[split].astype(np.float32)
+        views = [x] + ([x[:, :, ::-1]] if "flip" in self.config.tta else [])
+        return np.mean([self.model.predict(v, verbose=0, batch_size=32) for v in views], axis=0)
+
+    def predict_val(self) -> np.ndarray:
+        return self.predict("val")
+
+    def full_model(self) -> keras.Model:
+        return self.model
+
+
+def compose(backbone: keras.Model, head: keras.Model) -> keras.Model:
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    return keras.Model(inputs, head(backbone(inputs)), name="anigenre")
+
+
+def _unfreeze_top(backbone: keras.Model, n_layers: int | None) -> None:
+    """Train the top ``n_layers`` of the backbone (None: all). Batch norm stays frozen:
+    its statistics from ImageNet are worth more than what a few hundred posters give."""
+    layers = [layer for layer in _flatten(backbone) if layer.weights]
+    trainable = set(map(id, layers if n_layers is None else layers[-n_layers:]))
+    for layer in _flatten(backbone):
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = id(layer) in trainable and not is_bn
+
+
+def _flatten(model: keras.Model) -> list:
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            layer.trainable = True  # containers on; leaves decide
+            out.extend(_flatten(layer))
+        else:
+            out.append(layer)
+    return out

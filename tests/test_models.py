@@ -1,0 +1,209 @@
+"""Models on CPU with small images and few epochs: they build, learn, save and reload safely."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+keras = pytest.importorskip("keras")  # part of the pinned install; never absent in CI
+
+from config import load_settings  # noqa: E402
+from core import dataset as ds  # noqa: E402
+from core.dataset_store import DATASET_PATH, write_dataset  # noqa: E402
+from core.errors import ConfigError  # noqa: E402
+from core.genres import Vocabulary  # noqa: E402
+from jobs import stages  # noqa: E402
+from models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights  # noqa: E402
+from models.config import TrainConfig  # noqa: E402
+from models.layers import CaffePreprocess  # noqa: E402
+from models.registry import list_models, load_artifact  # noqa: E402
+
+VOCAB = Vocabulary()
+SIGNALS = {"Action": 0, "Drama": 1, "Comedy": 2}  # genre -> colour channel it brightens
+
+
+def synthetic_dataset(data_dir, n=96, seed=0, size=(40, 32)):
+    """Posters whose genres show as colour: separable, so a working model must learn them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        genres = [g for g in SIGNALS if rng.random() < 0.4] or ["Comedy"]
+        arr = rng.integers(0, 90, (*size, 3))
+        for g in genres:
+            arr[..., SIGNALS[g]] += 150
+        data = _png(arr.clip(0, 255).astype(np.uint8))
+        sha = hashlib.sha256(data).hexdigest()
+        (data_dir / "images").mkdir(parents=True, exist_ok=True)
+        (data_dir / "images" / f"{sha}.png").write_bytes(data)
+        rows.append(
+            {
+                "sha256": sha,
+                "path": f"images/{sha}.png",
+                "anilist_id": None,
+                "title": f"t{i}",
+                "year": None,
+                "group": f"g{i}",
+                "source": "import",
+                "genres": genres,
+            }
+        )
+    merged, _ = ds.merge(pd.DataFrame(columns=ds.COLUMNS), pd.DataFrame(rows), VOCAB, seed=seed)
+    write_dataset(data_dir / DATASET_PATH, merged, VOCAB)
+    return merged
+
+
+def _png(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory, shared_dir):
+    data = tmp_path_factory.mktemp("synth")
+    synthetic_dataset(data)
+    return load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
+
+
+TINY = {"input_size": (40, 32), "epochs": 25, "batch_size": 16, "bootstrap": 50, "patience": 25}
+
+
+def test_custom_cnn_learns_a_separable_set_end_to_end(synth):
+    model_id, manifest = stages.train_model(
+        synth, TrainConfig(backbone="custom_cnn", weights="none", learning_rate=3e-3, **TINY)
+    )
+    losses = manifest["training"]["loss_history"]
+    assert manifest["training"]["mode"] == "end-to-end"
+    assert losses[-1] < losses[0] * 0.8  # the loss falls
+    s = manifest["metrics_summary"]
+    assert s["test"]["macro_map"] > s["prior"]["macro_map"] + 0.2  # beats the prior clearly
+    assert s["test"]["p@3"] is not None
+
+
+def test_frozen_pretrained_features_train_the_head_and_are_cached(synth):
+    config = TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
+    first_id, first = stages.train_model(synth, config)
+    assert first["training"]["mode"] == "frozen"
+    assert first["weights"]["source"] == "file" and len(first["weights"]["sha256"]) == 64
+    n_rows = sum(first["dataset"]["rows"].values())
+    assert first["training"]["features_computed"] == n_rows
+    s = first["metrics_summary"]
+    assert s["test"]["macro_map"] > s["prior"]["macro_map"]
+
+    # Same run again: nothing recomputed, and the same seed gives the same figures.
+    second_id, second = stages.train_model(synth, config)
+    assert second["training"]["features_computed"] == 0
+    assert second["metrics_summary"] == first["metrics_summary"] and second_id != first_id
+    # Another resize policy is another cache key: the backbone runs again.
+    _, third = stages.train_model(synth, TrainConfig(**{**config.__dict__, "resize_policy": "pad"}))
+    assert third["training"]["features_computed"] == n_rows
+
+
+def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
+    stages.train_model(
+        synth, TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
+    )
+    manifest = list_models(synth.data_dir)[-1]
+    folder = synth.data_dir / "models" / manifest["model_id"]
+    assert {p.name for p in folder.iterdir()} == {"model.keras", "manifest.json", "metrics.json"}
+    for key in (
+        "genres",
+        "input_size",
+        "resize_policy",
+        "backbone",
+        "weights",
+        "thresholds",
+        "dataset",
+        "seed",
+        "libraries",
+        "metrics_summary",
+        "global_threshold",
+    ):
+        assert key in manifest, key
+    assert manifest["genres"] == list(VOCAB.genres)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert [g["genre"] for g in metrics["test"]["per_genre"]] == list(VOCAB.genres)
+    assert "Mecha" in metrics["test"]["absent"]  # absent, not averaged as zero
+
+    model, loaded = load_artifact(synth.data_dir, "latest")
+    assert loaded["model_id"] == manifest["model_id"]
+    out = model.predict(np.zeros((2, 64, 48, 3), np.float32), verbose=0)
+    assert out.shape == (2, 18) and ((out >= 0) & (out <= 1)).all()
+    # The saved model and the metrics agree: evaluate reproduces the test mAP.
+    result = stages.evaluate_model(synth, manifest["model_id"])
+    assert result.summary["test"]["macro_map"] == pytest.approx(
+        manifest["metrics_summary"]["test"]["macro_map"], abs=1e-4
+    )
+
+
+def test_fine_tuning_runs_on_cpu(synth):
+    _, manifest = stages.train_model(
+        synth,
+        TrainConfig(
+            backbone="mobilenet_v2_0.35",
+            fine_tune=3,
+            epochs=2,
+            batch_size=16,
+            input_size=(64, 48),
+            bootstrap=20,
+            learning_rate=1e-4,
+        ),
+    )
+    assert manifest["training"]["mode"] == "end-to-end" and manifest["training"]["epochs_run"] == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "dim"),
+    [("resnet50", (32, 32), 2048), ("inception_v3", (75, 75), 2048), ("custom_cnn", (40, 32), 64)],
+)
+def test_paper_architectures_build_without_imagenet_weights(name, size, dim):
+    spec = BACKBONES[name]
+    model = build_backbone(spec, size, WeightsSource("none"))
+    assert model.output_shape == (None, dim)
+
+
+def test_local_weights_copy_exactly_into_a_poster_shaped_backbone(shared_dir):
+    spec = BACKBONES["mobilenet_v2_1.0"]
+    weights = resolve_weights(spec, "auto", shared_dir / "weights")
+    assert weights.kind == "file"
+    square = build_backbone(spec, (224, 224), weights)
+    poster = build_backbone(spec, (320, 224), weights)
+    reference = keras.applications.MobileNetV2(alpha=1.0, include_top=True, weights=None)
+    reference.load_weights(weights.path)
+    img = Image.open(shared_dir / "weights" / "samples" / "cat.bmp").convert("RGB")
+    x = np.asarray(img.resize((224, 224)))[None].astype(np.float32)
+    # The weights are the real ImageNet ones: the full model names the cat (README's check).
+    labels = (shared_dir / "weights" / "imagenet_labels.txt").read_text().splitlines()
+    top1 = int(np.argmax(reference.predict(x / 127.5 - 1.0, verbose=0)))
+    assert labels[top1 + 1] == "Egyptian cat"
+    pooled = keras.Model(reference.input, reference.layers[-2].output)
+    expected = pooled.predict(x / 127.5 - 1.0, verbose=0)
+    assert np.allclose(square.predict(x, verbose=0), expected, atol=1e-4)
+    assert poster.count_params() == square.count_params()
+
+
+def test_wrong_or_missing_weights_fail_loudly(shared_dir, tmp_path):
+    spec = BACKBONES["mobilenet_v2_1.0"]
+    wrong = resolve_weights(
+        spec, str(shared_dir / "weights" / "mobilenet_v2_0.35_224_no_top.weights.h5"), tmp_path
+    )
+    with pytest.raises(ConfigError):
+        build_backbone(spec, (64, 64), wrong)
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_weights(spec, str(tmp_path / "nope.h5"), tmp_path)
+    assert resolve_weights(spec, "auto", tmp_path).kind == "imagenet"  # no local file there
+    with pytest.raises(ConfigError, match="no pretrained weights"):
+        resolve_weights(BACKBONES["custom_cnn"], "imagenet", tmp_path)
+
+
+def test_caffe_layer_matches_keras_resnet_preprocessing():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    expected = keras.applications.resnet50.preprocess_input(x.copy())
+    assert np.allclose(CaffePreprocess()(x), expected, atol=1e-4)

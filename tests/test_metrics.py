@@ -103,3 +103,14 @@ def test_baselines_and_bootstrap():
     assert m.bootstrap_ci(P, Y, np.full(6, 0.5), n_boot=50, seed=1) == m.bootstrap_ci(
         P, Y, np.full(6, 0.5), n_boot=50, seed=1
     )
+
+
+def test_paired_difference_detects_a_real_gap_and_not_a_fake_one():
+    P, Y = _data(8)
+    t = np.full(6, 0.5)
+    worse = 0.5 * P + 0.5 * np.random.default_rng(1).random(P.shape)
+    diff = m.paired_bootstrap_diff(P, worse, Y, t, t, n_boot=300)
+    point, lo, hi = diff["macro_map"]
+    assert lo > 0 and lo <= point <= hi
+    same = m.paired_bootstrap_diff(P, P, Y, t, t, n_boot=50)
+    assert same["micro_map"] == (0.0, 0.0, 0.0)

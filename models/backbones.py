@@ -55,9 +55,12 @@ BACKBONES: dict[str, BackboneSpec] = {
     for spec in (
         BackboneSpec("resnet50", (224, 224), 32, keras.applications.ResNet50, "caffe"),
         BackboneSpec("inception_v3", (299, 299), 75, keras.applications.InceptionV3, "tf"),
+        # MobileNetV2 is fully convolutional: poster-shaped input (0.7 wide per unit of height)
+        # keeps detail a square stretch throws away; bench/quality.py measured +0.02 macro
+        # mAP, micro mAP and P@3 on average over five grouped splits.
         BackboneSpec(
             "mobilenet_v2_0.35",
-            (224, 224),
+            (320, 224),
             32,
             _mobilenet(0.35),
             "tf",
@@ -65,7 +68,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         ),
         BackboneSpec(
             "mobilenet_v2_1.0",
-            (224, 224),
+            (320, 224),
             32,
             _mobilenet(1.0),
             "tf",

@@ -35,10 +35,11 @@ class TrainOutcome:
     val_history: list[float]
     loss_history: list[float]
     features_computed: int
+    probs: dict[str, np.ndarray]  # "val" and "test" probabilities, for comparisons
 
 
 @dataclass
-class _Split:
+class Split:
     paths: list[Path]
     shas: list[str]
     Y: np.ndarray
@@ -59,10 +60,7 @@ def train(
     spec = spec_for(config.backbone)
     weights = resolve_weights(spec, config.weights, weights_dir)
     size = tuple(config.input_size or spec.default_size)
-    splits = {name: _split(dataset, name, data_dir) for name in ("train", "val", "test")}
-    for name, part in splits.items():
-        if len(part.shas) == 0:
-            raise DataError(f"the dataset has no {name} rows; add data or rebuild the splits")
+    splits = dataset_splits(dataset, data_dir)
     backbone = build_backbone(spec, size, weights)
     end_to_end = config.fine_tune > 0 or not spec.pretrained
     runner = _EndToEnd if end_to_end else _Frozen
@@ -70,10 +68,11 @@ def train(
     early = ValMAPEarlyStopping(run.predict_val, splits["val"].Y, config.patience)
     callbacks = [early] + ([ProgressBar(bar)] if bar is not None else [])
     run.fit(callbacks)
+    probs = {"val": run.predict("val"), "test": run.predict("test")}
     report = evaluation_report(
-        run.predict("val"),
+        probs["val"],
         splits["val"].Y,
-        run.predict("test"),
+        probs["test"],
         splits["test"].Y,
         splits["train"].Y,
         vocab.genres,
@@ -91,19 +90,60 @@ def train(
         val_history=early.history,
         loss_history=[float(v) for v in run.history.get("loss", [])],
         features_computed=run.features_computed,
+        probs=probs,
     )
 
 
-def _split(dataset: pd.DataFrame, name: str, data_dir: Path) -> _Split:
+def _split(dataset: pd.DataFrame, name: str, data_dir: Path) -> Split:
     part = dataset[dataset["split"] == name]
     labels = (
         np.stack(part["labels"].to_numpy()).astype(np.float32) if len(part) else np.zeros((0, 0))
     )
-    return _Split([data_dir / p for p in part["path"]], part["sha256"].tolist(), labels)
+    return Split([data_dir / p for p in part["path"]], part["sha256"].tolist(), labels)
 
 
 def _views(config: TrainConfig) -> list[str]:
     return ["plain", *config.tta]
+
+
+def split_features(
+    backbone: keras.Model,
+    spec: BackboneSpec,
+    weights: WeightsSource,
+    size: tuple[int, int],
+    policy: str,
+    view: str,
+    splits: dict[str, Split],
+    *,
+    data_dir: Path,
+    max_pixels: int,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Backbone embeddings of every split through the feature cache; (per split, computed)."""
+    cache = FeatureCache(
+        data_dir / "features",
+        cache_key(spec.name, weights.sha256 or weights.kind, size, policy, view),
+    )
+    path_of = {s: p for part in splits.values() for s, p in zip(part.shas, part.paths, strict=True)}
+
+    def compute(missing: list[str]) -> np.ndarray:
+        paths = [path_of[s] for s in missing]
+        return embed_files(
+            backbone, paths, size, policy, max_pixels=max_pixels, flip=view == "flip"
+        )
+
+    out, computed = {}, 0
+    for name, part in splits.items():
+        out[name], n = cache.get_or_compute(part.shas, compute)
+        computed += n
+    return out, computed
+
+
+def dataset_splits(dataset: pd.DataFrame, data_dir: Path) -> dict[str, Split]:
+    splits = {name: _split(dataset, name, data_dir) for name in ("train", "val", "test")}
+    for name, part in splits.items():
+        if len(part.shas) == 0:
+            raise DataError(f"the dataset has no {name} rows; add data or rebuild the splits")
+    return splits
 
 
 class _Frozen:
@@ -112,32 +152,20 @@ class _Frozen:
     def __init__(self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n):
         self.backbone, self.config, self.splits = backbone, config, splits
         self.features_computed = 0
-        weights_id = weights.sha256 or weights.kind
-        path_of = {
-            s: p for part in splits.values() for s, p in zip(part.shas, part.paths, strict=True)
-        }
         self.X: dict[str, dict[str, np.ndarray]] = {}
         for view in _views(config):
-            cache = FeatureCache(
-                data_dir / "features",
-                cache_key(spec.name, weights_id, size, config.resize_policy, view),
+            self.X[view], computed = split_features(
+                backbone,
+                spec,
+                weights,
+                size,
+                config.resize_policy,
+                view,
+                splits,
+                data_dir=data_dir,
+                max_pixels=max_pixels,
             )
-            for name, part in splits.items():
-
-                def compute(missing: list[str], flip=(view == "flip")) -> np.ndarray:
-                    paths = [path_of[s] for s in missing]
-                    return embed_files(
-                        backbone,
-                        paths,
-                        size,
-                        config.resize_policy,
-                        max_pixels=max_pixels,
-                        flip=flip,
-                    )
-
-                matrix, computed = cache.get_or_compute(part.shas, compute)
-                self.features_computed += computed
-                self.X.setdefault(view, {})[name] = matrix
+            self.features_computed += computed
         self.head = build_head(
             backbone.output_shape[-1], n, dropout=config.dropout, hidden=config.hidden
         )

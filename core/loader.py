@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,11 +34,21 @@ class Batch:
     errors: dict[str, str]  # path -> reason, for the rest
 
 
-def decode_file(path: str | Path, size: tuple[int, int], policy: str, max_pixels: int) -> Decoded:
+def decode_file(
+    path: str | Path,
+    size: tuple[int, int],
+    policy: str,
+    max_pixels: int,
+    expect_sha256: str | None = None,
+) -> Decoded:
+    """Read and decode one file; with ``expect_sha256``, a file whose bytes changed since
+    it was hashed is an error rather than a prediction for content nobody planned."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         return Decoded(str(path), None, f"unreadable: {exc.strerror or exc}")
+    if expect_sha256 is not None and hashlib.sha256(data).hexdigest() != expect_sha256:
+        return Decoded(str(path), None, "changed: the file changed after the run was planned")
     try:
         return Decoded(str(path), decode_image(data, size, policy, max_pixels=max_pixels), None)
     except InvalidImage as exc:

@@ -70,3 +70,29 @@ DATASET = pa.schema(
         pa.field("split", pa.string(), nullable=False),
     ]
 )
+
+
+RUN_PARTITION = pa.schema([pa.field("run_id", pa.string())])
+
+
+def predictions_schema(genre_columns: list[str]) -> pa.Schema:
+    """Columns of a predictions part file: one float32 per genre (``p_action``,
+    ``p_sci_fi``, ...) between the identifying columns and the ranked lists.
+
+    ``run_id`` is the hive partition (``run_id=<id>/``), so it lives in the directory
+    name, not in the files: readers of the folder (pandas, pyarrow.dataset with hive
+    partitioning, DuckDB with ``hive_partitioning``) add it as a column.
+    """
+    return pa.schema(
+        [
+            pa.field("model_id", pa.string(), nullable=False),
+            pa.field("path", pa.string(), nullable=False),
+            pa.field("sha256", pa.string()),
+            pa.field("status", pa.string(), nullable=False),  # ok | error
+            pa.field("error", pa.string()),
+            *[pa.field(c, pa.float32()) for c in genre_columns],
+            pa.field("top_genres", pa.list_(pa.string())),
+            pa.field("predicted", pa.list_(pa.string())),
+            pa.field("predicted_at", UTC_MILLIS),
+        ]
+    )

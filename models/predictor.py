@@ -30,20 +30,28 @@ class Predictor:
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """(n, h, w, 3) uint8 at the manifest's size -> (n, genres) probabilities."""
-        if len(images) == 0:
+        n = len(images)
+        if n == 0:
             return np.zeros((0, len(self.vocab)), np.float32)
-        x = images.astype(np.float32)
-        outs = [np.asarray(self.model.predict_on_batch(x))]
+        # Pad a short batch to full size: one input shape means the graph is traced once
+        # instead of again for every odd-sized last batch.
+        x = np.zeros((max(n, self.batch_size), *images.shape[1:]), np.float32)
+        x[:n] = images
+        outs = [np.asarray(self.model.predict_on_batch(x))[:n]]
         if "flip" in self.tta:
-            outs.append(np.asarray(self.model.predict_on_batch(x[:, :, ::-1])))
+            outs.append(np.asarray(self.model.predict_on_batch(x[:, :, ::-1]))[:n])
         return np.mean(outs, axis=0).astype(np.float32)
 
-    def predict_files(self, paths: Iterable[str | Path]) -> Iterator[tuple[Batch, np.ndarray]]:
+    def predict_files(
+        self, paths: Iterable[str | Path], shas: Iterable[str | None] | None = None
+    ) -> Iterator[tuple[Batch, np.ndarray]]:
         """Decode in parallel while the model runs; each batch with its probabilities
-        (rows only for the files that decoded: ``batch.ok`` says which)."""
+        (rows only for the files that decoded: ``batch.ok`` says which). With ``shas``,
+        a file whose content no longer matches its hash becomes an error."""
+        items = zip(paths, shas, strict=True) if shas is not None else ((p, None) for p in paths)
         decoded = iter_decoded(
-            paths,
-            lambda p: decode_file(p, self.size, self.policy, self.max_pixels),
+            items,
+            lambda item: decode_file(item[0], self.size, self.policy, self.max_pixels, item[1]),
             workers=self.workers,
             prefetch=self.batch_size * 2,
         )

@@ -1,0 +1,163 @@
+"""``anigenre report``: summary.parquet, charts and a self-contained report.html per run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from core import metrics
+from core.atomic import write_bytes_atomic, write_text_atomic
+from core.charts import barh_png, histogram_png
+from core.genres import Vocabulary
+from core.importer import parse_genres, read_labels
+from core.run_summary import summarize
+from core.tables import write_table
+from jobs.runs import RunPlan
+
+GALLERY_LIMIT = 60
+THUMB = (120, 170)
+
+
+@dataclass
+class Report:
+    folder: Path
+    summary: pd.DataFrame
+    per_genre_ap: pd.DataFrame | None
+
+
+def run_rows(plan: RunPlan) -> pd.DataFrame:
+    parts = [plan.part_path(i) for i in range(len(plan.chunks)) if plan.part_path(i).exists()]
+    if not parts:
+        return pd.DataFrame(columns=["path", "status", "error", "top_genres", "predicted"])
+    return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+
+
+def find_labels(paths: list[str], explicit: Path | None) -> dict[str, list[str]]:
+    """Genres by resolved file path: from ``explicit`` labels.csv, or a ``labels.csv`` next to
+    an ``images/`` folder that holds the inputs (the labelled-folder layout)."""
+    candidates = (
+        {Path(explicit)}
+        if explicit
+        else {
+            Path(p).parent.parent / "labels.csv" for p in paths if Path(p).parent.name == "images"
+        }
+    )
+    labels: dict[str, list[str]] = {}
+    for csv_path in candidates:
+        if csv_path.exists():
+            images = csv_path.parent / "images"
+            for rec in read_labels(csv_path):
+                labels[str((images / rec["file"]).resolve())] = parse_genres(rec)
+    return labels
+
+
+def build_report(plan: RunPlan, vocab: Vocabulary, *, labels_csv: Path | None = None) -> Report:
+    rows = run_rows(plan)
+    columns = vocab.columns()
+    folder = Path(plan.out_dir) / "reports" / plan.run_id
+    summary = summarize(rows, vocab.genres, columns)
+    write_table(folder / "summary.parquet", pa.Table.from_pandas(summary, preserve_index=False))
+
+    counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
+    charts = {
+        "predicted_genres.png": barh_png(
+            counts.to_frame("posters"), f"Predicted genres ({plan.run_id})", "posters"
+        ),
+        "confidence.png": histogram_png(
+            summary[summary.section == "confidence_histogram"].set_index("name")["count"],
+            "Highest genre probability per poster",
+            "probability",
+        ),
+    }
+    ap_table = _per_genre_ap(rows, vocab, find_labels(rows["path"].tolist(), labels_csv))
+    if ap_table is not None:
+        charts["per_genre_ap.png"] = barh_png(
+            ap_table.set_index("genre")[["ap"]].fillna(0.0), "Average precision per genre", "AP"
+        )
+    for name, data in charts.items():
+        write_bytes_atomic(folder / name, data)
+    page = _html(plan, rows, summary, charts, ap_table, vocab)
+    write_text_atomic(folder / "report.html", page)
+    return Report(folder, summary, ap_table)
+
+
+def _per_genre_ap(rows: pd.DataFrame, vocab: Vocabulary, labels: dict) -> pd.DataFrame | None:
+    ok = rows[(rows["status"] == "ok") & rows["path"].isin(labels)]
+    if ok.empty:
+        return None
+    Y = vocab.encode([labels[p] for p in ok["path"]])
+    P = ok[vocab.columns()].to_numpy(dtype=np.float64)
+    out = [
+        {
+            "genre": g,
+            "support": int(Y[:, j].sum()),
+            "ap": metrics.average_precision(Y[:, j], P[:, j]),
+        }
+        for j, g in enumerate(vocab.genres)
+    ]
+    return pd.DataFrame(out)
+
+
+def _thumbnail(path: str) -> str | None:
+    try:
+        with Image.open(path) as img:
+            img.thumbnail(THUMB)
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="JPEG", quality=80)
+    except Exception:  # noqa: BLE001 - an unreadable poster just has no thumbnail
+        return None
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def _html(plan, rows, summary, charts, ap_table, vocab) -> str:
+    e = html.escape
+    totals = summary[summary.section == "totals"].set_index("name")["count"]
+    errors = summary[summary.section == "errors"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>anigenre run {e(plan.run_id)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px}"
+        ".g{display:inline-block;width:170px;margin:6px;vertical-align:top;font-size:12px}"
+        ".g img{max-width:120px;display:block}</style></head><body>",
+        f"<h1>Run {e(plan.run_id)}</h1>",
+        f"<p>Model <code>{e(plan.model_id)}</code>. {totals.get('ok', 0)} posters predicted, "
+        f"{totals.get('error', 0)} errors, {len(plan.duplicates)} duplicates skipped, "
+        f"{plan.already_predicted} already predicted earlier.</p>",
+        "<h2>Predicted genres</h2>",
+        _img(charts["predicted_genres.png"], "predicted genre distribution"),
+        "<h2>Confidence</h2>",
+        _img(charts["confidence.png"], "confidence histogram"),
+    ]
+    if ap_table is not None:
+        parts += [
+            "<h2>Per-genre AP against the labels</h2>",
+            _img(charts["per_genre_ap.png"], "per-genre AP"),
+        ]
+        parts.append(ap_table.to_html(index=False, float_format="%.3f", na_rep="absent"))
+    if len(errors):
+        parts += ["<h2>Errors by reason</h2>", errors[["name", "count"]].to_html(index=False)]
+    parts.append(f"<h2>Gallery (first {GALLERY_LIMIT})</h2><div>")
+    ok = rows[rows["status"] == "ok"].head(GALLERY_LIMIT)
+    for r in ok.itertuples():
+        thumb = _thumbnail(r.path)
+        probs = dict(zip(vocab.genres, (getattr(r, c) for c in vocab.columns()), strict=True))
+        genres = "<br>".join(f"{e(g)} {probs[g]:.2f}" for g in r.top_genres)
+        img = f'<img alt="" src="data:image/jpeg;base64,{thumb}">' if thumb else ""
+        parts.append(f'<div class="g">{img}<b>{e(Path(r.path).name)}</b><br>{genres}</div>')
+    parts.append("</div></body></html>")
+    return "\n".join(parts)

@@ -52,6 +52,21 @@ class Settings(BaseModel):
     include_adult: bool = Field(False, description="Adult titles and the Hentai genre")
     split_seed: int = Field(0, description="Seed of the train/val/test assignment")
     broker_url: str | None = Field(None, description="Unset: run jobs in-process")
+    # Redis re-delivers an unacknowledged task only after this long, so it must exceed
+    # the longest task or a slow chunk is handed to a second worker while still running.
+    task_visibility_timeout_s: int = Field(3600, gt=0)
+    # How often a worker sweeps for tasks whose worker died (unacked past the visibility
+    # timeout). Kombu's default sweep is every ~100 s.
+    broker_restore_interval_s: int = Field(30, gt=0)
+    task_time_limit_s: int = Field(1800, gt=0, description="Hard limit per task")
+    worker_max_memory_per_child_kb: int = Field(
+        3_000_000, gt=0, description="Recycle a worker child above this resident size"
+    )
+    predict_chunk_size: int = Field(64, ge=1, description="Files per prediction task")
+    schedule_incremental_scrape: str | None = Field(
+        "30 4 * * *", description="Beat's crontab for the incremental scrape; unset: none"
+    )
+    schedule_scrape_years: str = Field("2013-2030", description="Years the scheduled scrape covers")
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"

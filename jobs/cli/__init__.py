@@ -10,9 +10,17 @@ from pathlib import Path
 
 from config import load_settings
 from core.errors import AnigenreError, ConfigError, RetryableError
-from jobs.cli import dataset_cmd, demo_cmd, models_cmd, scrape_cmd, server_cmd
+from jobs.cli import (
+    dataset_cmd,
+    demo_cmd,
+    jobs_cmd,
+    models_cmd,
+    predict_cmd,
+    scrape_cmd,
+    server_cmd,
+)
 
-_COMMANDS = (scrape_cmd, dataset_cmd, models_cmd, server_cmd, demo_cmd)
+_COMMANDS = (scrape_cmd, dataset_cmd, models_cmd, predict_cmd, jobs_cmd, server_cmd, demo_cmd)
 
 
 class _Parser(argparse.ArgumentParser):

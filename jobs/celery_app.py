@@ -1,0 +1,77 @@
+"""The Celery app. ``celery -A jobs.celery_app worker -Q predict`` starts a worker.
+
+Configured from Settings only. This module is an entry point (Celery imports it by
+name), so it is the one place besides the CLI that reads the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+from config import Settings, load_settings
+
+QUEUES = ("scrape", "train", "predict")
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+
+
+def create_app(settings: Settings) -> Celery:
+    broker = settings.broker_url or DEFAULT_BROKER
+    app = Celery("anigenre", broker=broker, backend=broker, include=["jobs.tasks"])
+    transport = {
+        "visibility_timeout": settings.task_visibility_timeout_s,
+        "unacked_restore_interval": settings.broker_restore_interval_s,
+        "unacked_restore_throttle": 1,
+        "socket_connect_timeout": 5,
+        # Without a socket timeout a publish to a vanished Redis can wait forever.
+        "socket_timeout": 30,
+        "health_check_interval": 10,
+    }
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],  # never pickle: a message must not be able to run code
+        result_accept_content=["json"],
+        task_acks_late=True,  # ack after the work: a killed worker's task is redelivered
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # a worker holds one task, not a backlog others need
+        broker_transport_options=transport,
+        result_backend_transport_options={"socket_connect_timeout": 5, "socket_timeout": 30},
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=max(settings.task_time_limit_s - 60, 1),
+        worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
+        task_default_queue="predict",
+        task_queues=None,
+        task_create_missing_queues=True,
+        task_routes={
+            "jobs.tasks.scrape": {"queue": "scrape"},
+            "jobs.tasks.preprocess": {"queue": "train"},
+            "jobs.tasks.import_dataset": {"queue": "train"},
+            "jobs.tasks.train": {"queue": "train"},
+            "jobs.tasks.predict_chunk": {"queue": "predict"},
+        },
+        result_expires=7 * 86400,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        beat_schedule=beat_schedule(settings),
+    )
+    app.anigenre_settings = settings
+    return app
+
+
+def beat_schedule(settings: Settings) -> dict:
+    if not settings.schedule_incremental_scrape:
+        return {}
+    minute, hour, day, month, weekday = settings.schedule_incremental_scrape.split()
+    return {
+        "incremental-scrape": {
+            "task": "jobs.tasks.scrape",
+            "schedule": crontab(minute, hour, day, month, weekday),
+            "kwargs": {"years": settings.schedule_scrape_years, "incremental": True},
+        }
+    }
+
+
+app = create_app(load_settings(env=os.environ))

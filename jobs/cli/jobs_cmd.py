@@ -1,0 +1,199 @@
+"""``anigenre jobs submit|status|wait|resume|list``: the same stages, queued on Redis."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from config import Settings
+from jobs.cli import args as types
+from jobs.cli.predict_cmd import add_predict_arguments, format_top_k
+
+
+def register(sub) -> None:
+    j = sub.add_parser("jobs", help="queue work on the broker and follow it")
+    j.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
+    jsub = j.add_subparsers(dest="jobs_command", required=True, parser_class=type(j))
+    submit = jsub.add_parser("submit", help="queue a job")
+    ssub = submit.add_subparsers(dest="job", required=True, parser_class=type(j))
+
+    p = ssub.add_parser("predict", help="bulk prediction, one task per chunk")
+    add_predict_arguments(p)
+    p.set_defaults(run=run_submit_predict)
+    s = ssub.add_parser("scrape", help="a scrape on the scrape queue")
+    s.add_argument("--years", type=types.year_range, required=True)
+    s.add_argument("--incremental", action="store_true")
+    s.add_argument("--no-posters", action="store_true")
+    s.set_defaults(run=run_submit_scrape)
+    t = ssub.add_parser("train", help="training on the train queue")
+    t.add_argument("--backbone", default="mobilenet_v2_1.0")
+    t.add_argument("--epochs", type=types.positive_int, default=60)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(run=run_submit_train)
+
+    st = jsub.add_parser("status", help="chunks done/total, rows ok/error, rate and ETA")
+    st.add_argument("id", help="a run id (or a task id from submit scrape/train)")
+    st.set_defaults(run=run_status)
+    w = jsub.add_parser("wait", help="block with a progress bar until the run completes")
+    w.add_argument("run_id")
+    w.add_argument("--timeout", type=types.positive_float, default=3600.0, help="seconds")
+    w.add_argument(
+        "--resend-after",
+        type=types.positive_float,
+        default=None,
+        help="re-queue missing chunks if no progress for this many seconds",
+    )
+    w.set_defaults(run=run_wait)
+    r = jsub.add_parser("resume", help="re-queue the chunks of a run that have no part yet")
+    r.add_argument("run_id")
+    r.set_defaults(run=run_resume)
+    ls = jsub.add_parser("list", help="runs, newest last")
+    ls.set_defaults(run=run_list)
+    for parser in (p, s, t, st, w, r, ls):
+        parser.set_defaults(settings_overrides=lambda a: {"broker_url": getattr(a, "broker", None)})
+
+
+def run_submit_predict(args, settings: Settings) -> int:
+    from jobs import stages
+    from jobs.submit import broker_app, send_chunks
+
+    app = broker_app(settings)  # fail before hashing thousands of files
+    plan = stages.plan_prediction(
+        settings,
+        args.paths,
+        model_id=args.model,
+        out_dir=args.out,
+        top_k=args.top_k,
+        chunk_size=args.chunk_size,
+        force=args.force,
+    )
+    sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
+    if not sent:
+        from jobs.runs import finalize
+
+        finalize(plan)
+    print(plan.run_id)
+    print(
+        f"  {len(plan.inputs)} file(s) in {sent} chunk(s) queued on 'predict'"
+        + (f"; {plan.already_predicted} already predicted" if plan.already_predicted else "")
+        + (f"; {len(plan.duplicates)} duplicate(s)" if plan.duplicates else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_submit_scrape(args, settings: Settings) -> int:
+    from jobs.submit import broker_app, send_task
+
+    years = f"{args.years[0]}-{args.years[1]}"
+    print(
+        send_task(
+            broker_app(settings),
+            "jobs.tasks.scrape",
+            "scrape",
+            years=years,
+            incremental=args.incremental,
+            posters=not args.no_posters,
+        )
+    )
+    return 0
+
+
+def run_submit_train(args, settings: Settings) -> int:
+    from jobs.submit import broker_app, send_task
+
+    config = {"backbone": args.backbone, "epochs": args.epochs, "seed": args.seed}
+    print(send_task(broker_app(settings), "jobs.tasks.train", "train", config=config))
+    return 0
+
+
+def _status_line(s) -> str:
+    rate = f"{s.rate_per_s:.1f} posters/s" if s.rate_per_s else "rate -"
+    eta = "done" if s.complete else (f"ETA {s.eta_s:.0f} s" if s.eta_s is not None else "ETA -")
+    return (
+        f"run {s.run_id}: {s.chunks_done}/{s.chunks_total} chunks, "
+        f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
+        f"{rate}, {eta}" + (" [complete]" if s.complete else "")
+    )
+
+
+def run_status(args, settings: Settings) -> int:
+    from jobs.runs import list_runs, load_plan, run_status
+
+    if args.id in list_runs(settings.data_dir):
+        print(_status_line(run_status(load_plan(settings.data_dir, args.id))))
+        return 0
+    from jobs.submit import broker_app
+
+    result = broker_app(settings).AsyncResult(args.id)
+    print(f"task {args.id}: {result.state}" + (f" {result.result}" if result.ready() else ""))
+    return 0
+
+
+def run_wait(args, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from jobs.runs import finalize, load_plan, run_status
+    from jobs.submit import missing_chunks
+
+    plan = load_plan(settings.data_dir, args.run_id)
+    deadline = time.monotonic() + args.timeout
+    last_done, last_change = -1, time.monotonic()
+    with tqdm(
+        total=len(plan.inputs), unit="poster", desc="wait", file=sys.stderr, disable=None
+    ) as bar:
+        while True:
+            s = run_status(plan)
+            bar.update(s.rows_ok + s.rows_error - bar.n)
+            if s.chunks_done == s.chunks_total:
+                if not s.complete:
+                    finalize(
+                        plan
+                    )  # the finalising worker died: every part is there, so finish here
+                break
+            if s.chunks_done != last_done:
+                last_done, last_change = s.chunks_done, time.monotonic()
+            elif args.resend_after and time.monotonic() - last_change > args.resend_after:
+                from jobs.submit import broker_app, send_chunks
+
+                n = send_chunks(broker_app(settings), plan, missing_chunks(plan))
+                print(
+                    f"no progress for {args.resend_after:.0f} s: re-queued {n} chunk(s)",
+                    file=sys.stderr,
+                )
+                last_change = time.monotonic()
+            if time.monotonic() > deadline:
+                from core.errors import RetryableError
+
+                raise RetryableError(
+                    f"run {plan.run_id} not complete after {args.timeout:.0f} s "
+                    f"({s.chunks_done}/{s.chunks_total} chunks); "
+                    f"'anigenre jobs resume {plan.run_id}' re-queues the rest"
+                )
+            time.sleep(0.5)
+    print(_status_line(run_status(plan)))
+    if len(plan.inputs) <= 20:
+        print(format_top_k(plan))
+    return 0
+
+
+def run_resume(args, settings: Settings) -> int:
+    from jobs.runs import load_plan
+    from jobs.submit import broker_app, missing_chunks, send_chunks
+
+    plan = load_plan(settings.data_dir, args.run_id)
+    missing = missing_chunks(plan)
+    send_chunks(broker_app(settings), plan, missing)
+    print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}")
+    return 0
+
+
+def run_list(args, settings: Settings) -> int:
+    from jobs.runs import list_runs, load_plan, run_status
+
+    runs = list_runs(settings.data_dir)
+    if not runs:
+        print(f"no runs recorded in {settings.data_dir / 'runs'}")
+    for run_id in runs:
+        print(_status_line(run_status(load_plan(settings.data_dir, run_id))))
+    return 0

@@ -1,0 +1,47 @@
+"""Queueing work on the broker: the client side of the Celery tasks. No TensorFlow here."""
+
+from __future__ import annotations
+
+from celery import Celery, group
+from kombu.exceptions import OperationalError
+
+from config import Settings
+from core.errors import ConfigError, NetworkError
+from jobs.celery_app import create_app
+from jobs.runs import RunPlan, chunk_done
+
+
+def broker_app(settings: Settings) -> Celery:
+    """An app for ``settings.broker_url``, checked to answer before anything is planned."""
+    if not settings.broker_url:
+        raise ConfigError(
+            "no broker configured; pass --broker redis://HOST:6379/0 or set ANIGENRE_BROKER_URL"
+        )
+    app = create_app(settings)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+    except (OperationalError, OSError) as exc:
+        raise NetworkError(f"cannot reach the broker at {settings.broker_url} ({exc})") from None
+    return app
+
+
+def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):
+    """One task per chunk in a flat group (no chord: the Redis backend makes chords
+    fragile); each chunk finalises the run when it sees every part written. Returns the
+    GroupResult, or None when there was nothing to send."""
+    indices = list(range(len(plan.chunks))) if indices is None else indices
+    if not indices:
+        return None
+    return group(
+        app.signature("jobs.tasks.predict_chunk", args=(plan.run_id, i), queue="predict")
+        for i in indices
+    ).apply_async()
+
+
+def missing_chunks(plan: RunPlan) -> list[int]:
+    return [i for i in range(len(plan.chunks)) if not chunk_done(plan, i)]
+
+
+def send_task(app: Celery, name: str, queue: str, **kwargs) -> str:
+    return app.send_task(name, kwargs=kwargs, queue=queue).id

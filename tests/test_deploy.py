@@ -1,0 +1,97 @@
+"""docker-compose.yml cannot run here, so it is checked by construction: every service's
+command must be a real entry point of this project, and its settings must load."""
+
+from __future__ import annotations
+
+import tomllib
+
+import yaml
+from celery.schedules import crontab
+
+from config import load_settings
+from jobs.celery_app import QUEUES, create_app
+from jobs.cli import build_parser
+from tests.conftest import ROOT
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+CELERY_SUBCOMMANDS = {"worker", "beat", "flower", "inspect"}
+
+
+def _services():
+    return COMPOSE["services"]
+
+
+def test_redis_has_persistence_and_a_healthcheck():
+    redis = _services()["redis"]
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert "healthcheck" in redis and redis["volumes"]
+
+
+def test_every_command_is_a_real_entry_point():
+    app = create_app(load_settings(env={}))
+    routed = {r["queue"] for r in app.conf.task_routes.values()}
+    assert routed == set(QUEUES)
+    for name, service in _services().items():
+        if name == "redis":
+            continue
+        cmd = service["command"]
+        if cmd[0] == "anigenre":
+            build_parser().parse_args(cmd[1:])  # exits non-zero on an unknown command
+            continue
+        assert cmd[:3] == ["celery", "-A", "jobs.celery_app"], name
+        assert cmd[3] in CELERY_SUBCOMMANDS, name
+        if cmd[3] == "worker":
+            queues = cmd[cmd.index("-Q") + 1].split(",")
+            assert set(queues) <= set(QUEUES), (name, queues)
+        health = service.get("healthcheck", {}).get("test", [])
+        if "celery" in health:
+            assert health[health.index("celery") + 1 : health.index("celery") + 3] == [
+                "-A",
+                "jobs.celery_app",
+            ]
+
+
+def test_each_queue_has_a_worker_and_there_is_one_beat():
+    served = set()
+    beats = 0
+    for service in _services().values():
+        cmd = service.get("command", [])
+        if cmd[3:4] == ["worker"]:
+            served |= set(cmd[cmd.index("-Q") + 1].split(","))
+        beats += cmd[3:4] == ["beat"]
+    assert served == set(QUEUES) and beats == 1
+
+
+def test_service_settings_are_valid_and_flower_is_installable():
+    for name, service in _services().items():
+        env = service.get("environment") or {}
+        if any(k.startswith("ANIGENRE_") for k in env):
+            settings = load_settings(env={k: str(v) for k, v in env.items()})
+            assert settings.broker_url.startswith("redis://redis:"), name
+            assert "data" in [v.split(":")[0] for v in service["volumes"]], name
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(d.startswith("flower") for d in extras["monitor"])
+    assert "'.[monitor]'" in (ROOT / "Dockerfile").read_text()
+
+
+def test_beat_schedules_the_incremental_scrape_from_settings():
+    app = create_app(load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "15 3 * * 1"}))
+    entry = app.conf.beat_schedule["incremental-scrape"]
+    assert entry["task"] == "jobs.tasks.scrape" and entry["kwargs"]["incremental"] is True
+    assert entry["schedule"] == crontab("15", "3", "*", "*", "1")
+    assert (
+        create_app(
+            load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": ""})
+        ).conf.beat_schedule
+        == {}
+    )
+
+
+def test_app_is_json_only_with_late_acks():
+    conf = create_app(load_settings(env={})).conf
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit

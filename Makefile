@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench-scrape clean
+.PHONY: demo demo-broker test lint bench-scrape bench-quality bench-compare bench-predict clean
 
 # Recreated when pyproject.toml changes, so a pulled dependency change is never missed.
 $(STAMP): pyproject.toml
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/anigenre --data-dir data/demo demo
 
+demo-broker: $(STAMP)
+	$(BIN)/anigenre --data-dir data/demo-broker demo --broker redis://127.0.0.1:6379/0
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -26,5 +29,14 @@ test: lint
 bench-scrape: $(STAMP)
 	$(BIN)/python bench/scrape.py
 
+bench-quality: $(STAMP)
+	$(BIN)/python bench/quality.py
+
+bench-predict: $(STAMP)
+	$(BIN)/python bench/predict.py
+
+bench-compare: $(STAMP)
+	$(BIN)/python bench/compare.py
+
 clean:
-	rm -rf $(VENV) data/demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/demo data/bench .pytest_cache .ruff_cache

@@ -20,7 +20,7 @@ from models.config import TrainConfig
 from models.embed import decode_all, embed_files
 from models.evaluation import evaluation_report
 from models.features import FeatureCache, cache_key
-from models.heads import build_head, make_loss
+from models.heads import average_heads, build_head, make_loss
 
 
 @dataclass
@@ -65,9 +65,12 @@ def train(
     end_to_end = config.fine_tune > 0 or not spec.pretrained
     runner = _EndToEnd if end_to_end else _Frozen
     run = runner(backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab))
-    early = ValMAPEarlyStopping(run.predict_val, splits["val"].Y, config.patience)
-    callbacks = [early] + ([ProgressBar(bar)] if bar is not None else [])
-    run.fit(callbacks)
+
+    def callbacks(predict_val) -> list:
+        early = ValMAPEarlyStopping(predict_val, splits["val"].Y, config.patience)
+        return [early] + ([ProgressBar(bar)] if bar is not None else [])
+
+    early = run.fit(callbacks)
     probs = {"val": run.predict("val"), "test": run.predict("test")}
     report = evaluation_report(
         probs["val"],
@@ -166,29 +169,45 @@ class _Frozen:
                 max_pixels=max_pixels,
             )
             self.features_computed += computed
-        self.head = build_head(
-            backbone.output_shape[-1], n, dropout=config.dropout, hidden=config.hidden
-        )
+        self.n_genres = n
+        self.head: keras.Model | None = None
         self.history: dict = {}
 
-    def fit(self, callbacks: list) -> None:
+    def fit(self, callbacks) -> ValMAPEarlyStopping:
+        """Train ``config.ensemble`` heads from consecutive seeds; their mean is the head."""
         train_views = _views(self.config)  # flipped copies double as augmentation
         X = np.concatenate([self.X[v]["train"] for v in train_views])
         Y = np.concatenate([self.splits["train"].Y] * len(train_views))
-        self.head.compile(
-            optimizer=keras.optimizers.Adam(self.config.learning_rate),
-            loss=make_loss(self.config.loss, self.splits["train"].Y),
-        )
-        result = self.head.fit(
-            X,
-            Y,
-            epochs=self.config.epochs,
-            batch_size=self.config.batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=callbacks,
-        )
-        self.history = result.history
+        heads, first_early = [], None
+        for k in range(self.config.ensemble):
+            keras.utils.set_random_seed(self.config.seed + k)
+            head = build_head(
+                X.shape[1],
+                self.n_genres,
+                dropout=self.config.dropout,
+                hidden=self.config.hidden,
+                name=f"head{k}",
+            )
+            head.compile(
+                optimizer=keras.optimizers.Adam(self.config.learning_rate),
+                loss=make_loss(self.config.loss, self.splits["train"].Y),
+            )
+            self.head = head  # predict_val scores the head being trained
+            cbs = callbacks(self.predict_val)
+            result = head.fit(
+                X,
+                Y,
+                epochs=self.config.epochs,
+                batch_size=self.config.batch_size,
+                shuffle=True,
+                verbose=0,
+                callbacks=cbs,
+            )
+            heads.append(head)
+            if first_early is None:
+                first_early, self.history = cbs[0], result.history
+        self.head = average_heads(heads)
+        return first_early
 
     def predict(self, split: str) -> np.ndarray:
         outs = [
@@ -221,7 +240,8 @@ class _EndToEnd:
         self.model = compose(backbone, head)
         self.history: dict = {}
 
-    def fit(self, callbacks: list) -> None:
+    def fit(self, callbacks) -> ValMAPEarlyStopping:
+        cbs = callbacks(self.predict_val)
         x, y = self.images["train"], self.splits["train"].Y
         if "flip" in self.config.tta:
             x, y = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, y])
@@ -236,9 +256,10 @@ class _EndToEnd:
             batch_size=self.config.batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=callbacks,
+            callbacks=cbs,
         )
         self.history = result.history
+        return cbs[0]
 
     def predict(self, split: str) -> np.ndarray:
         x = self.images[split].astype(np.float32)

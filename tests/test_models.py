@@ -30,7 +30,14 @@ def synth(tmp_path_factory, shared_dir):
     return load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
 
 
-TINY = {"input_size": (40, 32), "epochs": 25, "batch_size": 16, "bootstrap": 50, "patience": 25}
+TINY = {
+    "input_size": (40, 32),
+    "epochs": 25,
+    "batch_size": 16,
+    "bootstrap": 50,
+    "patience": 25,
+    "ensemble": 1,
+}
 
 
 def test_custom_cnn_learns_a_separable_set_end_to_end(synth):
@@ -65,8 +72,12 @@ def test_frozen_pretrained_features_train_the_head_and_are_cached(synth):
 
 
 def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
+    # An ensemble of two heads, so the averaging layer is part of what must save and load.
     stages.train_model(
-        synth, TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
+        synth,
+        TrainConfig(
+            backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48), "ensemble": 2}
+        ),
     )
     manifest = list_models(synth.data_dir)[-1]
     folder = synth.data_dir / "models" / manifest["model_id"]

@@ -28,6 +28,12 @@ def register(sub) -> None:
     t.add_argument("--loss", choices=("bce", "weighted-bce", "focal"), default="bce")
     t.add_argument("--dropout", type=float, default=0.3)
     t.add_argument("--hidden", type=int, default=0, help="units of a hidden head layer (0: none)")
+    t.add_argument(
+        "--ensemble",
+        type=types.positive_int,
+        default=5,
+        help="average this many heads trained from consecutive seeds (frozen backbones)",
+    )
     t.add_argument("--patience", type=types.positive_int, default=10)
     t.add_argument(
         "--fine-tune", type=int, default=0, metavar="N", help="train the top N backbone layers"
@@ -73,6 +79,7 @@ def run_train(args, settings: Settings) -> int:
             loss=args.loss,
             dropout=args.dropout,
             hidden=args.hidden,
+            ensemble=args.ensemble,
             patience=args.patience,
             seed=args.seed,
             fine_tune=args.fine_tune,
@@ -83,7 +90,13 @@ def run_train(args, settings: Settings) -> int:
         from core.errors import ConfigError
 
         raise ConfigError(str(exc)) from None
-    with tqdm(total=args.epochs, unit="epoch", desc="train", file=sys.stderr, disable=None) as bar:
+    with tqdm(
+        total=args.epochs * config.ensemble,
+        unit="epoch",
+        desc="train",
+        file=sys.stderr,
+        disable=None,
+    ) as bar:
         model_id, manifest = stages.train_model(settings, config, bar)
     print(f"model {model_id} saved under {settings.data_dir / 'models' / model_id}")
     t = manifest["training"]

@@ -95,3 +95,45 @@ def test_app_is_json_only_with_late_acks():
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+
+
+def test_beat_process_starts_with_the_schedule(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIGENRE_")}
+    env["ANIGENRE_BROKER_URL"] = "redis://127.0.0.1:6379/12"
+    log = tmp_path / "beat.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "jobs.celery_app",
+                "beat",
+                "--schedule",
+                str(tmp_path / "schedule"),
+                "--loglevel",
+                "DEBUG",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "beat: Waking up" not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+    assert (
+        "incremental-scrape jobs.tasks.scrape(years='2013-2030', incremental=True)"
+        in log.read_text()
+    )

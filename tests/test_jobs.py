@@ -392,3 +392,57 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
         worker.stop()
         server.kill()
     _exactly_once(settings, run_id, 60)
+
+
+def test_killed_in_process_predict_is_finished_by_resume(trained, tmp_path):
+    settings, _ = trained
+    folder = make_folder(tmp_path / "in", 150, with_bad=False)
+    env = {**_clean_env(), "ANIGENRE_DATA_DIR": str(settings.data_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    before = (
+        set((settings.data_dir / "runs").glob("*.json"))
+        if (settings.data_dir / "runs").exists()
+        else set()
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "predict",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+            "--chunk-size",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    plan = None
+    while plan is None or run_status(plan).chunks_done < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        new = (
+            set((settings.data_dir / "runs").glob("*.json")) - before
+            if (settings.data_dir / "runs").exists()
+            else set()
+        )
+        if new and plan is None:
+            plan = load_plan(settings.data_dir, new.pop().stem)
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert not plan.manifest_path.exists(), "finished before the kill; the test proves nothing"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "jobs", "resume", plan.run_id],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "[complete]" in resumed.stdout
+    _exactly_once(settings, plan.run_id, 150)  # the nested copy is a duplicate, not a row

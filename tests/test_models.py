@@ -176,3 +176,27 @@ def test_caffe_layer_matches_keras_resnet_preprocessing():
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
     expected = keras.applications.resnet50.preprocess_input(x.copy())
     assert np.allclose(CaffePreprocess()(x), expected, atol=1e-4)
+
+
+def test_evaluate_on_a_labelled_folder(synth, tmp_path):
+    stages.train_model(
+        synth, TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
+    )
+    from tests.synthetic import poster_png
+
+    folder = tmp_path / "held-out"
+    (folder / "images").mkdir(parents=True)
+    rows = []
+    for i in range(16):
+        genres = ["Action"] if i % 2 else ["Drama"]
+        (folder / "images" / f"h{i}.png").write_bytes(poster_png(9000 + i, genres=genres))
+        rows.append({"file": f"h{i}.png", "genres": "|".join(genres)})
+    rows.append({"file": "missing.png", "genres": "Drama"})
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    result = stages.evaluate_model(synth, "latest", folder=folder)
+    assert result.summary["n_test"] == 16 and len(result.skipped) == 1
+    table = result.table.set_index("genre")
+    assert table.loc["Action", "support"] == 8 and table.loc["Action", "ap"] > 0.5
+    assert result.summary["test"]["macro_map"] > result.summary["prior"]["macro_map"]

@@ -44,7 +44,10 @@ def register(sub) -> None:
         help="re-queue missing chunks if no progress for this many seconds",
     )
     w.set_defaults(run=run_wait)
-    r = jsub.add_parser("resume", help="re-queue the chunks of a run that have no part yet")
+    r = jsub.add_parser(
+        "resume",
+        help="finish a run: re-queue its missing chunks, or run them here without a broker",
+    )
     r.add_argument("run_id")
     r.set_defaults(run=run_resume)
     ls = jsub.add_parser("list", help="runs, newest last")
@@ -178,13 +181,21 @@ def run_wait(args, settings: Settings) -> int:
 
 
 def run_resume(args, settings: Settings) -> int:
+    from jobs import stages
     from jobs.runs import load_plan
     from jobs.submit import broker_app, missing_chunks, send_chunks
 
     plan = load_plan(settings.data_dir, args.run_id)
     missing = missing_chunks(plan)
-    send_chunks(broker_app(settings), plan, missing)
-    print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}")
+    if settings.broker_url:
+        send_chunks(broker_app(settings), plan, missing)
+        print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}")
+        return 0
+    manifest = stages.predict_in_process(settings, plan)  # skips the chunks already written
+    print(
+        f"run {plan.run_id}: {len(missing)} chunk(s) redone here; "
+        f"{manifest['ok']} ok, {manifest['error']} error [complete]"
+    )
     return 0
 
 

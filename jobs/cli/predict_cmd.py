@@ -52,6 +52,7 @@ def run(args, settings: Settings) -> int:
         )
         + (f", {len(plan.duplicates)} duplicate(s) skipped" if plan.duplicates else "")
     )
+    print(f"  (if interrupted: 'anigenre jobs resume {plan.run_id}' finishes this run)", flush=True)
     with tqdm(
         total=len(plan.inputs), unit="poster", desc="predict", file=sys.stderr, disable=None
     ) as bar:

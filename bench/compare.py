@@ -29,7 +29,7 @@ ROWS = [
     ("InceptionV3 (random frozen weights*)", {"backbone": "inception_v3", "weights": "none"}),
     (
         "custom CNN 32-32-32-64 (trained end to end)",
-        {"backbone": "custom_cnn", "weights": "none", "epochs": 40, "patience": 10},
+        {"backbone": "custom_cnn", "weights": "none", "epochs": 30, "patience": 8},
     ),
     ("MobileNetV2 1.0 (ImageNet, frozen)", {"backbone": "mobilenet_v2_1.0"}),
 ]

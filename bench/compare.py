@@ -89,7 +89,9 @@ def main() -> None:
     notes = f"""
 Test split: {int((dataset.split == "test").sum())} posters of franchises never seen in training
 (grouped split of `../shared/data/posters`, seed 0). Thresholds for F1 are tuned per genre
-on validation. An all-zeros predictor scores {zeros:.3f} on the paper's 'accuracy' column
+on validation. Every row takes the paper's 317x230 input, stretched, so the MobileNetV2
+row differs a little from the shipped default (320x224, see `docs/benchmarks.md`).
+An all-zeros predictor scores {zeros:.3f} on the paper's 'accuracy' column
 on this test split, which is why that column says little.
 
 \\* ResNet50 and InceptionV3 ImageNet weights cannot be downloaded on this machine, so

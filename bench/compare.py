@@ -18,7 +18,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from config import load_settings  # noqa: E402
-from core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
 from jobs import stages  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 from models.train import train  # noqa: E402
@@ -48,9 +47,7 @@ def main() -> None:
     settings = load_settings(
         overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}
     )
-    if not (args.data_dir / DATASET_PATH).exists():
-        stages.import_dataset(settings, args.shared / "data" / "posters")
-    dataset, vocab = read_dataset(args.data_dir / DATASET_PATH)
+    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
 
     header = (
         "| model | paper's 'accuracy' (Keras binary acc.) "

@@ -17,7 +17,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,11 +27,10 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from core.dataset_store import DATASET_PATH  # noqa: E402
 from core.images import decode_image  # noqa: E402
 from jobs import stages  # noqa: E402
 from jobs.runs import load_plan  # noqa: E402
-from jobs.submit import broker_app, send_chunks  # noqa: E402
+from jobs.submit import broker_app, send_chunks, worker_argv  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 from models.registry import list_models  # noqa: E402
 
@@ -66,8 +64,7 @@ def main() -> None:
         overrides={"data_dir": args.data_dir, "shared_dir": args.shared, "broker_url": args.broker},
         env={},
     )
-    if not (args.data_dir / DATASET_PATH).exists():
-        stages.import_dataset(settings, args.shared / "data" / "posters")
+    stages.ensure_dataset(settings, args.shared / "data" / "posters")
     if not list_models(args.data_dir):
         stages.train_model(settings, TrainConfig(bootstrap=100))
     model_id = list_models(args.data_dir)[-1]["model_id"]
@@ -103,22 +100,7 @@ def main() -> None:
         "ANIGENRE_BROKER_URL": args.broker,
     }
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "jobs.celery_app",
-            "worker",
-            "-Q",
-            "predict",
-            "-c",
-            "1",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "WARNING",
-        ],
+        worker_argv("predict", "bench", loglevel="WARNING"),
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,

@@ -28,7 +28,6 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from core import metrics as m  # noqa: E402
-from core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
 from core.groups import linked_groups  # noqa: E402
 from core.splits import grouped_stratified_split  # noqa: E402
 from jobs import stages  # noqa: E402
@@ -111,9 +110,7 @@ def main() -> None:
     settings = load_settings(
         overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}
     )
-    if not (args.data_dir / DATASET_PATH).exists():
-        stages.import_dataset(settings, args.shared / "data" / "posters")
-    dataset, vocab = read_dataset(args.data_dir / DATASET_PATH)
+    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
     weights_dir = args.shared / "weights"
     started = time.monotonic()
 

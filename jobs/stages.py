@@ -56,6 +56,14 @@ def import_dataset(settings: Settings, folder: Path, *, replace: bool = False) -
     return change
 
 
+def ensure_dataset(settings: Settings, folder: Path) -> tuple[pd.DataFrame, Vocabulary]:
+    """The dataset, importing ``folder`` first if there is none yet (benchmarks, demos)."""
+    path = settings.data_dir / DATASET_PATH
+    if not path.exists():
+        import_dataset(settings, folder)
+    return read_dataset(path)
+
+
 def _merge_and_write(
     settings: Settings,
     vocab: Vocabulary,

@@ -45,3 +45,27 @@ def missing_chunks(plan: RunPlan) -> list[int]:
 
 def send_task(app: Celery, name: str, queue: str, **kwargs) -> str:
     return app.send_task(name, kwargs=kwargs, queue=queue).id
+
+
+def worker_argv(queues: str, name: str, *, loglevel: str = "INFO", quiet: bool = True) -> list[str]:
+    """The command line of one single-process worker, as the demo, benches and tests start it."""
+    import sys
+
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "jobs.celery_app",
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        "1",
+        "-n",
+        f"{name}@%h",
+        "--loglevel",
+        loglevel,
+    ]
+    # Gossip, mingle and heartbeats talk to other workers; a lone one only waits on them.
+    return argv + (["--without-gossip", "--without-mingle", "--without-heartbeat"] if quiet else [])

@@ -6,11 +6,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import redis
+
+from jobs.submit import worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,25 +83,7 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "jobs.celery_app",
-                "worker",
-                "-Q",
-                self.queues,
-                "-c",
-                "1",
-                "-n",
-                f"{self.name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
+            worker_argv(self.queues, self.name),
             cwd=ROOT,
             env=self.env,
             stdout=self._fh,

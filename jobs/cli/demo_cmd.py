@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -126,7 +125,7 @@ def _print_report(report) -> None:
 def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
     from jobs import stages
     from jobs.runs import load_plan, run_status
-    from jobs.submit import broker_app, send_chunks, send_task
+    from jobs.submit import broker_app, send_chunks, send_task, worker_argv
 
     app = broker_app(settings)
     env = {
@@ -140,22 +139,7 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
     }
     log = open(settings.data_dir / "demo-worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "jobs.celery_app",
-            "worker",
-            "-Q",
-            "scrape,train,predict",
-            "-c",
-            "1",
-            "-n",
-            "demo@%h",
-            "--loglevel",
-            "INFO",
-        ],
+        worker_argv("scrape,train,predict", "demo", quiet=False),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

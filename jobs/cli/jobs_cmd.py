@@ -7,7 +7,7 @@ import time
 
 from config import Settings
 from jobs.cli import args as types
-from jobs.cli.predict_cmd import add_predict_arguments, format_top_k
+from jobs.cli.predict_cmd import add_predict_arguments, format_top_k, plan_from_args
 
 
 def register(sub) -> None:
@@ -57,19 +57,10 @@ def register(sub) -> None:
 
 
 def run_submit_predict(args, settings: Settings) -> int:
-    from jobs import stages
     from jobs.submit import broker_app, send_chunks
 
     app = broker_app(settings)  # fail before hashing thousands of files
-    plan = stages.plan_prediction(
-        settings,
-        args.paths,
-        model_id=args.model,
-        out_dir=args.out,
-        top_k=args.top_k,
-        chunk_size=args.chunk_size,
-        force=args.force,
-    )
+    plan = plan_from_args(settings, args)
     sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
     if not sent:
         from jobs.runs import finalize

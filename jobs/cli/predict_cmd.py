@@ -22,6 +22,21 @@ def add_predict_arguments(p) -> None:
     p.add_argument("--force", action="store_true", help="predict files already predicted ok too")
 
 
+def plan_from_args(settings: Settings, args):
+    """The run plan for the arguments ``add_predict_arguments`` declares."""
+    from jobs import stages
+
+    return stages.plan_prediction(
+        settings,
+        args.paths,
+        model_id=args.model,
+        out_dir=args.out,
+        top_k=args.top_k,
+        chunk_size=args.chunk_size,
+        force=args.force,
+    )
+
+
 def register(sub) -> None:
     p = sub.add_parser("predict", help="predict genres for posters, in this process")
     add_predict_arguments(p)
@@ -34,15 +49,7 @@ def run(args, settings: Settings) -> int:
 
     from jobs import stages
 
-    plan = stages.plan_prediction(
-        settings,
-        args.paths,
-        model_id=args.model,
-        out_dir=args.out,
-        top_k=args.top_k,
-        chunk_size=args.chunk_size,
-        force=args.force,
-    )
+    plan = plan_from_args(settings, args)
     print(
         f"run {plan.run_id}: {len(plan.inputs)} file(s) to predict with {plan.model_id}"
         + (

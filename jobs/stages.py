@@ -113,7 +113,7 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
     import datetime as dt
 
     from models import registry
-    from models.evaluation import summary
+    from models.manifest import build_manifest
     from models.train import train
 
     dataset, vocab = read_dataset(settings.data_dir / DATASET_PATH)
@@ -129,49 +129,9 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     fingerprint = ds.fingerprint(dataset)
     model_id = registry.new_model_id(outcome.spec.name, created, fingerprint)
-    report = outcome.report
-    train_rows = dataset[dataset["split"] == "train"]
-    manifest = {
-        "manifest_version": registry.MANIFEST_VERSION,
-        "model_id": model_id,
-        "created": created.isoformat(),
-        "backbone": outcome.spec.name,
-        "weights": outcome.weights.describe(),
-        "genres": list(vocab.genres),
-        "input_size": list(outcome.size),
-        "input": "RGB uint8 0..255, decoded by core.images.decode_image; scaling is in the model",
-        "resize_policy": config.resize_policy,
-        "tta": list(config.tta),
-        "thresholds": report["thresholds"],
-        "global_threshold": report["global_threshold"],
-        "train_prevalence": dict(
-            zip(vocab.genres, np_mean_labels(train_rows).tolist(), strict=True)
-        ),
-        "dataset": {
-            "fingerprint": fingerprint,
-            "rows": dataset["split"].value_counts().to_dict(),
-        },
-        "seed": config.seed,
-        "config": config.as_dict(),
-        "training": {
-            "mode": "end-to-end" if (config.fine_tune or not outcome.spec.pretrained) else "frozen",
-            "epochs_run": outcome.epochs_run,
-            "best_epoch": outcome.best_epoch,
-            "val_map_history": outcome.val_history,
-            "loss_history": outcome.loss_history,
-            "features_computed": outcome.features_computed,
-        },
-        "libraries": registry.library_versions(),
-        "metrics_summary": summary(report),
-    }
-    registry.save_artifact(settings.data_dir, model_id, outcome.model, manifest, report)
+    manifest = build_manifest(model_id, created, outcome, config, dataset, vocab, fingerprint)
+    registry.save_artifact(settings.data_dir, model_id, outcome.model, manifest, outcome.report)
     return model_id, manifest
-
-
-def np_mean_labels(rows: pd.DataFrame):
-    import numpy as np
-
-    return np.stack(rows["labels"].to_numpy()).mean(axis=0)
 
 
 @dataclass

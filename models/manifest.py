@@ -1,0 +1,58 @@
+"""The manifest: everything inference and a reader of the registry need about a model."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from core.genres import Vocabulary
+from models.config import TrainConfig
+from models.evaluation import summary
+from models.registry import MANIFEST_VERSION, library_versions
+
+
+def build_manifest(
+    model_id: str,
+    created: dt.datetime,
+    outcome,
+    config: TrainConfig,
+    dataset: pd.DataFrame,
+    vocab: Vocabulary,
+    fingerprint: str,
+) -> dict:
+    report = outcome.report
+    train_labels = np.stack(dataset.loc[dataset["split"] == "train", "labels"].to_numpy())
+    frozen = not config.fine_tune and outcome.spec.pretrained
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "model_id": model_id,
+        "created": created.isoformat(),
+        "backbone": outcome.spec.name,
+        "weights": outcome.weights.describe(),
+        "genres": list(vocab.genres),
+        "input_size": list(outcome.size),
+        "input": "RGB uint8 0..255, decoded by core.images.decode_image; scaling is in the model",
+        "resize_policy": config.resize_policy,
+        "tta": list(config.tta),
+        "thresholds": report["thresholds"],
+        "global_threshold": report["global_threshold"],
+        # The prior baseline of `anigenre evaluate` on data without a train split.
+        "train_prevalence": dict(
+            zip(vocab.genres, train_labels.mean(axis=0).tolist(), strict=True)
+        ),
+        "dataset": {"fingerprint": fingerprint, "rows": dataset["split"].value_counts().to_dict()},
+        "seed": config.seed,
+        "config": config.as_dict(),
+        "training": {
+            "mode": "frozen" if frozen else "end-to-end",
+            "epochs_run": outcome.epochs_run,
+            "best_epoch": outcome.best_epoch,
+            "val_map_history": outcome.val_history,
+            "loss_history": outcome.loss_history,
+            "features_computed": outcome.features_computed,
+        },
+        "libraries": library_versions(),
+        "metrics_summary": summary(report),
+    }

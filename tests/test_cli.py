@@ -131,3 +131,18 @@ def test_scrape_killed_at_any_moment_resumes_with_every_title_once(
         (data / "raw" / "posters").glob(".*.tmp")
     )
     assert f"{len(expected)} titles" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--data-dir", "before", "scrape", "--years", "2020"], "before"),
+        (["scrape", "--years", "2020", "--data-dir", "after"], "after"),
+        (["dataset", "stats", "--data-dir", "nested"], "nested"),
+        (["scrape", "--years", "2020"], None),
+    ],
+)
+def test_data_dir_is_accepted_before_or_after_the_subcommand(argv, expected):
+    from jobs.cli import build_parser
+
+    assert build_parser().parse_args(argv).data_dir == expected

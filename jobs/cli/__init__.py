@@ -38,7 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module in _COMMANDS:
         module.register(sub)
+    for leaf in _leaves(parser):
+        # Also accepted after the subcommand (`anigenre scrape --data-dir DIR`); SUPPRESS
+        # keeps an absent flag from overwriting one given before it.
+        leaf.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        leaf.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [parser]
+    return [leaf for a in subs for child in a.choices.values() for leaf in _leaves(child)]
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

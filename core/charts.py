@@ -15,6 +15,7 @@ def barh_png(data: pd.DataFrame, title: str, xlabel: str, colours=None) -> bytes
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(data) + 1.2), dpi=110)
     try:
         data[::-1].plot.barh(ax=ax, width=0.8, color=colours, legend=len(data.columns) > 1)
+        ax.set_ylabel("")
         _finish(ax, title, xlabel)
         return _png(fig)
     finally:

@@ -61,15 +61,19 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 # --- thresholds ---------------------------------------------------------------------
 
 
-def tune_thresholds(P: np.ndarray, Y: np.ndarray, default: float = 0.5) -> np.ndarray:
+def tune_thresholds(
+    P: np.ndarray, Y: np.ndarray, default: float = 0.5, min_positives: int = 1
+) -> np.ndarray:
     """Per genre, the score threshold (predict p >= t) that maximises F1 on (P, Y).
 
-    Genres without a positive example keep ``default``: there is nothing to tune on.
+    Genres with fewer than ``min_positives`` positive examples keep ``default``: an
+    F1-optimal threshold fitted to one or two positives is usually near zero, and would
+    then put that genre on almost every poster.
     """
     out = np.full(P.shape[1], default, dtype=np.float64)
     for j in range(P.shape[1]):
         y = Y[:, j].astype(np.float64)
-        if y.sum() == 0:
+        if y.sum() < max(min_positives, 1):
             continue
         order = np.argsort(-P[:, j], kind="mergesort")
         p_sorted = P[order, j]

@@ -80,8 +80,9 @@ def build_report(plan: RunPlan, vocab: Vocabulary, *, labels_csv: Path | None = 
     }
     ap_table = _per_genre_ap(rows, vocab, find_labels(rows["path"].tolist(), labels_csv))
     if ap_table is not None:
+        present = ap_table.dropna(subset=["ap"]).set_index("genre")[["ap"]]
         charts["per_genre_ap.png"] = barh_png(
-            ap_table.set_index("genre")[["ap"]].fillna(0.0), "Average precision per genre", "AP"
+            present, "Average precision per genre (genres present in the labels)", "AP"
         )
     for name, data in charts.items():
         write_bytes_atomic(folder / name, data)

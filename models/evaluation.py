@@ -8,6 +8,10 @@ import numpy as np
 
 from core import metrics as m
 
+# Genres with fewer validation positives than this use the global threshold instead of
+# their own: see core.metrics.tune_thresholds.
+MIN_POSITIVES = 5
+
 
 def evaluation_report(
     P_val: np.ndarray,
@@ -22,14 +26,14 @@ def evaluation_report(
 ) -> dict:
     """Thresholds are tuned on validation only; every figure is on test, beside the
     label-frequency prior (its thresholds tuned the same way) and top-k-most-frequent."""
-    thresholds = m.tune_thresholds(P_val, Y_val)
     global_t = m.tune_global_threshold(P_val, Y_val)
+    thresholds = m.tune_thresholds(P_val, Y_val, default=global_t, min_positives=MIN_POSITIVES)
     prior_val, prior_test = (
         m.prior_scores(Y_train, len(Y_val)),
         m.prior_scores(Y_train, len(Y_test)),
     )
-    prior_t = m.tune_thresholds(prior_val, Y_val)
     prior_global = m.tune_global_threshold(prior_val, Y_val)
+    prior_t = m.tune_thresholds(prior_val, Y_val, default=prior_global, min_positives=MIN_POSITIVES)
     return {
         "thresholds": dict(zip(genres, thresholds.tolist(), strict=True)),
         "global_threshold": global_t,

@@ -114,3 +114,13 @@ def test_paired_difference_detects_a_real_gap_and_not_a_fake_one():
     assert lo > 0 and lo <= point <= hi
     same = m.paired_bootstrap_diff(P, P, Y, t, t, n_boot=50)
     assert same["micro_map"] == (0.0, 0.0, 0.0)
+
+
+def test_thresholds_need_enough_positives_to_be_tuned():
+    rng = np.random.default_rng(9)
+    P = rng.random((100, 2))
+    Y = np.zeros((100, 2), dtype=int)
+    Y[:30, 0] = 1
+    Y[0, 1] = 1  # one positive: an F1-optimal threshold would be P[0, 1], maybe tiny
+    t = m.tune_thresholds(P, Y, default=0.4, min_positives=5)
+    assert t[1] == 0.4 and t[0] != 0.4

@@ -60,3 +60,14 @@ def poster_png(seed: int, size=(40, 32), genres=("Action",)) -> bytes:
     for g in genres:
         arr[..., SIGNALS[g]] += 150
     return _png(arr.clip(0, 255).astype(np.uint8))
+
+
+def labelled_folder(folder, n: int, *, seed: int, other: str, extra_rows=()) -> None:
+    """``folder/images`` of ``n`` posters alternating Action and ``other``, plus labels.csv."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        genres = ["Action"] if i % 2 else [other]
+        (folder / "images" / f"x{i}.png").write_bytes(poster_png(seed + i, genres=genres))
+        rows.append({"file": f"x{i}.png", "genres": "|".join(genres)})
+    pd.DataFrame([*rows, *extra_rows]).to_csv(folder / "labels.csv", index=False)

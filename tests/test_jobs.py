@@ -22,7 +22,7 @@ from jobs.runs import load_plan, run_status
 from models.config import TrainConfig
 from tests import images as gen
 from tests.procs import ROOT, RedisServer, Worker
-from tests.synthetic import poster_png, synthetic_dataset
+from tests.synthetic import labelled_folder, poster_png, synthetic_dataset
 
 VOCAB = Vocabulary()
 MAIN_REDIS_DB = 11  # tests flush this DB of the machine's Redis around each use
@@ -129,14 +129,8 @@ def test_resubmitting_predicts_only_what_has_no_ok_row(trained, tmp_path):
 def test_report_writes_summary_html_and_scores_labels(trained, tmp_path):
     settings, _ = trained
     labelled = tmp_path / "labelled"
-    (labelled / "images").mkdir(parents=True)
-    rows = []
-    for i in range(12):
-        genres = ["Action"] if i % 2 else ["Comedy"]
-        (labelled / "images" / f"x{i}.png").write_bytes(poster_png(7000 + i, genres=genres))
-        rows.append({"file": f"x{i}.png", "genres": "|".join(genres)})
+    labelled_folder(labelled, 12, seed=7000, other="Comedy")
     (labelled / "images" / "bad.jpg").write_bytes(b"<html>")
-    pd.DataFrame(rows).to_csv(labelled / "labels.csv", index=False)
     plan = stages.plan_prediction(
         settings, [labelled / "images"], model_id="latest", out_dir=tmp_path / "out"
     )
@@ -247,6 +241,14 @@ def _wait_complete(settings, run_id, timeout=120) -> None:
         time.sleep(0.2)
 
 
+def _wait_for_parts(plan, n: int, worker: Worker, timeout: float = 90) -> None:
+    """Until ``n`` chunks are written: the moment to break something mid-run."""
+    deadline = time.monotonic() + timeout
+    while run_status(plan).chunks_done < n:
+        assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
+        time.sleep(0.02)
+
+
 def _exactly_once(settings, run_id, expected_files: int) -> pd.DataFrame:
     plan = load_plan(settings.data_dir, run_id)
     rows = read_run(plan)
@@ -311,10 +313,7 @@ def test_sigkilled_worker_work_is_redone_not_duplicated(trained, tmp_path):
     try:
         run_id = _submit(settings, server.url, folder, tmp_path / "out", chunk_size=1)
         plan = load_plan(settings.data_dir, run_id)
-        deadline = time.monotonic() + 90
-        while run_status(plan).chunks_done < 3:
-            assert time.monotonic() < deadline, first.log.read_text()[-2000:]
-            time.sleep(0.02)
+        _wait_for_parts(plan, 3, first)
         first.kill()
         assert not plan.manifest_path.exists(), (
             "the run finished before the kill; the test proves nothing"
@@ -360,10 +359,7 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
     try:
         run_id = _submit(settings, server.url, folder, tmp_path / "out", chunk_size=1)
         plan = load_plan(settings.data_dir, run_id)
-        deadline = time.monotonic() + 90
-        while run_status(plan).chunks_done < 3:
-            assert time.monotonic() < deadline, worker.log.read_text()[-2000:]
-            time.sleep(0.02)
+        _wait_for_parts(plan, 3, worker)
         server.kill()
         assert not plan.manifest_path.exists()
         time.sleep(1.0)

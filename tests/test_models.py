@@ -182,19 +182,16 @@ def test_evaluate_on_a_labelled_folder(synth, tmp_path):
     stages.train_model(
         synth, TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
     )
-    from tests.synthetic import poster_png
+    from tests.synthetic import labelled_folder
 
     folder = tmp_path / "held-out"
-    (folder / "images").mkdir(parents=True)
-    rows = []
-    for i in range(16):
-        genres = ["Action"] if i % 2 else ["Drama"]
-        (folder / "images" / f"h{i}.png").write_bytes(poster_png(9000 + i, genres=genres))
-        rows.append({"file": f"h{i}.png", "genres": "|".join(genres)})
-    rows.append({"file": "missing.png", "genres": "Drama"})
-    import pandas as pd
-
-    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    labelled_folder(
+        folder,
+        16,
+        seed=9000,
+        other="Drama",
+        extra_rows=[{"file": "missing.png", "genres": "Drama"}],
+    )
     result = stages.evaluate_model(synth, "latest", folder=folder)
     assert result.summary["n_test"] == 16 and len(result.skipped) == 1
     table = result.table.set_index("genre")

@@ -1,1 +1,2 @@
-"""Entry points: the CLI now; Celery app and tasks alongside it."""
+"""Entry points and orchestration: the CLI, pipeline stages, prediction runs, the Celery
+app and its tasks, reports."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery, group
 from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from config import Settings
 from core.errors import ConfigError, NetworkError
@@ -22,7 +23,9 @@ def broker_app(settings: Settings) -> Celery:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
     except (OperationalError, OSError) as exc:
-        raise NetworkError(f"cannot reach the broker at {settings.broker_url} ({exc})") from None
+        # Masked: a broker URL may carry a password, and this line lands in terminals and logs.
+        where = maybe_sanitize_url(settings.broker_url)
+        raise NetworkError(f"cannot reach the broker at {where} ({exc})") from None
     return app
 
 

@@ -76,8 +76,11 @@ class Scraper:
             checkpoint = self._checkpoint_for(req, summary)
             cutoff = _parse_time(checkpoint.get("cutoff"))
             summary.cutoff = cutoff
+            # Read once: each title is on one page only, so rows fetched during this run
+            # never need to be looked up again.
+            stored = self.store.posters_by_id() if req.posters and self.downloader else {}
             for year in range(req.years[0], req.years[1] + 1):
-                self._scrape_year(req, year, checkpoint, cutoff, summary)
+                self._scrape_year(req, year, checkpoint, cutoff, summary, stored)
             self.store.clear_checkpoint()
         stats = self.client.stats
         summary.requests, summary.rate_limited, summary.retries = (
@@ -105,7 +108,7 @@ class Scraper:
         self.store.save_checkpoint(checkpoint)
         return checkpoint
 
-    def _scrape_year(self, req, year, checkpoint, cutoff, summary) -> None:
+    def _scrape_year(self, req, year, checkpoint, cutoff, summary, stored: dict) -> None:
         state = checkpoint["years"].setdefault(str(year), {"next_page": 1, "done": False})
         if state["done"]:
             return
@@ -128,7 +131,7 @@ class Scraper:
                 has_next = data["pageInfo"]["hasNextPage"]
                 if prefetch and has_next:
                     pending = pool.submit(fetch, page + 1)
-                reached_cutoff = self._store_page(req, data["media"], cutoff, summary)
+                reached_cutoff = self._store_page(req, data["media"], cutoff, summary, stored)
                 state["next_page"] = page + 1
                 state["done"] = reached_cutoff or not has_next
                 self.store.save_checkpoint(checkpoint)
@@ -137,7 +140,9 @@ class Scraper:
                 if not prefetch and not state["done"]:
                     pending = pool.submit(fetch, page + 1)
 
-    def _store_page(self, req, media: list[dict], cutoff, summary: ScrapeSummary) -> bool:
+    def _store_page(
+        self, req, media: list[dict], cutoff, summary: ScrapeSummary, stored: dict
+    ) -> bool:
         """Write one page's titles (and posters); True when it reached the incremental cutoff."""
         now = self.clock()
         rows = [media_row(m, now) for m in media]
@@ -148,12 +153,11 @@ class Scraper:
             rows = fresh
         self.store.upsert_media(rows)
         if req.posters and self.downloader is not None:
-            self._fetch_posters(rows, summary)
+            self._fetch_posters(rows, summary, stored)
         summary.titles += len(rows)
         return reached_cutoff
 
-    def _fetch_posters(self, rows: list[dict], summary: ScrapeSummary) -> None:
-        stored = self.store.posters_by_id()
+    def _fetch_posters(self, rows: list[dict], summary: ScrapeSummary, stored: dict) -> None:
         jobs = []
         for row in rows:
             urls = tuple(u for u in (row["cover_url"], row["cover_url_large"]) if u)

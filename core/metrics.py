@@ -217,19 +217,30 @@ def bootstrap_ci(
     metrics: Mapping[str, Callable] = HEADLINE,
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of the headline figures, resampling posters."""
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(Y), len(Y))
-        for name, fn in metrics.items():
-            value = fn(P[idx], Y[idx], thresholds)
-            if value is not None:
-                draws[name].append(value)
+    draws = _bootstrap(
+        len(Y), n_boot, seed, metrics, lambda fn, idx: fn(P[idx], Y[idx], thresholds)
+    )
     return {
         name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
         for name, v in draws.items()
         if v
     }
+
+
+def _bootstrap(
+    n: int, n_boot: int, seed: int, metrics: Mapping[str, Callable], score: Callable
+) -> dict[str, list[float]]:
+    """``score(metric, row_indices)`` on ``n_boot`` resamples of ``n`` rows; Nones dropped
+    (a resample can miss every positive of a genre)."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        for name, fn in metrics.items():
+            value = score(fn, idx)
+            if value is not None:
+                draws[name].append(value)
+    return draws
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -254,14 +265,12 @@ def paired_bootstrap_diff(
     posters that are hard for one model are hard for the other, and pairing cancels that.
     Returns (point difference, low, high).
     """
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(Y), len(Y))
-        for name, fn in metrics.items():
-            a, b = fn(P_a[idx], Y[idx], thresholds_a), fn(P_b[idx], Y[idx], thresholds_b)
-            if a is not None and b is not None:
-                draws[name].append(a - b)
+
+    def diff(fn, idx):
+        a, b = fn(P_a[idx], Y[idx], thresholds_a), fn(P_b[idx], Y[idx], thresholds_b)
+        return None if a is None or b is None else a - b
+
+    draws = _bootstrap(len(Y), n_boot, seed, metrics, diff)
     out = {}
     for name, fn in metrics.items():
         a, b = fn(P_a, Y, thresholds_a), fn(P_b, Y, thresholds_b)

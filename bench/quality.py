@@ -133,17 +133,22 @@ def main() -> None:
     spec = spec_for("mobilenet_v2_1.0")
     weights = resolve_weights(spec, "auto", weights_dir)
     backbone = build_backbone(spec, spec.default_size, weights)
-    X, _ = split_features(
-        backbone,
-        spec,
-        weights,
-        spec.default_size,
-        "stretch",
-        "plain",
-        splits,
-        data_dir=args.data_dir,
-        max_pixels=10**8,
-    )
+
+    def features(parts):
+        """The default backbone's cached embeddings of ``parts`` (what the regression sees)."""
+        return split_features(
+            backbone,
+            spec,
+            weights,
+            spec.default_size,
+            "stretch",
+            "plain",
+            parts,
+            data_dir=args.data_dir,
+            max_pixels=10**8,
+        )[0]
+
+    X = features(splits)
     lr = logistic_probs(X, Y_tr, Y_val, len(vocab))
     prior = {k: m.prior_scores(Y_tr, len(Y)) for k, Y in (("val", Y_val), ("test", Y_te))}
     t = {
@@ -183,17 +188,7 @@ def main() -> None:
     for seed in SEEDS:
         data = resplit(dataset, seed)
         sp = dataset_splits(data, args.data_dir)
-        Xs, _ = split_features(
-            backbone,
-            spec,
-            weights,
-            spec.default_size,
-            "stretch",
-            "plain",
-            sp,
-            data_dir=args.data_dir,
-            max_pixels=10**8,
-        )
+        Xs = features(sp)
         lr_s = logistic_probs(Xs, sp["train"].Y, sp["val"].Y, len(vocab))
         P = {
             "prior": m.prior_scores(sp["train"].Y, len(sp["test"].Y)),

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -112,3 +113,15 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._fh.close()
+
+
+def run_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``anigenre ARGS`` as a user runs it: a fresh process, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

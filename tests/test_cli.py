@@ -14,18 +14,11 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
+from tests.procs import run_cli
 
 
-def cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        cwd=ROOT,
-        env=_env(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kw,
-    )
+def cli(*args, env=None) -> subprocess.CompletedProcess:
+    return run_cli(*args, env=_env(env))
 
 
 def _env(extra: dict | None) -> dict:

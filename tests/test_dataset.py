@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,7 @@ from core.genres import Vocabulary
 from core.splits import SPLITS
 from jobs import stages
 from tests import images as gen
-from tests.conftest import ROOT
+from tests.procs import run_cli
 
 VOCAB = Vocabulary()
 
@@ -216,13 +214,7 @@ def test_cli_import_then_stats_as_a_user_runs_it(tmp_path, posters_dir):
     env = {"PATH": "/usr/bin:/bin", "ANIGENRE_DATA_DIR": str(tmp_path / "data")}
 
     def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "jobs.cli", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        return run_cli(*args, env=env)
 
     imported = cli("dataset", "import", str(small))
     assert imported.returncode == 0, imported.stderr

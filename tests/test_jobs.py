@@ -21,7 +21,7 @@ from jobs import stages
 from jobs.runs import load_plan, run_status
 from models.config import TrainConfig
 from tests import images as gen
-from tests.procs import ROOT, RedisServer, Worker
+from tests.procs import ROOT, RedisServer, Worker, run_cli
 from tests.synthetic import labelled_folder, poster_png, synthetic_dataset
 
 VOCAB = Vocabulary()
@@ -162,22 +162,14 @@ def test_unreachable_broker_is_one_clear_line(trained, tmp_path):
     settings, _ = trained
     folder = make_folder(tmp_path / "in", 2, with_bad=False)
     env = {**_clean_env(), "ANIGENRE_DATA_DIR": str(settings.data_dir)}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.cli",
-            "jobs",
-            "--broker",
-            "redis://:hunter2@127.0.0.1:1/0",
-            "submit",
-            "predict",
-            str(folder),
-        ],
-        cwd=ROOT,
+    result = run_cli(
+        "jobs",
+        "--broker",
+        "redis://:hunter2@127.0.0.1:1/0",
+        "submit",
+        "predict",
+        str(folder),
         env=env,
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert result.returncode == 1
@@ -210,24 +202,16 @@ def _worker_env(settings, broker: str, visibility: int = 3600) -> dict:
 
 def _submit(settings, broker, folder, out, chunk_size) -> str:
     env = _worker_env(settings, broker)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobs.cli",
-            "jobs",
-            "submit",
-            "predict",
-            str(folder),
-            "--out",
-            str(out),
-            "--chunk-size",
-            str(chunk_size),
-        ],
-        cwd=ROOT,
+    result = run_cli(
+        "jobs",
+        "submit",
+        "predict",
+        str(folder),
+        "--out",
+        str(out),
+        "--chunk-size",
+        str(chunk_size),
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -279,24 +263,10 @@ def test_worker_runs_a_job_and_cli_follows_it(trained, tmp_path, main_redis):
     try:
         run_id = _submit(settings, main_redis, folder, tmp_path / "out", chunk_size=3)
         env = _worker_env(settings, main_redis)
-        waited = subprocess.run(
-            [sys.executable, "-m", "jobs.cli", "jobs", "wait", run_id, "--timeout", "120"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        waited = run_cli("jobs", "wait", run_id, "--timeout", "120", env=env, timeout=180)
         assert waited.returncode == 0, waited.stderr
         assert "[complete]" in waited.stdout and "12 ok, 4 error" in waited.stdout
-        status = subprocess.run(
-            [sys.executable, "-m", "jobs.cli", "jobs", "status", run_id],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        status = run_cli("jobs", "status", run_id, env=env, timeout=60)
         assert "6/6 chunks" in status.stdout and "16/16 rows" in status.stdout
     finally:
         worker.stop()
@@ -365,24 +335,8 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
         assert not plan.manifest_path.exists()
         time.sleep(1.0)
         server.start()  # same port, same append-only file: the queue is still there
-        waited = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jobs.cli",
-                "jobs",
-                "wait",
-                run_id,
-                "--resend-after",
-                "15",
-                "--timeout",
-                "150",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=200,
+        waited = run_cli(
+            "jobs", "wait", run_id, "--resend-after", "15", "--timeout", "150", env=env, timeout=200
         )
         assert waited.returncode == 0, waited.stderr[-2000:]
     finally:
@@ -432,14 +386,7 @@ def test_killed_in_process_predict_is_finished_by_resume(trained, tmp_path):
     proc.kill()
     proc.wait()
     assert not plan.manifest_path.exists(), "finished before the kill; the test proves nothing"
-    resumed = subprocess.run(
-        [sys.executable, "-m", "jobs.cli", "jobs", "resume", plan.run_id],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_cli("jobs", "resume", plan.run_id, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "[complete]" in resumed.stdout
     _exactly_once(settings, plan.run_id, 150)  # the nested copy is a duplicate, not a row

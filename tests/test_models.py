@@ -158,6 +158,8 @@ def test_local_weights_copy_exactly_into_a_poster_shaped_backbone(shared_dir):
     assert poster.count_params() == square.count_params()
 
 
+# Keras warns once per layer it cannot fill before the shape mismatch that we turn into an error.
+@pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")
 def test_wrong_or_missing_weights_fail_loudly(shared_dir, tmp_path):
     spec = BACKBONES["mobilenet_v2_1.0"]
     wrong = resolve_weights(

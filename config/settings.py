@@ -58,6 +58,12 @@ class Settings(BaseModel):
     # How often a worker sweeps for tasks whose worker died (unacked past the visibility
     # timeout). Kombu's default sweep is every ~100 s.
     broker_restore_interval_s: int = Field(30, gt=0)
+    # How often predict workers look for chunks whose message the broker lost (jobs.sweeper);
+    # a lost chunk is re-queued on the second sweep that finds it.
+    sweep_interval_s: float = Field(30.0, gt=0)
+    sweep_max_resends: int = Field(
+        3, ge=0, description="Re-queues of one chunk before its run is marked failed"
+    )
     task_time_limit_s: int = Field(1800, gt=0, description="Hard limit per task")
     worker_max_memory_per_child_kb: int = Field(
         3_000_000, gt=0, description="Recycle a worker child above this resident size"

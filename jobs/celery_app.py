@@ -12,6 +12,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from config import Settings, load_settings
+from jobs.sweeper import SweeperStep
 
 QUEUES = ("scrape", "train", "predict")
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
@@ -24,6 +25,10 @@ def create_app(settings: Settings) -> Celery:
         "visibility_timeout": settings.task_visibility_timeout_s,
         "unacked_restore_interval": settings.broker_restore_interval_s,
         "unacked_restore_throttle": 1,
+        # A worker killed while it holds this lock blocks every restore until it expires
+        # (kombu's default: 300 s); restoring takes milliseconds, and a second restorer
+        # racing the first is harmless (each restore is a WATCH transaction).
+        "unacked_mutex_expire": 30,
         "socket_connect_timeout": 5,
         # Without a socket timeout a publish to a vanished Redis can wait forever.
         "socket_timeout": 30,
@@ -58,6 +63,7 @@ def create_app(settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
     )
     app.anigenre_settings = settings
+    app.steps["worker"].add(SweeperStep)
     return app
 
 

@@ -4,6 +4,8 @@ Layout under the output dir::
 
     predictions/run_id=<id>/_plan.json       inputs (path, size, sha256) and chunk bounds
     predictions/run_id=<id>/part-00000.parquet  one per chunk, written atomically
+    predictions/run_id=<id>/_queued.json     its chunks are on the broker (jobs.sweeper watches)
+    predictions/run_id=<id>/_failed.json     chunks the workers keep failing on, and why
     predictions/run_id=<id>/_manifest.json   written last; its presence marks a complete run
 
 A chunk always writes the same file name, so redoing a chunk (a killed worker's message
@@ -54,6 +56,14 @@ class RunPlan:
     @property
     def manifest_path(self) -> Path:
         return self.run_dir / "_manifest.json"
+
+    @property
+    def queued_path(self) -> Path:
+        return self.run_dir / "_queued.json"
+
+    @property
+    def failed_path(self) -> Path:
+        return self.run_dir / "_failed.json"
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -195,6 +205,30 @@ def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
     return manifest
 
 
+def mark_queued(plan: RunPlan, now: dt.datetime | None = None) -> None:
+    """Written once a run's chunks are published: before that a missing chunk may just not
+    be sent yet, and in-process runs never get it, so the sweeper leaves those alone."""
+    at = (now or dt.datetime.now(dt.UTC)).isoformat()
+    write_text_atomic(plan.queued_path, json.dumps({"queued_at": at}))
+    plan.failed_path.unlink(missing_ok=True)
+
+
+def mark_failed(plan: RunPlan, chunks: list[int], resends: int) -> None:
+    reason = (
+        f"chunk(s) {chunks[:10]} still have no part after {resends} re-queues: "
+        "their task fails on the workers (see the worker logs)"
+    )
+    write_text_atomic(plan.failed_path, json.dumps({"chunks": chunks, "reason": reason}))
+
+
+def failure(plan: RunPlan) -> str | None:
+    """Why the run failed, or None."""
+    try:
+        return json.loads(plan.failed_path.read_text())["reason"]
+    except FileNotFoundError:
+        return None
+
+
 @dataclass
 class RunStatus:
     run_id: str
@@ -206,6 +240,7 @@ class RunStatus:
     complete: bool
     rate_per_s: float | None
     eta_s: float | None
+    failed: str | None = None
 
 
 def run_status(plan: RunPlan, now: dt.datetime | None = None) -> RunStatus:
@@ -233,4 +268,5 @@ def run_status(plan: RunPlan, now: dt.datetime | None = None) -> RunStatus:
         complete=plan.manifest_path.exists(),
         rate_per_s=rate,
         eta_s=remaining / rate if rate and remaining else (0.0 if not remaining else None),
+        failed=failure(plan),
     )

@@ -9,7 +9,7 @@ from kombu.utils.url import maybe_sanitize_url
 from config import Settings
 from core.errors import ConfigError, NetworkError
 from jobs.celery_app import create_app
-from jobs.runs import RunPlan, chunk_done
+from jobs.runs import RunPlan, chunk_done, mark_queued
 
 
 def broker_app(settings: Settings) -> Celery:
@@ -36,10 +36,12 @@ def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):
     indices = list(range(len(plan.chunks))) if indices is None else indices
     if not indices:
         return None
-    return group(
+    sent = group(
         app.signature("jobs.tasks.predict_chunk", args=(plan.run_id, i), queue="predict")
         for i in indices
     ).apply_async()
+    mark_queued(plan)
+    return sent
 
 
 def missing_chunks(plan: RunPlan) -> list[int]:
@@ -72,3 +74,12 @@ def worker_argv(queues: str, name: str, *, loglevel: str = "INFO", quiet: bool =
     ]
     # Gossip, mingle and heartbeats talk to other workers; a lone one only waits on them.
     return argv + (["--without-gossip", "--without-mingle", "--without-heartbeat"] if quiet else [])
+
+
+def forget_resends(app: Celery, run_id: str) -> None:
+    """A resumed run gets a fresh allowance of sweeper re-queues."""
+    import redis
+
+    from jobs.sweeper import RESENT_PREFIX
+
+    redis.Redis.from_url(app.conf.broker_url).delete(RESENT_PREFIX + run_id)

@@ -47,7 +47,12 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
     from jobs.runs import chunk_done, finalize, load_plan
 
     plan = load_plan(_settings().data_dir, run_id)
-    result = execute_chunk(plan, index, self.predictor(plan.model_id))
+    if chunk_done(plan, index):
+        # A message delivered twice (restored after a slow start, or re-queued by the
+        # sweeper) finds its part written: the rows are there, so skip the model.
+        result = {"run_id": run_id, "chunk": index, "skipped": True}
+    else:
+        result = execute_chunk(plan, index, self.predictor(plan.model_id))
     # No chord: whichever chunk sees every part written finalises; doing it twice is harmless.
     if all(chunk_done(plan, i) for i in range(len(plan.chunks))):
         finalize(plan)

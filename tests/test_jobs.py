@@ -196,6 +196,7 @@ def _worker_env(settings, broker: str, visibility: int = 3600) -> dict:
         "ANIGENRE_BROKER_URL": broker,
         "ANIGENRE_TASK_VISIBILITY_TIMEOUT_S": str(visibility),
         "ANIGENRE_BROKER_RESTORE_INTERVAL_S": "1",
+        "ANIGENRE_SWEEP_INTERVAL_S": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
 
@@ -301,6 +302,22 @@ def test_sigkilled_worker_work_is_redone_not_duplicated(trained, tmp_path):
     _exactly_once(settings, run_id, 80)
 
 
+def test_a_message_the_broker_lost_is_requeued_by_the_workers(trained, tmp_path, main_redis):
+    settings, _ = trained
+    folder = make_folder(tmp_path / "in", 6, with_bad=False)
+    run_id = _submit(settings, main_redis, folder, tmp_path / "out", chunk_size=2)
+    # Popped and never recorded as unacknowledged: what a worker killed inside kombu's
+    # BRPOP-then-record window leaves behind. No visibility timeout brings it back.
+    assert redis.Redis.from_url(main_redis).rpop("predict") is not None
+    worker = Worker("sweeper", _worker_env(settings, main_redis), tmp_path / "w.log").start()
+    try:
+        _wait_complete(settings, run_id, timeout=90)
+    finally:
+        worker.stop()
+    _exactly_once(settings, run_id, 6)
+    assert "re-queued 1 lost chunk(s) [0]" in worker.log.read_text()
+
+
 def test_two_workers_on_one_run_write_each_file_once(trained, tmp_path, main_redis):
     settings, _ = trained
     folder = make_folder(tmp_path / "in", 30, with_bad=False)
@@ -320,8 +337,7 @@ def test_two_workers_on_one_run_write_each_file_once(trained, tmp_path, main_red
 def test_redis_restart_mid_run_completes(trained, tmp_path):
     """Redis is SIGKILLed mid-run and restarted from its append-only file. A message popped
     but not yet recorded as unacknowledged can be lost in that instant (Redis is not a
-    transactional broker), so completion may need ``jobs wait --resend-after``, which
-    re-queues the chunks that have no part; redoing a chunk cannot duplicate rows."""
+    transactional broker); the workers' sweeper re-queues such chunks."""
     settings, _ = trained
     folder = make_folder(tmp_path / "in", 60, with_bad=False)
     server = RedisServer(tmp_path / "redis").start()
@@ -335,9 +351,7 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
         assert not plan.manifest_path.exists()
         time.sleep(1.0)
         server.start()  # same port, same append-only file: the queue is still there
-        waited = run_cli(
-            "jobs", "wait", run_id, "--resend-after", "15", "--timeout", "150", env=env, timeout=200
-        )
+        waited = run_cli("jobs", "wait", run_id, "--timeout", "150", env=env, timeout=200)
         assert waited.returncode == 0, waited.stderr[-2000:]
     finally:
         worker.stop()

@@ -107,7 +107,9 @@ def _status_line(s) -> str:
     return (
         f"run {s.run_id}: {s.chunks_done}/{s.chunks_total} chunks, "
         f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
-        f"{rate}, {eta}" + (" [complete]" if s.complete else "")
+        f"{rate}, {eta}"
+        + (" [complete]" if s.complete else "")
+        + (f" [failed: {s.failed}]" if s.failed and not s.complete else "")
     )
 
 
@@ -145,6 +147,13 @@ def run_wait(args, settings: Settings) -> int:
                         plan
                     )  # the finalising worker died: every part is there, so finish here
                 break
+            if s.failed:
+                from core.errors import DataError
+
+                raise DataError(
+                    f"run {plan.run_id} failed: {s.failed}; "
+                    f"'anigenre jobs resume {plan.run_id}' retries it"
+                )
             if s.chunks_done != last_done:
                 last_done, last_change = s.chunks_done, time.monotonic()
             elif args.resend_after and time.monotonic() - last_change > args.resend_after:
@@ -174,12 +183,14 @@ def run_wait(args, settings: Settings) -> int:
 def run_resume(args, settings: Settings) -> int:
     from jobs import stages
     from jobs.runs import load_plan
-    from jobs.submit import broker_app, missing_chunks, send_chunks
+    from jobs.submit import broker_app, forget_resends, missing_chunks, send_chunks
 
     plan = load_plan(settings.data_dir, args.run_id)
     missing = missing_chunks(plan)
     if settings.broker_url:
-        send_chunks(broker_app(settings), plan, missing)
+        app = broker_app(settings)
+        forget_resends(app, plan.run_id)
+        send_chunks(app, plan, missing)
         print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}")
         return 0
     manifest = stages.predict_in_process(settings, plan)  # skips the chunks already written

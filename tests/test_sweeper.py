@@ -1,0 +1,103 @@
+"""The sweeper re-queues chunks whose broker message was lost, on a real Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import redis
+
+from config import load_settings
+from jobs.celery_app import create_app
+from jobs.runs import load_plan, plan_run, run_status
+from jobs.submit import send_chunks
+from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight, missing_parts
+from tests.synthetic import poster_png
+
+SWEEP_REDIS_DB = 13  # flushed around each test
+
+
+@pytest.fixture
+def broker():
+    url = f"redis://127.0.0.1:6379/{SWEEP_REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis must answer on 127.0.0.1:6379 (.ci/run starts it)")
+    client.flushdb()
+    yield url, client
+    client.flushdb()
+
+
+def make_run(tmp_path, n_chunks: int):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(n_chunks):
+        (folder / f"p{i}.png").write_bytes(poster_png(2000 + i))
+    data = tmp_path / "data"
+    return data, plan_run(
+        [folder], model_id="m", out_dir=tmp_path / "out", data_dir=data, chunk_size=1
+    )
+
+
+def queued_chunks(client) -> list[int]:
+    return sorted(chunk_of_message(json.loads(raw))[1] for raw in client.lrange("predict", 0, -1))
+
+
+def test_confirm_needs_two_sightings():
+    lost, suspects = confirm(set(), {("r", 1), ("r", 2)})
+    assert lost == set() and suspects == {("r", 1), ("r", 2)}
+    lost, suspects = confirm(suspects, {("r", 2), ("r", 3)})
+    assert lost == {("r", 2)} and suspects == {("r", 3)}
+
+
+def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path, broker):
+    url, client = broker
+    data, plan = make_run(tmp_path, 4)
+    settings = load_settings(overrides={"data_dir": data, "broker_url": url}, env={})
+    app = create_app(settings)
+    sent: list[list[int]] = []
+
+    def requeue(p, chunks):
+        sent.append(chunks)
+        send_chunks(app, p, chunks)
+
+    sweeper = Sweeper(client, data, requeue, interval_s=1, max_resends=1)
+
+    def sweep():
+        time.sleep(1.05)  # the previous sweep's lock lapses
+        return sweeper.sweep()
+
+    assert sweeper.sweep().requeued == {}, "a run never queued (in-process) is not watched"
+    send_chunks(app, plan)
+    assert queued_chunks(client) == [0, 1, 2, 3]
+    assert sweep().requeued == {} and sweeper.sweep() is None, "backlog, then the lock"
+
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        # A worker takes every chunk: 0 and 1 are written, 2 is held unacknowledged (its
+        # worker could be mid-predict), 3 is popped and lost before kombu records it.
+        held = [channel.basic_get("predict", no_ack=False) for _ in range(3)]
+        assert [chunk_of_message(m._raw)[1] for m in held] == [0, 1, 2]  # FIFO
+        assert client.rpop("predict") is not None and client.llen("predict") == 0
+        for i in (0, 1):
+            pq.write_table(pa.table({"status": ["ok"]}), plan.part_path(i))
+        assert in_flight(client.hvals("unacked")) == {(plan.run_id, i) for i in (0, 1, 2)}
+        assert missing_parts(plan) == [2, 3]
+        lost_index = 3
+
+        assert sweep().requeued == {}, "first sighting: could be mid-pop"
+        assert sweep().requeued == {plan.run_id: [lost_index]}
+        assert queued_chunks(client) == [lost_index], "the held chunk is not sent again"
+
+        client.delete("predict")  # lost again, and again: its task must be failing
+        assert sweep().requeued == {}
+        outcome = sweep()
+        assert outcome.failed == {plan.run_id: [lost_index]} and not outcome.requeued
+        status = run_status(load_plan(data, plan.run_id))
+        assert status.failed and f"[{lost_index}]" in status.failed
+        assert sweep().requeued == {} and sent == [[lost_index]]

@@ -243,15 +243,49 @@ class RunStatus:
     failed: str | None = None
 
 
-def run_status(plan: RunPlan, now: dt.datetime | None = None) -> RunStatus:
+class PartCounts:
+    """(ok, error) rows of each part, read once per version of its file.
+
+    A poll re-reads only the parts written since the last one: ``jobs wait`` on a run of
+    1,600 parts otherwise reads all of them, about a second, twice a second.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
+
+    def __call__(self, plan: RunPlan, index: int) -> tuple[int, int] | None:
+        """None while the part is absent or does not hold exactly its chunk's rows."""
+        path = plan.part_path(index)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        version = (stat.st_mtime_ns, stat.st_size)
+        cached = self._seen.get(path.name)
+        if cached is None or cached[0] != version:
+            status = pq.read_table(path, columns=["status"])["status"].to_pylist()
+            cached = (version, (status.count("ok"), status.count("error")))
+            self._seen[path.name] = cached
+        start, end = plan.chunks[index]
+        ok, err = cached[1]
+        return (ok, err) if ok + err == end - start else None
+
+
+def run_status(
+    plan: RunPlan, now: dt.datetime | None = None, counts: PartCounts | None = None
+) -> RunStatus:
+    """Progress from the parts on disk; pass the same ``counts`` to successive polls."""
     now = now or dt.datetime.now(dt.UTC)
-    done = [i for i in range(len(plan.chunks)) if chunk_done(plan, i)]
-    ok = err = 0
+    counts = counts or PartCounts()
+    ok = err = done = 0
     latest = None
-    for i in done:
-        status = pq.read_table(plan.part_path(i), columns=["status"])["status"].to_pylist()
-        ok += status.count("ok")
-        err += status.count("error")
+    for i in range(len(plan.chunks)):
+        part = counts(plan, i)
+        if part is None:
+            continue
+        done += 1
+        ok += part[0]
+        err += part[1]
         mtime = plan.part_path(i).stat().st_mtime
         latest = max(latest or mtime, mtime)
     rows = ok + err
@@ -260,7 +294,7 @@ def run_status(plan: RunPlan, now: dt.datetime | None = None) -> RunStatus:
     remaining = len(plan.inputs) - rows
     return RunStatus(
         run_id=plan.run_id,
-        chunks_done=len(done),
+        chunks_done=done,
         chunks_total=len(plan.chunks),
         rows_ok=ok,
         rows_error=err,

@@ -12,13 +12,14 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 import redis
 
 from config import load_settings
 from core.genres import Vocabulary
 from jobs import stages
-from jobs.runs import load_plan, run_status
+from jobs.runs import PartCounts, RunPlan, load_plan, run_status
 from models.config import TrainConfig
 from tests import images as gen
 from tests.procs import ROOT, RedisServer, Worker, run_cli
@@ -60,6 +61,24 @@ def make_folder(path, n_good: int, with_bad: bool = True):
 def read_run(plan) -> pd.DataFrame:
     """The run's rows as a user reads them: the hive-partitioned folder, filtered by run."""
     return pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
+
+
+def test_status_polls_reread_only_parts_that_changed(tmp_path):
+    inputs = [{"path": f"/in/{i}.png", "size": 1, "sha256": f"{i:064x}"} for i in range(6)]
+    plan = RunPlan(
+        run_id="r1", model_id="m", out_dir=str(tmp_path), created="2026-01-01T00:00:00+00:00",
+        top_k=4, chunk_size=3, inputs=inputs, chunks=[[0, 3], [3, 6]],
+    )  # fmt: skip
+    plan.run_dir.mkdir(parents=True)
+    pq.write_table(pa.table({"status": ["ok", "ok", "error"]}), plan.part_path(0))
+    pq.write_table(pa.table({"status": ["ok"]}), plan.part_path(1))  # short: not done
+    counts = PartCounts()
+    first = run_status(plan, counts=counts)
+    assert (first.chunks_done, first.rows_ok, first.rows_error) == (1, 2, 1)
+    time.sleep(0.01)  # a new mtime, as a redone chunk would have
+    pq.write_table(pa.table({"status": ["ok", "ok", "ok"]}), plan.part_path(1))
+    second = run_status(plan, counts=counts)
+    assert (second.chunks_done, second.rows_ok, second.rows_error) == (2, 5, 1)
 
 
 def test_in_process_predict_rows_errors_duplicates_and_readers(trained, tmp_path):

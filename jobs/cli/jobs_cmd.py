@@ -129,17 +129,18 @@ def run_status(args, settings: Settings) -> int:
 def run_wait(args, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from jobs.runs import finalize, load_plan, run_status
+    from jobs.runs import PartCounts, finalize, load_plan, run_status
     from jobs.submit import missing_chunks
 
     plan = load_plan(settings.data_dir, args.run_id)
+    counts = PartCounts()
     deadline = time.monotonic() + args.timeout
     last_done, last_change = -1, time.monotonic()
     with tqdm(
         total=len(plan.inputs), unit="poster", desc="wait", file=sys.stderr, disable=None
     ) as bar:
         while True:
-            s = run_status(plan)
+            s = run_status(plan, counts=counts)
             bar.update(s.rows_ok + s.rows_error - bar.n)
             if s.chunks_done == s.chunks_total:
                 if not s.complete:

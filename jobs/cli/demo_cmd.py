@@ -15,6 +15,7 @@ from pathlib import Path
 
 from config import Settings
 from core.dataset import Filters
+from core.errors import RetryableError
 from jobs.cli.scrape_cmd import format_summary, scrape_with_progress
 from scraper.replay.build import build_server
 from scraper.run import ScrapeRequest
@@ -169,7 +170,14 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
         )
         send_chunks(app, plan)
         plan = load_plan(settings.data_dir, plan.run_id)
+        deadline = time.monotonic() + 1800
         while not plan.manifest_path.exists():
+            s = run_status(plan)
+            if s.failed or worker.poll() is not None or time.monotonic() > deadline:
+                raise RetryableError(
+                    f"run {plan.run_id} did not finish ({s.failed or 'worker gone or timed out'}); "
+                    f"see {log.name}, then 'anigenre jobs resume {plan.run_id}'"
+                )
             time.sleep(0.5)
         s = run_status(plan)
         print(f"  run {plan.run_id}: {s.rows_ok} ok, {s.rows_error} error")

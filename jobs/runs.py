@@ -178,9 +178,13 @@ def chunk_done(plan: RunPlan, index: int) -> bool:
     return pq.read_metadata(path).num_rows == end - start
 
 
+def missing_chunks(plan: RunPlan) -> list[int]:
+    return [i for i in range(len(plan.chunks)) if not chunk_done(plan, i)]
+
+
 def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
     """Verify every part, then write ``_manifest.json``. Safe to call twice."""
-    missing = [i for i in range(len(plan.chunks)) if not chunk_done(plan, i)]
+    missing = missing_chunks(plan)
     if missing:
         raise DataError(f"run {plan.run_id} is missing {len(missing)} part(s): {missing[:10]}")
     counts = {"ok": 0, "error": 0}

@@ -9,7 +9,7 @@ from kombu.utils.url import maybe_sanitize_url
 from config import Settings
 from core.errors import ConfigError, NetworkError
 from jobs.celery_app import create_app
-from jobs.runs import RunPlan, chunk_done, mark_queued
+from jobs.runs import RunPlan, mark_queued
 
 
 def broker_app(settings: Settings) -> Celery:
@@ -42,10 +42,6 @@ def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):
     ).apply_async()
     mark_queued(plan)
     return sent
-
-
-def missing_chunks(plan: RunPlan) -> list[int]:
-    return [i for i in range(len(plan.chunks)) if not chunk_done(plan, i)]
 
 
 def send_task(app: Celery, name: str, queue: str, **kwargs) -> str:

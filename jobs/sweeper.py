@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from celery import bootsteps
 from kombu.transport.redis import Channel
 
-from jobs.runs import RunPlan, finalize, list_runs, load_plan, mark_failed
+from jobs.runs import RunPlan, finalize, list_runs, load_plan, mark_failed, missing_chunks
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +56,6 @@ def in_flight(unacked_values: Iterable[bytes]) -> set[Chunk]:
         if chunk is not None:
             held.add(chunk)
     return held
-
-
-def missing_parts(plan: RunPlan) -> list[int]:
-    """Chunks without a part file. Parts are written atomically, so presence suffices."""
-    if not plan.run_dir.exists():
-        return list(range(len(plan.chunks)))
-    present = {p.name for p in plan.run_dir.iterdir()}
-    return [i for i in range(len(plan.chunks)) if plan.part_path(i).name not in present]
 
 
 def confirm(suspects: set[Chunk], candidates: set[Chunk]) -> tuple[set[Chunk], set[Chunk]]:
@@ -126,7 +118,7 @@ class Sweeper:
         held = in_flight(self.client.hvals(self.unacked_key))
         plans, candidates = {}, set()
         for plan in watched_runs(self.data_dir):
-            missing = missing_parts(plan)
+            missing = missing_chunks(plan)
             if not missing:
                 finalize(plan)  # the worker that wrote the last part died before finalising
                 result.finalized.append(plan.run_id)

@@ -12,9 +12,9 @@ import redis
 
 from config import load_settings
 from jobs.celery_app import create_app
-from jobs.runs import load_plan, plan_run, run_status
+from jobs.runs import load_plan, missing_chunks, plan_run, run_status
 from jobs.submit import send_chunks
-from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight, missing_parts
+from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight
 from tests.synthetic import poster_png
 
 SWEEP_REDIS_DB = 13  # flushed around each test
@@ -87,7 +87,7 @@ def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path
         for i in (0, 1):
             pq.write_table(pa.table({"status": ["ok"]}), plan.part_path(i))
         assert in_flight(client.hvals("unacked")) == {(plan.run_id, i) for i in (0, 1, 2)}
-        assert missing_parts(plan) == [2, 3]
+        assert missing_chunks(plan) == [2, 3]
         lost_index = 3
 
         assert sweep().requeued == {}, "first sighting: could be mid-pop"

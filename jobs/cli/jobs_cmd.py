@@ -129,8 +129,7 @@ def run_status(args, settings: Settings) -> int:
 def run_wait(args, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from jobs.runs import PartCounts, finalize, load_plan, run_status
-    from jobs.submit import missing_chunks
+    from jobs.runs import PartCounts, finalize, load_plan, missing_chunks, run_status
 
     plan = load_plan(settings.data_dir, args.run_id)
     counts = PartCounts()
@@ -160,9 +159,10 @@ def run_wait(args, settings: Settings) -> int:
             elif args.resend_after and time.monotonic() - last_change > args.resend_after:
                 from jobs.submit import broker_app, send_chunks
 
-                n = send_chunks(broker_app(settings), plan, missing_chunks(plan))
+                missing = missing_chunks(plan)
+                send_chunks(broker_app(settings), plan, missing)
                 print(
-                    f"no progress for {args.resend_after:.0f} s: re-queued {n} chunk(s)",
+                    f"no progress for {args.resend_after:.0f} s: re-queued {len(missing)} chunk(s)",
                     file=sys.stderr,
                 )
                 last_change = time.monotonic()
@@ -183,8 +183,8 @@ def run_wait(args, settings: Settings) -> int:
 
 def run_resume(args, settings: Settings) -> int:
     from jobs import stages
-    from jobs.runs import load_plan
-    from jobs.submit import broker_app, forget_resends, missing_chunks, send_chunks
+    from jobs.runs import load_plan, missing_chunks
+    from jobs.submit import broker_app, forget_resends, send_chunks
 
     plan = load_plan(settings.data_dir, args.run_id)
     missing = missing_chunks(plan)

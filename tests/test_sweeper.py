@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pyarrow as pa
@@ -15,6 +16,7 @@ from jobs.celery_app import create_app
 from jobs.runs import load_plan, missing_chunks, plan_run, run_status
 from jobs.submit import send_chunks
 from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight
+from tests.procs import run_cli
 from tests.synthetic import poster_png
 
 SWEEP_REDIS_DB = 13  # flushed around each test
@@ -101,3 +103,11 @@ def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path
         status = run_status(load_plan(data, plan.run_id))
         assert status.failed and f"[{lost_index}]" in status.failed
         assert sweep().requeued == {} and sent == [[lost_index]]
+
+    env = {"ANIGENRE_DATA_DIR": str(data), "PATH": os.environ["PATH"]}
+    waited = run_cli("jobs", "wait", plan.run_id, env=env, timeout=60)
+    assert waited.returncode == 1
+    assert f"run {plan.run_id} failed: chunk(s) [3]" in waited.stderr
+    assert f"'anigenre jobs resume {plan.run_id}'" in waited.stderr
+    shown = run_cli("jobs", "status", plan.run_id, env=env, timeout=60)
+    assert "2/4 chunks" in shown.stdout and "[failed: chunk(s) [3]" in shown.stdout

@@ -37,12 +37,6 @@ def register(sub) -> None:
     w = jsub.add_parser("wait", help="block with a progress bar until the run completes")
     w.add_argument("run_id")
     w.add_argument("--timeout", type=types.positive_float, default=3600.0, help="seconds")
-    w.add_argument(
-        "--resend-after",
-        type=types.positive_float,
-        default=None,
-        help="re-queue missing chunks if no progress for this many seconds",
-    )
     w.set_defaults(run=run_wait)
     r = jsub.add_parser(
         "resume",
@@ -129,12 +123,12 @@ def run_status(args, settings: Settings) -> int:
 def run_wait(args, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from jobs.runs import PartCounts, finalize, load_plan, missing_chunks, run_status
+    from core.errors import DataError, RetryableError
+    from jobs.runs import PartCounts, finalize, load_plan, run_status
 
     plan = load_plan(settings.data_dir, args.run_id)
     counts = PartCounts()
     deadline = time.monotonic() + args.timeout
-    last_done, last_change = -1, time.monotonic()
     with tqdm(
         total=len(plan.inputs), unit="poster", desc="wait", file=sys.stderr, disable=None
     ) as bar:
@@ -142,33 +136,15 @@ def run_wait(args, settings: Settings) -> int:
             s = run_status(plan, counts=counts)
             bar.update(s.rows_ok + s.rows_error - bar.n)
             if s.chunks_done == s.chunks_total:
-                if not s.complete:
-                    finalize(
-                        plan
-                    )  # the finalising worker died: every part is there, so finish here
+                if not s.complete:  # the finalising worker died; every part is there
+                    finalize(plan)
                 break
             if s.failed:
-                from core.errors import DataError
-
                 raise DataError(
                     f"run {plan.run_id} failed: {s.failed}; "
                     f"'anigenre jobs resume {plan.run_id}' retries it"
                 )
-            if s.chunks_done != last_done:
-                last_done, last_change = s.chunks_done, time.monotonic()
-            elif args.resend_after and time.monotonic() - last_change > args.resend_after:
-                from jobs.submit import broker_app, send_chunks
-
-                missing = missing_chunks(plan)
-                send_chunks(broker_app(settings), plan, missing)
-                print(
-                    f"no progress for {args.resend_after:.0f} s: re-queued {len(missing)} chunk(s)",
-                    file=sys.stderr,
-                )
-                last_change = time.monotonic()
             if time.monotonic() > deadline:
-                from core.errors import RetryableError
-
                 raise RetryableError(
                     f"run {plan.run_id} not complete after {args.timeout:.0f} s "
                     f"({s.chunks_done}/{s.chunks_total} chunks); "

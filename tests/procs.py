@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -125,3 +127,21 @@ def run_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.Completed
         text=True,
         timeout=timeout,
     )
+
+
+@contextmanager
+def machine_redis_db(db: int) -> Iterator[tuple[str, redis.Redis]]:
+    """One numbered DB of the machine's Redis, empty on entry and emptied on exit."""
+    import pytest
+
+    url = f"redis://127.0.0.1:6379/{db}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis must answer on 127.0.0.1:6379 (.ci/run starts it)")
+    client.flushdb()
+    try:
+        yield url, client
+    finally:
+        client.flushdb()

@@ -22,7 +22,7 @@ from jobs import stages
 from jobs.runs import PartCounts, RunPlan, load_plan, run_status
 from models.config import TrainConfig
 from tests import images as gen
-from tests.procs import ROOT, RedisServer, Worker, run_cli
+from tests.procs import ROOT, RedisServer, Worker, machine_redis_db, run_cli
 from tests.synthetic import labelled_folder, poster_png, synthetic_dataset
 
 VOCAB = Vocabulary()
@@ -265,15 +265,8 @@ def _exactly_once(settings, run_id, expected_files: int) -> pd.DataFrame:
 
 @pytest.fixture
 def main_redis():
-    url = f"redis://127.0.0.1:6379/{MAIN_REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis must answer on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
-    yield url
-    client.flushdb()
+    with machine_redis_db(MAIN_REDIS_DB) as (url, _):
+        yield url
 
 
 def test_worker_runs_a_job_and_cli_follows_it(trained, tmp_path, main_redis):

@@ -9,14 +9,13 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import redis
 
 from config import load_settings
 from jobs.celery_app import create_app
 from jobs.runs import load_plan, missing_chunks, plan_run, run_status
 from jobs.submit import send_chunks
 from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight
-from tests.procs import run_cli
+from tests.procs import machine_redis_db, run_cli
 from tests.synthetic import poster_png
 
 SWEEP_REDIS_DB = 13  # flushed around each test
@@ -24,15 +23,8 @@ SWEEP_REDIS_DB = 13  # flushed around each test
 
 @pytest.fixture
 def broker():
-    url = f"redis://127.0.0.1:6379/{SWEEP_REDIS_DB}"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis must answer on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
-    yield url, client
-    client.flushdb()
+    with machine_redis_db(SWEEP_REDIS_DB) as db:
+        yield db
 
 
 def make_run(tmp_path, n_chunks: int):

@@ -31,6 +31,7 @@ from core.schemas import RUN_PARTITION
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 RUNS_INDEX = Path("runs")
+MANIFEST, QUEUED, FAILED = "_manifest.json", "_queued.json", "_failed.json"
 
 
 @dataclass
@@ -48,22 +49,26 @@ class RunPlan:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.out_dir) / "predictions" / f"run_id={self.run_id}"
+        return run_dir_for(self.out_dir, self.run_id)
 
     def part_path(self, index: int) -> Path:
         return self.run_dir / f"part-{index:05d}.parquet"
 
     @property
     def manifest_path(self) -> Path:
-        return self.run_dir / "_manifest.json"
+        return self.run_dir / MANIFEST
 
     @property
     def queued_path(self) -> Path:
-        return self.run_dir / "_queued.json"
+        return self.run_dir / QUEUED
 
     @property
     def failed_path(self) -> Path:
-        return self.run_dir / "_failed.json"
+        return self.run_dir / FAILED
+
+
+def run_dir_for(out_dir: str | Path, run_id: str) -> Path:
+    return Path(out_dir) / "predictions" / f"run_id={run_id}"
 
 
 def discover(paths: list[Path]) -> list[Path]:
@@ -154,13 +159,18 @@ def plan_run(
     return plan
 
 
-def load_plan(data_dir: Path, run_id: str) -> RunPlan:
+def indexed_run_dir(data_dir: Path, run_id: str) -> Path:
+    """Where run ``run_id`` writes, from its small index entry (no plan is read)."""
     index = Path(data_dir) / RUNS_INDEX / f"{run_id}.json"
     try:
         out_dir = json.loads(index.read_text())["out_dir"]
     except FileNotFoundError:
         raise ConfigError(f"no run '{run_id}'; 'anigenre jobs list' shows the runs") from None
-    plan_file = Path(out_dir) / "predictions" / f"run_id={run_id}" / "_plan.json"
+    return run_dir_for(out_dir, run_id)
+
+
+def load_plan(data_dir: Path, run_id: str) -> RunPlan:
+    plan_file = indexed_run_dir(data_dir, run_id) / "_plan.json"
     return RunPlan(**json.loads(plan_file.read_text()))
 
 

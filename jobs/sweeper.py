@@ -21,10 +21,23 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import redis
 from celery import bootsteps
 from kombu.transport.redis import Channel
 
-from jobs.runs import RunPlan, finalize, list_runs, load_plan, mark_failed, missing_chunks
+from core.errors import ConfigError
+from jobs.runs import (
+    FAILED,
+    MANIFEST,
+    QUEUED,
+    RunPlan,
+    finalize,
+    indexed_run_dir,
+    list_runs,
+    load_plan,
+    mark_failed,
+    missing_chunks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +85,17 @@ class SweepResult:
 
 
 def watched_runs(data_dir) -> Iterable[RunPlan]:
-    """Queued runs that are neither complete nor failed."""
+    """Queued runs that are neither complete nor failed. Only their plans are read: a
+    finished run's plan can list a hundred thousand files."""
     for run_id in list_runs(data_dir):
         try:
-            plan = load_plan(data_dir, run_id)
-        except (OSError, ValueError):
-            continue  # an output folder removed by its owner is not the sweeper's business
-        if plan.queued_path.exists() and not (
-            plan.manifest_path.exists() or plan.failed_path.exists()
-        ):
-            yield plan
+            folder = indexed_run_dir(data_dir, run_id)
+            if (folder / QUEUED).exists() and not (
+                (folder / MANIFEST).exists() or (folder / FAILED).exists()
+            ):
+                yield load_plan(data_dir, run_id)
+        except (OSError, ValueError, ConfigError):
+            continue  # a run whose files were removed by their owner is not ours to mend
 
 
 class Sweeper:
@@ -164,8 +178,6 @@ class SweeperStep(bootsteps.StartStopStep):
         app = worker.app
         if PREDICT_QUEUE not in app.amqp.queues.consume_from:
             return
-        import redis
-
         from jobs.submit import send_chunks
 
         settings = app.anigenre_settings
@@ -179,9 +191,12 @@ class SweeperStep(bootsteps.StartStopStep):
         self.tref = worker.timer.call_repeatedly(settings.sweep_interval_s, self._tick)
 
     def _tick(self) -> None:
+        # A failed sweep must never take the worker down; the next one retries.
         try:
             self.sweeper.sweep()
-        except Exception:  # a failed sweep must never take the worker down; the next one retries
+        except redis.ConnectionError as exc:  # the consumer logs the outage already
+            log.warning("sweep skipped: %s", exc)
+        except Exception:
             log.exception("sweep failed")
 
     def stop(self, worker) -> None:

@@ -210,10 +210,9 @@ class _Frozen:
         return first_early
 
     def predict(self, split: str) -> np.ndarray:
-        outs = [
-            self.head.predict(self.X[v][split], verbose=0, batch_size=256)
-            for v in _views(self.config)
-        ]
+        # One call on the whole split: predict() would build a tf.data pipeline for a few
+        # hundred rows each epoch, and TensorFlow logs a spurious error line for it.
+        outs = [self.head.predict_on_batch(self.X[v][split]) for v in _views(self.config)]
         return np.mean(outs, axis=0)
 
     def predict_val(self) -> np.ndarray:

@@ -189,6 +189,7 @@ class SweeperStep(bootsteps.StartStopStep):
             max_resends=settings.sweep_max_resends,
         )
         self.tref = worker.timer.call_repeatedly(settings.sweep_interval_s, self._tick)
+        log.info("lost-chunk sweep every %g s", settings.sweep_interval_s)
 
     def _tick(self) -> None:
         # A failed sweep must never take the worker down; the next one retries.

@@ -60,7 +60,7 @@ class Settings(BaseModel):
     broker_restore_interval_s: int = Field(30, gt=0)
     # How often predict workers look for chunks whose message the broker lost (jobs.sweeper);
     # a lost chunk is re-queued on the second sweep that finds it.
-    sweep_interval_s: float = Field(30.0, gt=0)
+    sweep_interval_s: float = Field(30.0, ge=1)
     sweep_max_resends: int = Field(
         3, ge=0, description="Re-queues of one chunk before its run is marked failed"
     )

@@ -140,7 +140,9 @@ class Sweeper:
             plans[plan.run_id] = plan
             candidates |= {(plan.run_id, i) for i in missing if (plan.run_id, i) not in held}
         lost, suspects = confirm(self._suspects(), candidates)
-        self.client.set(SUSPECTS_KEY, json.dumps(sorted(suspects)), ex=int(self.interval_s * 4))
+        self.client.set(
+            SUSPECTS_KEY, json.dumps(sorted(suspects)), ex=max(1, int(self.interval_s * 4))
+        )
         for run_id in sorted({r for r, _ in lost}):
             self._requeue(plans[run_id], sorted(i for r, i in lost if r == run_id), result)
         return result

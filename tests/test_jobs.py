@@ -19,7 +19,8 @@ import redis
 from config import load_settings
 from core.genres import Vocabulary
 from jobs import stages
-from jobs.runs import PartCounts, RunPlan, load_plan, run_status
+from jobs.runs import RunPlan, load_plan
+from jobs.status import PartCounts, run_status
 from models.config import TrainConfig
 from tests import images as gen
 from tests.procs import ROOT, RedisServer, Worker, machine_redis_db, run_cli

@@ -12,7 +12,8 @@ import pytest
 
 from config import load_settings
 from jobs.celery_app import create_app
-from jobs.runs import load_plan, missing_chunks, plan_run, run_status
+from jobs.runs import load_plan, missing_chunks, plan_run
+from jobs.status import run_status
 from jobs.submit import send_chunks
 from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight
 from tests.procs import machine_redis_db, run_cli

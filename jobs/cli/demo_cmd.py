@@ -125,7 +125,8 @@ def _print_report(report) -> None:
 
 def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
     from jobs import stages
-    from jobs.runs import load_plan, run_status
+    from jobs.runs import load_plan
+    from jobs.status import run_status
     from jobs.submit import broker_app, send_chunks, send_task, worker_argv
 
     app = broker_app(settings)

@@ -108,7 +108,8 @@ def _status_line(s) -> str:
 
 
 def run_status(args, settings: Settings) -> int:
-    from jobs.runs import list_runs, load_plan, run_status
+    from jobs.runs import list_runs, load_plan
+    from jobs.status import run_status
 
     if args.id in list_runs(settings.data_dir):
         print(_status_line(run_status(load_plan(settings.data_dir, args.id))))
@@ -124,7 +125,8 @@ def run_wait(args, settings: Settings) -> int:
     from tqdm import tqdm
 
     from core.errors import DataError, RetryableError
-    from jobs.runs import PartCounts, finalize, load_plan, run_status
+    from jobs.runs import finalize, load_plan
+    from jobs.status import PartCounts, run_status
 
     plan = load_plan(settings.data_dir, args.run_id)
     counts = PartCounts()
@@ -179,7 +181,8 @@ def run_resume(args, settings: Settings) -> int:
 
 
 def run_list(args, settings: Settings) -> int:
-    from jobs.runs import list_runs, load_plan, run_status
+    from jobs.runs import list_runs, load_plan
+    from jobs.status import run_status
 
     runs = list_runs(settings.data_dir)
     if not runs:

@@ -61,11 +61,11 @@ class PartCounts:
         return (ok, err) if ok + err == end - start else None
 
 
-def run_status(
-    plan: RunPlan, now: dt.datetime | None = None, counts: PartCounts | None = None
-) -> RunStatus:
-    """Progress from the parts on disk; pass the same ``counts`` to successive polls."""
-    now = now or dt.datetime.now(dt.UTC)
+def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
+    """Progress from the parts on disk; pass the same ``counts`` to successive polls.
+    A complete run is read from its manifest, which holds the verified counts."""
+    if plan.manifest_path.exists():
+        return _from_manifest(plan)
     counts = counts or PartCounts()
     ok = err = done = 0
     latest = None
@@ -89,8 +89,27 @@ def run_status(
         rows_ok=ok,
         rows_error=err,
         rows_total=len(plan.inputs),
-        complete=plan.manifest_path.exists(),
+        complete=False,
         rate_per_s=rate,
         eta_s=remaining / rate if rate and remaining else (0.0 if not remaining else None),
         failed=failure(plan),
+    )
+
+
+def _from_manifest(plan: RunPlan) -> RunStatus:
+    manifest = json.loads(plan.manifest_path.read_text())
+    took = (
+        dt.datetime.fromisoformat(manifest["finished"])
+        - dt.datetime.fromisoformat(manifest["created"])
+    ).total_seconds()
+    return RunStatus(
+        run_id=plan.run_id,
+        chunks_done=len(plan.chunks),
+        chunks_total=len(plan.chunks),
+        rows_ok=manifest["ok"],
+        rows_error=manifest["error"],
+        rows_total=len(plan.inputs),
+        complete=True,
+        rate_per_s=manifest["rows"] / took if took > 0 and manifest["rows"] else None,
+        eta_s=0.0,
     )

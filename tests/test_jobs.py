@@ -19,7 +19,7 @@ import redis
 from config import load_settings
 from core.genres import Vocabulary
 from jobs import stages
-from jobs.runs import RunPlan, load_plan
+from jobs.runs import RunPlan, finalize, load_plan
 from jobs.status import PartCounts, run_status
 from models.config import TrainConfig
 from tests import images as gen
@@ -80,6 +80,11 @@ def test_status_polls_reread_only_parts_that_changed(tmp_path):
     pq.write_table(pa.table({"status": ["ok", "ok", "ok"]}), plan.part_path(1))
     second = run_status(plan, counts=counts)
     assert (second.chunks_done, second.rows_ok, second.rows_error) == (2, 5, 1)
+    finalize(plan)
+    for part in plan.run_dir.glob("part-*.parquet"):
+        part.unlink()  # a complete run is read from its manifest, not its parts
+    done = run_status(plan)
+    assert done.complete and (done.chunks_done, done.rows_ok, done.rows_error) == (2, 5, 1)
 
 
 def test_in_process_predict_rows_errors_duplicates_and_readers(trained, tmp_path):

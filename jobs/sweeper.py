@@ -140,8 +140,10 @@ class Sweeper:
             plans[plan.run_id] = plan
             candidates |= {(plan.run_id, i) for i in missing if (plan.run_id, i) not in held}
         lost, suspects = confirm(self._suspects(), candidates)
+        # The expiry only forgets suspects once sweeps stop; a long one does no harm, since a
+        # chunk seen again later has looked lost for all that time.
         self.client.set(
-            SUSPECTS_KEY, json.dumps(sorted(suspects)), ex=max(1, int(self.interval_s * 4))
+            SUSPECTS_KEY, json.dumps(sorted(suspects)), ex=max(60, int(self.interval_s * 4))
         )
         for run_id in sorted({r for r, _ in lost}):
             self._requeue(plans[run_id], sorted(i for r, i in lost if r == run_id), result)

@@ -10,15 +10,14 @@ random frozen weights: their rows test the architectures, not the paper's number
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from config import load_settings  # noqa: E402
-from jobs import stages  # noqa: E402
+from common import bench_dataset, bench_parser  # noqa: E402
+
 from models.config import TrainConfig  # noqa: E402
 from models.train import train  # noqa: E402
 
@@ -39,15 +38,10 @@ def fmt(v) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/table3.md"))
     args = parser.parse_args()
-    settings = load_settings(
-        overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}
-    )
-    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
+    settings, dataset, vocab = bench_dataset(args)
 
     header = (
         "| model | paper's 'accuracy' (Keras binary acc.) "

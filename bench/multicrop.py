@@ -12,21 +12,15 @@ Results are in docs/benchmarks.md; none of these was kept.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from common import bench_dataset, bench_parser  # noqa: E402
 from quality import KEYS, SEEDS, logistic_probs, resplit  # noqa: E402
 
-from config import load_settings  # noqa: E402
 from core import metrics as m  # noqa: E402
-from jobs import stages  # noqa: E402
 from models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
 from models.callbacks import ValMAPEarlyStopping  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
@@ -98,14 +92,8 @@ def mean_prediction(heads, views) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
-    args = parser.parse_args()
-    settings = load_settings(
-        overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}
-    )
-    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
+    args = bench_parser(__doc__).parse_args()
+    _, dataset, vocab = bench_dataset(args)
     spec = spec_for("mobilenet_v2_1.0")
     weights = resolve_weights(spec, "auto", args.shared / "weights")
     backbone = build_backbone(spec, SIZE, weights)

@@ -12,7 +12,6 @@ Inputs: the shared posters plus re-encoded copies (distinct bytes) to reach --n 
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import shutil
@@ -24,9 +23,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+from common import bench_dataset, bench_parser  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from config import load_settings  # noqa: E402
 from core.images import decode_image  # noqa: E402
 from jobs import stages  # noqa: E402
 from jobs.runs import load_plan  # noqa: E402
@@ -54,17 +53,11 @@ def corpus(shared: Path, dest: Path, n: int) -> list[Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--n", type=int, default=600)
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
-    settings = load_settings(
-        overrides={"data_dir": args.data_dir, "shared_dir": args.shared, "broker_url": args.broker},
-        env={},
-    )
-    stages.ensure_dataset(settings, args.shared / "data" / "posters")
+    settings, _, _ = bench_dataset(args, broker_url=args.broker)
     if not list_models(args.data_dir):
         stages.train_model(settings, TrainConfig(bootstrap=100))
     model_id = list_models(args.data_dir)[-1]["model_id"]

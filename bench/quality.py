@@ -14,23 +14,20 @@ test figure and the mean paired difference to the baseline configuration.
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from common import bench_dataset, bench_parser  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from config import load_settings  # noqa: E402
 from core import metrics as m  # noqa: E402
 from core.groups import linked_groups  # noqa: E402
 from core.splits import grouped_stratified_split  # noqa: E402
-from jobs import stages  # noqa: E402
 from models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 from models.train import dataset_splits, split_features, train  # noqa: E402
@@ -95,9 +92,7 @@ def cell(value: float, ci) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--boot", type=int, default=2000)
     parser.add_argument("--skip-variants", action="store_true", help="only the quality bar")
     parser.add_argument(
@@ -107,10 +102,7 @@ def main() -> None:
         help="input: size/policy/loss variants vs 224x224; head: head variants vs the default",
     )
     args = parser.parse_args()
-    settings = load_settings(
-        overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}
-    )
-    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
+    _, dataset, vocab = bench_dataset(args)
     weights_dir = args.shared / "weights"
     started = time.monotonic()
 

@@ -1,0 +1,27 @@
+"""What the model benches share: their two path flags and the shared posters as a dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from config import Settings, load_settings
+from jobs import stages
+
+
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by the script's docstring, with ``--shared`` and ``--data-dir``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--data-dir", type=Path, default=Path("data/bench"))
+    return parser
+
+
+def bench_dataset(args: argparse.Namespace, **overrides):
+    """(settings, dataset, vocabulary): ``../shared/data/posters`` imported once into the
+    bench's data dir and read back on later runs."""
+    settings: Settings = load_settings(
+        overrides={"data_dir": args.data_dir, "shared_dir": args.shared, **overrides}, env={}
+    )
+    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
+    return settings, dataset, vocab

@@ -126,6 +126,13 @@ def test_scrape_killed_at_any_moment_resumes_with_every_title_once(
     assert f"{len(expected)} titles" in result.stdout
 
 
+def test_status_of_an_unknown_id_without_a_broker_says_where_to_look(tmp_path):
+    result = cli("--data-dir", str(tmp_path), "jobs", "status", "nope")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "no run 'nope'" in line and "'anigenre jobs list'" in line and "--broker" in line
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

@@ -114,6 +114,13 @@ def run_status(args, settings: Settings) -> int:
     if args.id in list_runs(settings.data_dir):
         print(_status_line(run_status(load_plan(settings.data_dir, args.id))))
         return 0
+    if not settings.broker_url:
+        from core.errors import ConfigError
+
+        raise ConfigError(
+            f"no run '{args.id}' in {settings.data_dir} ('anigenre jobs list' shows them); "
+            "a task id from 'jobs submit scrape|train' needs --broker"
+        )
     from jobs.submit import broker_app
 
     result = broker_app(settings).AsyncResult(args.id)

@@ -43,8 +43,9 @@ class PartCounts:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
 
-    def __call__(self, plan: RunPlan, index: int) -> tuple[int, int] | None:
-        """None while the part is absent or does not hold exactly its chunk's rows."""
+    def __call__(self, plan: RunPlan, index: int) -> tuple[int, int, float] | None:
+        """(ok, error, mtime in s) of part ``index``; None while it is absent or does not
+        hold exactly its chunk's rows."""
         path = plan.part_path(index)
         try:
             stat = path.stat()
@@ -58,7 +59,7 @@ class PartCounts:
             self._seen[path.name] = cached
         start, end = plan.chunks[index]
         ok, err = cached[1]
-        return (ok, err) if ok + err == end - start else None
+        return (ok, err, stat.st_mtime) if ok + err == end - start else None
 
 
 def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
@@ -76,8 +77,7 @@ def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
         done += 1
         ok += part[0]
         err += part[1]
-        mtime = plan.part_path(i).stat().st_mtime
-        latest = max(latest or mtime, mtime)
+        latest = max(latest or part[2], part[2])
     rows = ok + err
     elapsed = (latest - dt.datetime.fromisoformat(plan.created).timestamp()) if latest else None
     rate = rows / elapsed if elapsed and elapsed > 0 else None

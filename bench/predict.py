@@ -28,8 +28,10 @@ from PIL import Image  # noqa: E402
 
 from core.images import decode_image  # noqa: E402
 from jobs import stages  # noqa: E402
-from jobs.runs import load_plan  # noqa: E402
-from jobs.submit import broker_app, send_chunks, worker_argv  # noqa: E402
+from jobs.queue.app import worker_argv  # noqa: E402
+from jobs.queue.broker import broker_app  # noqa: E402
+from jobs.queue.publish import send_chunks  # noqa: E402
+from jobs.runs.index import load_plan  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 from models.registry import list_models  # noqa: E402
 

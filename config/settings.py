@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import ConfigError
+from core.parsing import parse_year_range
 
 ENV_PREFIX = "ANIGENRE_"
 DEFAULT_CONFIG_FILE = Path("anigenre.toml")
@@ -58,7 +59,7 @@ class Settings(BaseModel):
     # How often a worker sweeps for tasks whose worker died (unacked past the visibility
     # timeout). Kombu's default sweep is every ~100 s.
     broker_restore_interval_s: int = Field(30, gt=0)
-    # How often predict workers look for chunks whose message the broker lost (jobs.sweeper);
+    # How often predict workers look for chunks whose message the broker lost (jobs.queue.sweeper);
     # a lost chunk is re-queued on the second sweep that finds it.
     sweep_interval_s: float = Field(30.0, ge=1)
     sweep_max_resends: int = Field(
@@ -73,6 +74,39 @@ class Settings(BaseModel):
         "30 4 * * *", description="Beat's crontab for the incremental scrape; unset: none"
     )
     schedule_scrape_years: str = Field("2013-2030", description="Years the scheduled scrape covers")
+
+    @field_validator("schedule_scrape_years")
+    @classmethod
+    def _years(cls, value: str) -> str:
+        # Checked here, at load time, not by beat's first tick at 04:30.
+        try:
+            parse_year_range(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("schedule_incremental_scrape")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        fields = value.split()
+        if len(fields) != 5:
+            raise ValueError(
+                f"'{value}' is not a crontab: write five fields, minute hour day month weekday,"
+                " e.g. '30 4 * * *'"
+            )
+        # celery.schedules is Celery's pure crontab parser (no app, no broker): the same
+        # code beat will run, so what passes here cannot fail there.
+        from celery.schedules import crontab_parser
+
+        limits = ((60, 0), (24, 0), (31, 1), (12, 1), (7, 0))
+        try:
+            for text, (size, first) in zip(fields, limits, strict=True):
+                crontab_parser(size, first).parse(text)
+        except Exception as exc:  # celery raises ParseException and ValueError
+            raise ValueError(f"'{value}' is not a valid crontab ({exc})") from None
+        return value
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
@@ -97,7 +131,9 @@ def load_settings(
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"setting '{field}': {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        where = f"env {ENV_PREFIX}{field.upper()}"
+        raise ConfigError(f"setting '{field}' ({where}): {message}") from None
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -1,2 +1,3 @@
-"""Entry points and orchestration: the CLI, pipeline stages, prediction runs, the Celery
-app and its tasks, reports."""
+"""Orchestration, by concern: ``cli`` (the command line; nothing imports it), ``stages``
+(pipeline stages as functions of Settings), ``runs`` (bulk prediction runs and their
+reports, no Celery) and ``queue`` (everything Celery)."""

@@ -43,6 +43,15 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1 or self.fine_tune < 0:
             raise ValueError("epochs and batch size must be positive, fine-tune not negative")
 
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """The inverse of ``as_dict`` (JSON has lists where the config has tuples)."""
+        d = dict(data)
+        if d.get("input_size"):
+            d["input_size"] = tuple(d["input_size"])
+        d["tta"] = tuple(d.get("tta") or ())
+        return cls(**d)
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["input_size"] = list(self.input_size) if self.input_size else None

@@ -35,6 +35,22 @@ class ScrapeRequest:
             "incremental": self.incremental,
         }
 
+    def to_json(self) -> dict:
+        """The request as JSON, for a queued scrape task; ``from_json`` reverses it."""
+        return {**self.key(), "overlap_s": self.overlap_s}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ScrapeRequest:
+        formats = data.get("formats")
+        return cls(
+            years=(int(data["years"][0]), int(data["years"][1])),
+            formats=tuple(formats) if formats else None,
+            include_adult=bool(data.get("include_adult", False)),
+            posters=bool(data.get("posters", True)),
+            incremental=bool(data.get("incremental", False)),
+            overlap_s=int(data.get("overlap_s", 3600)),
+        )
+
 
 @dataclass
 class ScrapeSummary:

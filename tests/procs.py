@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-from jobs.submit import worker_argv
+from jobs.queue.app import worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ class RedisServer:
 
 
 class Worker:
-    """``celery -A jobs.celery_app worker`` in its own process group, so SIGKILL takes
+    """``celery -A jobs.queue.worker worker`` in its own process group, so SIGKILL takes
     the parent and its pool children together, as a crashed host would."""
 
     def __init__(self, name: str, env: dict, log: Path, queues: str = "predict") -> None:
@@ -130,18 +130,11 @@ def run_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.Completed
 
 
 @contextmanager
-def machine_redis_db(db: int) -> Iterator[tuple[str, redis.Redis]]:
-    """One numbered DB of the machine's Redis, empty on entry and emptied on exit."""
-    import pytest
-
-    url = f"redis://127.0.0.1:6379/{db}"
-    client = redis.Redis.from_url(url)
+def own_redis(workdir: Path) -> Iterator[tuple[str, redis.Redis]]:
+    """A redis-server of the test's own on a free port: the machine's Redis (other
+    people's data) is never flushed or written."""
+    server = RedisServer(workdir).start()
     try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.fail("Redis must answer on 127.0.0.1:6379 (.ci/run starts it)")
-    client.flushdb()
-    try:
-        yield url, client
+        yield server.url, redis.Redis.from_url(server.url)
     finally:
-        client.flushdb()
+        server.kill()

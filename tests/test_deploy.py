@@ -9,8 +9,8 @@ import yaml
 from celery.schedules import crontab
 
 from config import load_settings
-from jobs.celery_app import QUEUES, create_app
 from jobs.cli import build_parser
+from jobs.queue.app import QUEUES, create_app
 from tests.conftest import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -38,7 +38,7 @@ def test_every_command_is_a_real_entry_point():
         if cmd[0] == "anigenre":
             build_parser().parse_args(cmd[1:])  # exits non-zero on an unknown command
             continue
-        assert cmd[:3] == ["celery", "-A", "jobs.celery_app"], name
+        assert cmd[:3] == ["celery", "-A", "jobs.queue.worker"], name
         assert cmd[3] in CELERY_SUBCOMMANDS, name
         if cmd[3] == "worker":
             queues = cmd[cmd.index("-Q") + 1].split(",")
@@ -47,7 +47,7 @@ def test_every_command_is_a_real_entry_point():
         if "celery" in health:
             assert health[health.index("celery") + 1 : health.index("celery") + 3] == [
                 "-A",
-                "jobs.celery_app",
+                "jobs.queue.worker",
             ]
 
 
@@ -79,7 +79,9 @@ def test_service_settings_are_valid_and_flower_is_installable():
 def test_beat_schedules_the_incremental_scrape_from_settings():
     app = create_app(load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "15 3 * * 1"}))
     entry = app.conf.beat_schedule["incremental-scrape"]
-    assert entry["task"] == "jobs.tasks.scrape" and entry["kwargs"]["incremental"] is True
+    assert (
+        entry["task"] == "jobs.tasks.scrape" and entry["kwargs"]["request"]["incremental"] is True
+    )
     assert entry["schedule"] == crontab("15", "3", "*", "*", "1")
     assert (
         create_app(
@@ -103,8 +105,12 @@ def test_beat_process_starts_with_the_schedule(tmp_path):
     import sys
     import time
 
+    from tests.procs import RedisServer
+
+    redis_server = RedisServer(tmp_path / "redis").start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANIGENRE_")}
-    env["ANIGENRE_BROKER_URL"] = "redis://127.0.0.1:6379/12"
+    env["ANIGENRE_BROKER_URL"] = redis_server.url
+    env["ANIGENRE_DATA_DIR"] = str(tmp_path / "data")
     log = tmp_path / "beat.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
@@ -113,7 +119,7 @@ def test_beat_process_starts_with_the_schedule(tmp_path):
                 "-m",
                 "celery",
                 "-A",
-                "jobs.celery_app",
+                "jobs.queue.worker",
                 "beat",
                 "--schedule",
                 str(tmp_path / "schedule"),
@@ -133,7 +139,6 @@ def test_beat_process_starts_with_the_schedule(tmp_path):
         finally:
             proc.terminate()
             proc.wait(timeout=15)
-    assert (
-        "incremental-scrape jobs.tasks.scrape(years='2013-2030', incremental=True)"
-        in log.read_text()
-    )
+            redis_server.kill()
+    assert "incremental-scrape jobs.tasks.scrape(" in log.read_text()
+    assert "'incremental': True" in log.read_text()

@@ -19,15 +19,17 @@ import redis
 from config import load_settings
 from core.genres import Vocabulary
 from jobs import stages
-from jobs.runs import RunPlan, finalize, load_plan
-from jobs.status import PartCounts, run_status
+from jobs.runs.index import load_plan
+from jobs.runs.markers import finalize
+from jobs.runs.parts import PartCounts
+from jobs.runs.plan import RunPlan
+from jobs.runs.status import run_status
 from models.config import TrainConfig
 from tests import images as gen
-from tests.procs import ROOT, RedisServer, Worker, machine_redis_db, run_cli
+from tests.procs import ROOT, RedisServer, Worker, own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_png, synthetic_dataset
 
 VOCAB = Vocabulary()
-MAIN_REDIS_DB = 11  # tests flush this DB of the machine's Redis around each use
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +272,8 @@ def _exactly_once(settings, run_id, expected_files: int) -> pd.DataFrame:
 
 
 @pytest.fixture
-def main_redis():
-    with machine_redis_db(MAIN_REDIS_DB) as (url, _):
+def main_redis(tmp_path):
+    with own_redis(tmp_path / "redis") as (url, _):
         yield url
 
 

@@ -11,20 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from config import load_settings
-from jobs.celery_app import create_app
-from jobs.runs import load_plan, missing_chunks, plan_run
-from jobs.status import run_status
-from jobs.submit import send_chunks
-from jobs.sweeper import Sweeper, chunk_of_message, confirm, in_flight
-from tests.procs import machine_redis_db, run_cli
+from jobs.queue.app import create_app
+from jobs.queue.publish import send_chunks
+from jobs.queue.sweeper import Sweeper, chunk_of_message, confirm, in_flight
+from jobs.runs.index import load_plan, record_run
+from jobs.runs.parts import missing_chunks
+from jobs.runs.plan import plan_run
+from jobs.runs.status import run_status
+from tests.procs import own_redis, run_cli
 from tests.synthetic import poster_png
-
-SWEEP_REDIS_DB = 13  # flushed around each test
 
 
 @pytest.fixture
-def broker():
-    with machine_redis_db(SWEEP_REDIS_DB) as db:
+def broker(tmp_path):
+    with own_redis(tmp_path / "redis") as db:
         yield db
 
 
@@ -34,9 +34,9 @@ def make_run(tmp_path, n_chunks: int):
     for i in range(n_chunks):
         (folder / f"p{i}.png").write_bytes(poster_png(2000 + i))
     data = tmp_path / "data"
-    return data, plan_run(
-        [folder], model_id="m", out_dir=tmp_path / "out", data_dir=data, chunk_size=1
-    )
+    plan = plan_run([folder], model_id="m", out_dir=tmp_path / "out", chunk_size=1)
+    record_run(data, plan)
+    return data, plan
 
 
 def queued_chunks(client) -> list[int]:

@@ -18,9 +18,19 @@ from jobs.cli import (
     predict_cmd,
     scrape_cmd,
     server_cmd,
+    worker_cmd,
 )
 
-_COMMANDS = (scrape_cmd, dataset_cmd, models_cmd, predict_cmd, jobs_cmd, server_cmd, demo_cmd)
+_COMMANDS = (
+    scrape_cmd,
+    dataset_cmd,
+    models_cmd,
+    predict_cmd,
+    jobs_cmd,
+    worker_cmd,
+    server_cmd,
+    demo_cmd,
+)
 
 
 class _Parser(argparse.ArgumentParser):

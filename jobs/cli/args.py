@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-ANIME_FORMATS = ("TV", "TV_SHORT", "MOVIE", "SPECIAL", "OVA", "ONA", "MUSIC")
+from core.errors import ConfigError
+from core.parsing import parse_formats, parse_year_range
 
 
-def year_range(text: str) -> tuple[int, int]:
-    """``2013-2021`` or ``2015``."""
-    first, sep, last = text.partition("-")
-    try:
-        start, end = int(first), int(last) if sep else int(first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a year range; write it like 2013-2021 or 2015"
-        ) from None
-    if not (1900 <= start <= end <= 2100):
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a year range from an earlier to a later year between 1900 and 2100"
-        )
-    return start, end
+def _typed(parse):
+    """An argparse type from a core parser: its ConfigError becomes argparse's message."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__.removeprefix("parse_")
+    return convert
 
 
-def formats(text: str) -> tuple[str, ...]:
-    """``TV,MOVIE``: AniList MediaFormat names for anime, case-insensitive."""
-    names = tuple(f.strip().upper() for f in text.split(",") if f.strip())
-    bad = [n for n in names if n not in ANIME_FORMATS]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown format {', '.join(bad) or repr(text)}; choose from {','.join(ANIME_FORMATS)}"
-        )
-    return names
+year_range = _typed(parse_year_range)
+formats = _typed(parse_formats)
 
 
 def positive_float(text: str) -> float:

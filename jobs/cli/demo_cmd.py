@@ -125,9 +125,11 @@ def _print_report(report) -> None:
 
 def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
     from jobs import stages
-    from jobs.runs import load_plan
-    from jobs.status import run_status
-    from jobs.submit import broker_app, send_chunks, send_task, worker_argv
+    from jobs.queue.app import worker_argv
+    from jobs.queue.broker import broker_app
+    from jobs.queue.publish import send_chunks, send_task
+    from jobs.runs.index import load_plan
+    from jobs.runs.status import run_status
 
     app = broker_app(settings)
     env = {
@@ -156,11 +158,12 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
 
         years = f"{DEMO_YEARS[0]}-{DEMO_YEARS[1]}"
         print(f"[1/6] scrape {years} on the 'scrape' queue")
-        wait(send_task(app, "jobs.tasks.scrape", "scrape", years=years), "scrape")
+        request = ScrapeRequest(years=DEMO_YEARS, overlap_s=settings.incremental_overlap_s)
+        wait(send_task(app, "jobs.tasks.scrape", "scrape", request=request.to_json()), "scrape")
         print("[2/6] import on the 'train' queue")
         wait(send_task(app, "jobs.tasks.import_dataset", "train", folder=str(labelled)), "import")
         print("[3/6] preprocess on the 'train' queue")
-        wait(send_task(app, "jobs.tasks.preprocess", "train", years=years), "preprocess")
+        wait(send_task(app, "jobs.tasks.preprocess", "train", years=list(DEMO_YEARS)), "preprocess")
         print("[4/6] train on the 'train' queue")
         model_id = wait(
             send_task(app, "jobs.tasks.train", "train", config={"bootstrap": 300}), "train"

@@ -7,7 +7,9 @@ import time
 
 from config import Settings
 from jobs.cli import args as types
+from jobs.cli.models_cmd import add_train_arguments, train_config
 from jobs.cli.predict_cmd import add_predict_arguments, format_top_k, plan_from_args
+from jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
 
 
 def register(sub) -> None:
@@ -20,15 +22,11 @@ def register(sub) -> None:
     p = ssub.add_parser("predict", help="bulk prediction, one task per chunk")
     add_predict_arguments(p)
     p.set_defaults(run=run_submit_predict)
-    s = ssub.add_parser("scrape", help="a scrape on the scrape queue")
-    s.add_argument("--years", type=types.year_range, required=True)
-    s.add_argument("--incremental", action="store_true")
-    s.add_argument("--no-posters", action="store_true")
+    s = ssub.add_parser("scrape", help="a scrape on the scrape queue (the flags of 'scrape')")
+    add_scrape_arguments(s)
     s.set_defaults(run=run_submit_scrape)
-    t = ssub.add_parser("train", help="training on the train queue")
-    t.add_argument("--backbone", default="mobilenet_v2_1.0")
-    t.add_argument("--epochs", type=types.positive_int, default=60)
-    t.add_argument("--seed", type=int, default=0)
+    t = ssub.add_parser("train", help="training on the train queue (the flags of 'train')")
+    add_train_arguments(t)
     t.set_defaults(run=run_submit_train)
 
     st = jsub.add_parser("status", help="chunks done/total, rows ok/error, rate and ETA")
@@ -51,13 +49,14 @@ def register(sub) -> None:
 
 
 def run_submit_predict(args, settings: Settings) -> int:
-    from jobs.submit import broker_app, send_chunks
+    from jobs.queue.broker import broker_app
+    from jobs.queue.publish import send_chunks
 
     app = broker_app(settings)  # fail before hashing thousands of files
     plan = plan_from_args(settings, args)
     sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
     if not sent:
-        from jobs.runs import finalize
+        from jobs.runs.markers import finalize
 
         finalize(plan)
     print(plan.run_id)
@@ -71,26 +70,19 @@ def run_submit_predict(args, settings: Settings) -> int:
 
 
 def run_submit_scrape(args, settings: Settings) -> int:
-    from jobs.submit import broker_app, send_task
+    from jobs.queue.broker import broker_app
+    from jobs.queue.publish import send_task
 
-    years = f"{args.years[0]}-{args.years[1]}"
-    print(
-        send_task(
-            broker_app(settings),
-            "jobs.tasks.scrape",
-            "scrape",
-            years=years,
-            incremental=args.incremental,
-            posters=not args.no_posters,
-        )
-    )
+    request = scrape_request(args, settings).to_json()
+    print(send_task(broker_app(settings), "jobs.tasks.scrape", "scrape", request=request))
     return 0
 
 
 def run_submit_train(args, settings: Settings) -> int:
-    from jobs.submit import broker_app, send_task
+    from jobs.queue.broker import broker_app
+    from jobs.queue.publish import send_task
 
-    config = {"backbone": args.backbone, "epochs": args.epochs, "seed": args.seed}
+    config = train_config(args).as_dict()
     print(send_task(broker_app(settings), "jobs.tasks.train", "train", config=config))
     return 0
 
@@ -108,8 +100,8 @@ def _status_line(s) -> str:
 
 
 def run_status(args, settings: Settings) -> int:
-    from jobs.runs import list_runs, load_plan
-    from jobs.status import run_status
+    from jobs.runs.index import list_runs, load_plan
+    from jobs.runs.status import run_status
 
     if args.id in list_runs(settings.data_dir):
         print(_status_line(run_status(load_plan(settings.data_dir, args.id))))
@@ -121,7 +113,7 @@ def run_status(args, settings: Settings) -> int:
             f"no run '{args.id}' in {settings.data_dir} ('anigenre jobs list' shows them); "
             "a task id from 'jobs submit scrape|train' needs --broker"
         )
-    from jobs.submit import broker_app
+    from jobs.queue.broker import broker_app
 
     result = broker_app(settings).AsyncResult(args.id)
     print(f"task {args.id}: {result.state}" + (f" {result.result}" if result.ready() else ""))
@@ -132,8 +124,10 @@ def run_wait(args, settings: Settings) -> int:
     from tqdm import tqdm
 
     from core.errors import DataError, RetryableError
-    from jobs.runs import finalize, load_plan
-    from jobs.status import PartCounts, run_status
+    from jobs.runs.index import load_plan
+    from jobs.runs.markers import finalize
+    from jobs.runs.parts import PartCounts
+    from jobs.runs.status import run_status
 
     plan = load_plan(settings.data_dir, args.run_id)
     counts = PartCounts()
@@ -168,12 +162,15 @@ def run_wait(args, settings: Settings) -> int:
 
 def run_resume(args, settings: Settings) -> int:
     from jobs import stages
-    from jobs.runs import load_plan, missing_chunks
-    from jobs.submit import broker_app, forget_resends, send_chunks
+    from jobs.runs.index import load_plan
+    from jobs.runs.parts import missing_chunks
 
     plan = load_plan(settings.data_dir, args.run_id)
     missing = missing_chunks(plan)
     if settings.broker_url:
+        from jobs.queue.broker import broker_app
+        from jobs.queue.publish import forget_resends, send_chunks
+
         app = broker_app(settings)
         forget_resends(app, plan.run_id)
         send_chunks(app, plan, missing)
@@ -188,8 +185,8 @@ def run_resume(args, settings: Settings) -> int:
 
 
 def run_list(args, settings: Settings) -> int:
-    from jobs.runs import list_runs, load_plan
-    from jobs.status import run_status
+    from jobs.runs.index import list_runs, load_plan
+    from jobs.runs.status import run_status
 
     runs = list_runs(settings.data_dir)
     if not runs:

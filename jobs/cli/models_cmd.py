@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 from config import Settings
+from core.errors import ConfigError
 from jobs.cli import args as types
 
 BACKBONE_NAMES = ("resnet50", "inception_v3", "mobilenet_v2_0.35", "mobilenet_v2_1.0", "custom_cnn")
 
 
-def register(sub) -> None:
-    t = sub.add_parser("train", help="train on processed/dataset.parquet and register the model")
+def add_train_arguments(t) -> None:
+    """The flags of a training run, shared by ``train`` and ``jobs submit train``."""
     t.add_argument("--backbone", choices=BACKBONE_NAMES, default="mobilenet_v2_1.0")
     t.add_argument(
         "--weights",
@@ -44,6 +45,38 @@ def register(sub) -> None:
     t.add_argument("--resize", choices=("stretch", "pad", "center-crop"), default="stretch")
     t.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
     t.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
+
+
+def train_config(args):
+    """The TrainConfig the flags of ``add_train_arguments`` describe."""
+    from models.config import TrainConfig
+
+    try:
+        return TrainConfig(
+            backbone=args.backbone,
+            weights=args.weights,
+            input_size=args.input_size,
+            resize_policy=args.resize,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            loss=args.loss,
+            dropout=args.dropout,
+            hidden=args.hidden,
+            ensemble=args.ensemble,
+            patience=args.patience,
+            seed=args.seed,
+            fine_tune=args.fine_tune,
+            tta=() if args.tta == "none" else (args.tta,),
+            bootstrap=args.bootstrap,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="train on processed/dataset.parquet and register the model")
+    add_train_arguments(t)
     t.set_defaults(run=run_train, settings_overrides=lambda a: {})
 
     m = sub.add_parser("models", help="list trained models")
@@ -65,31 +98,8 @@ def run_train(args, settings: Settings) -> int:
     from tqdm import tqdm
 
     from jobs import stages
-    from models.config import TrainConfig
 
-    try:
-        config = TrainConfig(
-            backbone=args.backbone,
-            weights=args.weights,
-            input_size=args.input_size,
-            resize_policy=args.resize,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.lr,
-            loss=args.loss,
-            dropout=args.dropout,
-            hidden=args.hidden,
-            ensemble=args.ensemble,
-            patience=args.patience,
-            seed=args.seed,
-            fine_tune=args.fine_tune,
-            tta=() if args.tta == "none" else (args.tta,),
-            bootstrap=args.bootstrap,
-        )
-    except ValueError as exc:
-        from core.errors import ConfigError
-
-        raise ConfigError(str(exc)) from None
+    config = train_config(args)
     with tqdm(
         total=args.epochs * config.ensemble,
         unit="epoch",

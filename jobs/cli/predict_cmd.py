@@ -18,7 +18,11 @@ def add_predict_arguments(p) -> None:
     p.add_argument("--model", default="latest", help="model id, unique prefix, or 'latest'")
     p.add_argument("--out", type=Path, help="output dir (default: the data dir)")
     p.add_argument("--top-k", type=types.positive_int, default=4)
-    p.add_argument("--chunk-size", type=types.positive_int, default=64)
+    p.add_argument(
+        "--chunk-size",
+        type=types.positive_int,
+        help="files per chunk (env ANIGENRE_PREDICT_CHUNK_SIZE, default 64)",
+    )
     p.add_argument("--force", action="store_true", help="predict files already predicted ok too")
 
 
@@ -32,7 +36,7 @@ def plan_from_args(settings: Settings, args):
         model_id=args.model,
         out_dir=args.out,
         top_k=args.top_k,
-        chunk_size=args.chunk_size,
+        chunk_size=args.chunk_size or settings.predict_chunk_size,
         force=args.force,
     )
 

@@ -13,13 +13,29 @@ from scraper.store import RawStore
 from scraper.wiring import build_scraper
 
 
-def register(sub) -> None:
-    p = sub.add_parser("scrape", help="scrape AniList titles and posters into <data>/raw/")
+def add_scrape_arguments(p) -> None:
+    """The flags of a scrape request, shared by ``scrape`` and ``jobs submit scrape``."""
     p.add_argument("--years", type=types.year_range, required=True, help="e.g. 2013-2021")
     p.add_argument("--formats", type=types.formats, help="e.g. TV,MOVIE (default: all)")
     p.add_argument("--no-posters", action="store_true", help="metadata only")
     p.add_argument("--incremental", action="store_true", help="only titles updated since last run")
     p.add_argument("--adult", action="store_true", help="include adult titles")
+
+
+def scrape_request(args, settings: Settings) -> ScrapeRequest:
+    return ScrapeRequest(
+        years=args.years,
+        formats=args.formats,
+        include_adult=args.adult,
+        posters=not args.no_posters,
+        incremental=args.incremental,
+        overlap_s=settings.incremental_overlap_s,
+    )
+
+
+def register(sub) -> None:
+    p = sub.add_parser("scrape", help="scrape AniList titles and posters into <data>/raw/")
+    add_scrape_arguments(p)
     p.add_argument("--endpoint", help="GraphQL endpoint (env ANIGENRE_ANILIST_URL)")
     p.add_argument("--rate-limit", type=types.positive_float, help="requests per minute ceiling")
     p.add_argument("--concurrency", type=types.positive_int, help="parallel poster downloads")
@@ -35,14 +51,7 @@ def overrides(args) -> dict:
 
 
 def run(args, settings: Settings) -> int:
-    request = ScrapeRequest(
-        years=args.years,
-        formats=args.formats,
-        include_adult=args.adult,
-        posters=not args.no_posters,
-        incremental=args.incremental,
-        overlap_s=settings.incremental_overlap_s,
-    )
+    request = scrape_request(args, settings)
     summary = scrape_with_progress(settings, request)
     print(format_summary(summary, RawStore(settings.data_dir), request))
     return 0

@@ -1,4 +1,9 @@
-"""Celery tasks: thin wrappers that take ids and paths, call the library, return small JSON.
+"""Celery tasks: thin wrappers that take ids, paths and request objects as JSON, call the
+stages, and return small JSON.
+
+Tasks are ``shared_task``s: they bind to whichever app the worker built (the entry module's
+or ``anigenre worker``'s), so importing this module builds no app. Names are fixed strings,
+so messages already queued keep working whatever the module is called.
 
 TensorFlow is imported, and a model loaded, only inside a task, so it happens once per
 worker process after the fork (TensorFlow is not fork-safe) and never in beat or the CLI.
@@ -8,14 +13,13 @@ from __future__ import annotations
 
 import resource
 
-from celery import Task
+from celery import Task, shared_task
 
 from core.errors import RetryableError
-from jobs.celery_app import app
 
 
-def _settings():
-    return app.anigenre_settings
+def _settings(task: Task):
+    return task.app.anigenre_settings
 
 
 class PredictTask(Task):
@@ -30,11 +34,11 @@ class PredictTask(Task):
             self._predictors = {}
         if model_id not in self._predictors:
             self._predictors.clear()  # one model in memory at a time
-            self._predictors[model_id] = load_predictor(_settings(), model_id)
+            self._predictors[model_id] = load_predictor(_settings(self), model_id)
         return self._predictors[model_id]
 
 
-@app.task(
+@shared_task(
     name="jobs.tasks.predict_chunk",
     base=PredictTask,
     bind=True,
@@ -43,10 +47,12 @@ class PredictTask(Task):
     max_retries=5,
 )
 def predict_chunk(self, run_id: str, index: int) -> dict:
-    from jobs.chunks import execute_chunk
-    from jobs.runs import chunk_done, finalize, load_plan
+    from jobs.runs.chunks import execute_chunk
+    from jobs.runs.index import load_plan
+    from jobs.runs.markers import finalize
+    from jobs.runs.parts import chunk_done, missing_chunks
 
-    plan = load_plan(_settings().data_dir, run_id)
+    plan = load_plan(_settings(self).data_dir, run_id)
     if chunk_done(plan, index):
         # A message delivered twice (restored after a slow start, or re-queued by the
         # sweeper) finds its part written: the rows are there, so skip the model.
@@ -54,7 +60,7 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
     else:
         result = execute_chunk(plan, index, self.predictor(plan.model_id))
     # No chord: whichever chunk sees every part written finalises; doing it twice is harmless.
-    if all(chunk_done(plan, i) for i in range(len(plan.chunks))):
+    if not missing_chunks(plan):
         finalize(plan)
         result["finalized"] = True
     result["rss_kb"] = current_rss_kb()
@@ -73,64 +79,53 @@ def current_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-@app.task(
-    name="jobs.tasks.scrape", autoretry_for=(RetryableError,), retry_backoff=True, max_retries=3
+@shared_task(
+    name="jobs.tasks.scrape",
+    bind=True,
+    autoretry_for=(RetryableError,),
+    retry_backoff=True,
+    max_retries=3,
 )
-def scrape(
-    years: str, incremental: bool = False, posters: bool = True, formats: list | None = None
-) -> dict:
-    from jobs.cli.args import year_range
+def scrape(self, request: dict) -> dict:
+    from jobs import stages
     from scraper.run import ScrapeRequest
-    from scraper.wiring import build_scraper
 
-    settings = _settings()
-    request = ScrapeRequest(
-        years=year_range(years),
-        formats=tuple(formats) if formats else None,
-        posters=posters,
-        incremental=incremental,
-        overlap_s=settings.incremental_overlap_s,
-    )
-    s = build_scraper(settings).run(request)
+    s = stages.scrape(_settings(self), ScrapeRequest.from_json(request))
     return {
         "titles": s.titles,
         "pages": s.pages,
         "posters": dict(s.posters),
         "requests": s.requests,
+        "rate_limited": s.rate_limited,
     }
 
 
-@app.task(name="jobs.tasks.preprocess")
+@shared_task(name="jobs.tasks.preprocess", bind=True)
 def preprocess(
-    years: str | None = None, require_score: bool = False, require_studio: bool = False
+    self, years: list | None = None, require_score: bool = False, require_studio: bool = False
 ) -> dict:
     from core.dataset import Filters
     from jobs import stages
-    from jobs.cli.args import year_range
 
-    filters = Filters(year_range(years) if years else None, require_score, require_studio)
-    change = stages.preprocess(_settings(), filters)
+    filters = Filters(tuple(years) if years else None, require_score, require_studio)
+    change = stages.preprocess(_settings(self), filters)
     return {"total": change.total, "added": change.added, "splits": change.splits}
 
 
-@app.task(name="jobs.tasks.import_dataset")
-def import_dataset(folder: str, replace: bool = False) -> dict:
+@shared_task(name="jobs.tasks.import_dataset", bind=True)
+def import_dataset(self, folder: str, replace: bool = False) -> dict:
     from pathlib import Path
 
     from jobs import stages
 
-    change = stages.import_dataset(_settings(), Path(folder), replace=replace)
+    change = stages.import_dataset(_settings(self), Path(folder), replace=replace)
     return {"total": change.total, "added": change.added, "skipped": len(change.skipped)}
 
 
-@app.task(name="jobs.tasks.train")
-def train(config: dict) -> dict:
+@shared_task(name="jobs.tasks.train", bind=True)
+def train(self, config: dict) -> dict:
     from jobs import stages
     from models.config import TrainConfig
 
-    cfg = dict(config)
-    if cfg.get("input_size"):
-        cfg["input_size"] = tuple(cfg["input_size"])
-    cfg["tta"] = tuple(cfg.get("tta") or ())
-    model_id, manifest = stages.train_model(_settings(), TrainConfig(**cfg))
+    model_id, manifest = stages.train_model(_settings(self), TrainConfig.from_dict(config))
     return {"model_id": model_id, "test": manifest["metrics_summary"]["test"]}

@@ -8,7 +8,7 @@ import numpy as np
 
 from core.predictions import prediction_table
 from core.tables import write_table
-from jobs.runs import RunPlan
+from jobs.runs.plan import RunPlan
 
 
 def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None = None) -> dict:

@@ -6,17 +6,9 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-import pyarrow.parquet as pq
-
-from jobs.runs import RunPlan
-
-
-def failure(plan: RunPlan) -> str | None:
-    """Why the run failed, or None."""
-    try:
-        return json.loads(plan.failed_path.read_text())["reason"]
-    except FileNotFoundError:
-        return None
+from jobs.runs.markers import failure
+from jobs.runs.parts import PartCounts
+from jobs.runs.plan import RunPlan
 
 
 @dataclass
@@ -31,35 +23,6 @@ class RunStatus:
     rate_per_s: float | None
     eta_s: float | None
     failed: str | None = None
-
-
-class PartCounts:
-    """(ok, error) rows of each part, read once per version of its file.
-
-    A poll re-reads only the parts written since the last one: ``jobs wait`` on a run of
-    1,600 parts otherwise reads all of them, about a second, twice a second.
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}
-
-    def __call__(self, plan: RunPlan, index: int) -> tuple[int, int, float] | None:
-        """(ok, error, mtime in s) of part ``index``; None while it is absent or does not
-        hold exactly its chunk's rows."""
-        path = plan.part_path(index)
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return None
-        version = (stat.st_mtime_ns, stat.st_size)
-        cached = self._seen.get(path.name)
-        if cached is None or cached[0] != version:
-            status = pq.read_table(path, columns=["status"])["status"].to_pylist()
-            cached = (version, (status.count("ok"), status.count("error")))
-            self._seen[path.name] = cached
-        start, end = plan.chunks[index]
-        ok, err = cached[1]
-        return (ok, err, stat.st_mtime) if ok + err == end - start else None
 
 
 def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:

@@ -1,18 +1,15 @@
-"""The Celery app. ``celery -A jobs.celery_app worker -Q predict`` starts a worker.
-
-Configured from Settings only. This module is an entry point (Celery imports it by
-name), so it is the one place besides the CLI that reads the process environment.
-"""
+"""The Celery app factory. Building an app reads nothing but the Settings it is given:
+the module-level app Celery's own command line needs lives in ``jobs.queue.worker``."""
 
 from __future__ import annotations
 
-import os
+import sys
 
 from celery import Celery
 from celery.schedules import crontab
 
-from config import Settings, load_settings
-from jobs.sweeper import SweeperStep
+from config import Settings
+from jobs.queue.bootstep import SweeperStep
 
 QUEUES = ("scrape", "train", "predict")
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
@@ -20,7 +17,7 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 def create_app(settings: Settings) -> Celery:
     broker = settings.broker_url or DEFAULT_BROKER
-    app = Celery("anigenre", broker=broker, backend=broker, include=["jobs.tasks"])
+    app = Celery("anigenre", broker=broker, backend=broker, include=["jobs.queue.tasks"])
     transport = {
         "visibility_timeout": settings.task_visibility_timeout_s,
         "unacked_restore_interval": settings.broker_restore_interval_s,
@@ -57,6 +54,8 @@ def create_app(settings: Settings) -> Celery:
             "jobs.tasks.train": {"queue": "train"},
             "jobs.tasks.predict_chunk": {"queue": "predict"},
         },
+        # Beat's schedule file belongs with the data, not in whatever folder beat started in.
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         result_expires=7 * 86400,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -70,14 +69,30 @@ def create_app(settings: Settings) -> Celery:
 def beat_schedule(settings: Settings) -> dict:
     if not settings.schedule_incremental_scrape:
         return {}
+    from core.parsing import parse_year_range
+    from scraper.run import ScrapeRequest
+
     minute, hour, day, month, weekday = settings.schedule_incremental_scrape.split()
+    request = ScrapeRequest(
+        years=parse_year_range(settings.schedule_scrape_years),
+        incremental=True,
+        overlap_s=settings.incremental_overlap_s,
+    )
     return {
         "incremental-scrape": {
             "task": "jobs.tasks.scrape",
             "schedule": crontab(minute, hour, day, month, weekday),
-            "kwargs": {"years": settings.schedule_scrape_years, "incremental": True},
+            "kwargs": {"request": request.to_json()},
         }
     }
 
 
-app = create_app(load_settings(env=os.environ))
+WORKER_MODULE = "jobs.queue.worker"
+
+
+def worker_argv(queues: str, name: str, *, loglevel: str = "INFO", quiet: bool = True) -> list[str]:
+    """The command line of one single-process worker, as the demo, benches and tests start it."""
+    argv = [sys.executable, "-m", "celery", "-A", WORKER_MODULE, "worker", "-Q", queues]
+    argv += ["-c", "1", "-n", f"{name}@%h", "--loglevel", loglevel]
+    # Gossip, mingle and heartbeats talk to other workers; a lone one only waits on them.
+    return argv + (["--without-gossip", "--without-mingle", "--without-heartbeat"] if quiet else [])

@@ -21,7 +21,7 @@ from core.genres import Vocabulary
 from core.importer import parse_genres, read_labels
 from core.run_summary import summarize
 from core.tables import write_table
-from jobs.runs import RunPlan
+from jobs.runs.plan import RunPlan
 
 GALLERY_LIMIT = 60
 THUMB = (120, 170)

@@ -1,0 +1,63 @@
+"""``anigenre worker`` and ``anigenre beat``: Celery processes with this CLI's settings.
+
+They build the app from the settings this command line resolved (``--config``,
+``--data-dir``, ``--broker``), which ``celery -A jobs.queue.worker`` cannot see.
+"""
+
+from __future__ import annotations
+
+from config import Settings
+from jobs.cli import args as types
+
+QUEUE_NAMES = ("scrape", "train", "predict")
+
+
+def queue_list(text: str) -> str:
+    names = [q.strip() for q in text.split(",") if q.strip()]
+    bad = [q for q in names if q not in QUEUE_NAMES]
+    if bad or not names:
+        import argparse
+
+        raise argparse.ArgumentTypeError(
+            f"unknown queue {', '.join(bad) or repr(text)}; choose from {','.join(QUEUE_NAMES)}"
+        )
+    return ",".join(names)
+
+
+def register(sub) -> None:
+    w = sub.add_parser("worker", help="start a Celery worker for the given queues")
+    w.add_argument("-Q", "--queues", type=queue_list, default="predict", help="e.g. scrape,train")
+    w.add_argument("-c", "--concurrency", type=types.positive_int, default=1, help="processes")
+    w.add_argument("-n", "--hostname", help="worker name (default: anigenre-<queues>@%%h)")
+    w.add_argument("--loglevel", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    w.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
+    w.set_defaults(run=run_worker, settings_overrides=_broker)
+    b = sub.add_parser("beat", help="start Celery beat: the scheduled incremental scrape")
+    b.add_argument("--loglevel", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    b.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
+    b.set_defaults(run=run_beat, settings_overrides=_broker)
+
+
+def _broker(args) -> dict:
+    return {"broker_url": args.broker}
+
+
+def _app(settings: Settings):
+    from jobs.queue.broker import broker_app
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return broker_app(settings)  # one line, not a retry loop, when Redis is not there
+
+
+def run_worker(args, settings: Settings) -> int:
+    app = _app(settings)
+    name = args.hostname or f"anigenre-{args.queues.replace(',', '-')}@%h"
+    argv = ["worker", "-Q", args.queues, "-c", str(args.concurrency), "-n", name]
+    app.worker_main(argv + ["--loglevel", args.loglevel, "-E"])
+    return 0
+
+
+def run_beat(args, settings: Settings) -> int:
+    app = _app(settings)
+    app.start(["beat", "--loglevel", args.loglevel])
+    return 0

@@ -1,0 +1,28 @@
+"""An app for the configured broker, checked to answer before any work is planned."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
+
+from config import Settings
+from core.errors import ConfigError, NetworkError
+from jobs.queue.app import create_app
+
+
+def broker_app(settings: Settings) -> Celery:
+    """An app for ``settings.broker_url``, checked to answer before anything is planned."""
+    if not settings.broker_url:
+        raise ConfigError(
+            "no broker configured; pass --broker redis://HOST:6379/0 or set ANIGENRE_BROKER_URL"
+        )
+    app = create_app(settings)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+    except (OperationalError, OSError) as exc:
+        # Masked: a broker URL may carry a password, and this line lands in terminals and logs.
+        where = maybe_sanitize_url(settings.broker_url)
+        raise NetworkError(f"cannot reach the broker at {where} ({exc})") from None
+    return app

@@ -1,0 +1,34 @@
+"""Publishing work on the broker: the client side of the Celery tasks. No TensorFlow here."""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery, group
+
+from jobs.queue.sweeper import RESENT_PREFIX
+from jobs.runs.markers import mark_queued
+from jobs.runs.plan import RunPlan
+
+
+def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):
+    """One task per chunk in a flat group (no chord: the Redis backend makes chords
+    fragile); each chunk finalises the run when it sees every part written. Returns the
+    GroupResult, or None when there was nothing to send."""
+    indices = list(range(len(plan.chunks))) if indices is None else indices
+    if not indices:
+        return None
+    sent = group(
+        app.signature("jobs.tasks.predict_chunk", args=(plan.run_id, i), queue="predict")
+        for i in indices
+    ).apply_async()
+    mark_queued(plan)
+    return sent
+
+
+def send_task(app: Celery, name: str, queue: str, **kwargs) -> str:
+    return app.send_task(name, kwargs=kwargs, queue=queue).id
+
+
+def forget_resends(app: Celery, run_id: str) -> None:
+    """A resumed run gets a fresh allowance of sweeper re-queues."""
+    redis.Redis.from_url(app.conf.broker_url).delete(RESENT_PREFIX + run_id)

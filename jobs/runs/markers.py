@@ -1,0 +1,63 @@
+"""A run's marker files: queued, failed, and the manifest that marks it complete."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from core.atomic import write_text_atomic
+from core.errors import DataError
+from jobs.runs.parts import part_counts
+from jobs.runs.plan import RunPlan
+
+
+def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
+    """Verify every part, then write ``_manifest.json``. Safe to call twice: a complete
+    run keeps the manifest (and so the finish time) it already has."""
+    if plan.manifest_path.exists():
+        return json.loads(plan.manifest_path.read_text())
+    counts = [part_counts(plan, i) for i in range(len(plan.chunks))]
+    missing = [i for i, c in enumerate(counts) if c is None]
+    if missing:
+        raise DataError(f"run {plan.run_id} is missing {len(missing)} part(s): {missing[:10]}")
+    ok = sum(c[0] for c in counts)
+    error = sum(c[1] for c in counts)
+    manifest = {
+        "run_id": plan.run_id,
+        "model_id": plan.model_id,
+        "complete": True,
+        "rows": ok + error,
+        "ok": ok,
+        "error": error,
+        "parts": [plan.part_path(i).name for i in range(len(plan.chunks))],
+        "duplicates": plan.duplicates,
+        "already_predicted": plan.already_predicted,
+        "created": plan.created,
+        "finished": (now or dt.datetime.now(dt.UTC)).isoformat(),
+    }
+    write_text_atomic(plan.manifest_path, json.dumps(manifest, indent=2))
+    return manifest
+
+
+def mark_queued(plan: RunPlan, now: dt.datetime | None = None) -> None:
+    """Written once a run's chunks are published: before that a missing chunk may just not
+    be sent yet, and in-process runs never get it, so the sweeper leaves those alone."""
+    at = (now or dt.datetime.now(dt.UTC)).isoformat()
+    write_text_atomic(plan.queued_path, json.dumps({"queued_at": at}))
+    plan.failed_path.unlink(missing_ok=True)
+
+
+def mark_failed(plan: RunPlan, chunks: list[int], resends: int) -> None:
+    reason = (
+        f"chunk(s) {chunks[:10]} still have no part after {resends} re-queues: "
+        "their task fails on the workers (see the worker logs)"
+    )
+    write_text_atomic(plan.failed_path, json.dumps({"chunks": chunks, "reason": reason}))
+
+
+def failure(plan: RunPlan) -> str | None:
+    """Why the run failed, or None."""
+    try:
+        return json.loads(plan.failed_path.read_text())["reason"]
+    except FileNotFoundError:
+        return None

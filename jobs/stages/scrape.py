@@ -1,0 +1,13 @@
+"""The scrape stage: a ScrapeRequest run against the configured AniList endpoint."""
+
+from __future__ import annotations
+
+from config import Settings
+from scraper.run import PageCallback, ScrapeRequest, ScrapeSummary
+from scraper.wiring import build_scraper
+
+
+def scrape(
+    settings: Settings, request: ScrapeRequest, on_page: PageCallback | None = None
+) -> ScrapeSummary:
+    return build_scraper(settings, on_page).run(request)

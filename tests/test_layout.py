@@ -1,0 +1,126 @@
+"""The layout of jobs/ holds by construction: read from the source's imports, so a new
+circle, a module importing the CLI, or Celery outside jobs/queue fails here."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+PACKAGES = ("config", "core", "scraper", "models", "jobs")
+CELERY_LIBS = ("celery", "kombu", "redis")
+# Celery's pure crontab parser validates the schedule setting at load time: no app, no broker.
+ALLOWED_OUTSIDE_QUEUE = {("config.settings", "celery.schedules")}
+
+
+def _module_name(path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _imports(path) -> set[str]:
+    """Every module this file imports, at any depth (lazy imports in functions count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    modules = {_module_name(p): p for p in files}
+    return {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+
+
+def _top_level_graph() -> dict[str, set[str]]:
+    """Imports made when a module is imported (not inside functions): these form circles.
+    ``from pkg import mod`` is an edge to ``pkg.mod``; a package's own ``__init__`` running
+    first is how Python imports any submodule, not a circle."""
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    modules = {_module_name(p): p for p in files}
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                deps |= subs
+                if len(subs) < len(node.names):
+                    deps.add(node.module)
+        graph[name] = {
+            d for d in deps if d in modules and d != name and not name.startswith(d + ".")
+        }
+    return graph
+
+
+def test_no_import_circles():
+    graph = _top_level_graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep) :] + [dep]
+                raise AssertionError("import circle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_nothing_imports_the_cli():
+    for name, deps in _graph().items():
+        if name.startswith("jobs.cli"):
+            continue
+        assert not any(d == "jobs.cli" or d.startswith("jobs.cli.") for d in deps), name
+
+
+def test_only_the_queue_package_imports_celery_kombu_or_redis():
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    offenders = []
+    for path in files:
+        name = _module_name(path)
+        if name.startswith("jobs.queue"):
+            continue
+        for imported in _imports(path):
+            if imported.split(".")[0] in CELERY_LIBS and not any(
+                (name, imported.removesuffix(".crontab_parser")) == allowed
+                for allowed in ALLOWED_OUTSIDE_QUEUE
+            ):
+                offenders.append((name, imported))
+    assert offenders == []
+
+
+def test_importing_the_project_builds_no_celery_app():
+    """Only the worker entry module builds an app on import; everything else, the CLI
+    included, reads no ./anigenre.toml by being imported."""
+    modules = sorted(n for n in _graph() if n != "jobs.queue.worker" and not n.endswith("__main__"))
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        "from celery import _state\n"
+        "apps = [a.main for a in _state._get_active_apps()]\n"
+        "print(apps)\n"
+        "sys.exit(1 if apps else 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]

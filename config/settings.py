@@ -36,6 +36,11 @@ class Settings(BaseModel):
     # headers, so the safe default is the degraded figure.
     rate_limit_per_min: float = Field(30.0, gt=0, description="Request-rate ceiling")
     poster_concurrency: int = Field(8, ge=1, le=64, description="Parallel poster downloads")
+    # The image CDN publishes no limit; this ceiling is shared by every download thread,
+    # and a 429 from the CDN pauses them all for its Retry-After.
+    poster_rate_limit_per_min: float = Field(
+        6000.0, gt=0, description="Poster-request ceiling per minute, all threads together"
+    )
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(6, ge=0, description="Retries of a transient failure")

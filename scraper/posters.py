@@ -17,12 +17,14 @@ from core.errors import InvalidImage, NotFound, PermanentError, RetryableError
 from core.images import EXTENSIONS, inspect_image
 from scraper.http import RetryPolicy, Stats, Timeout, new_session, raise_for_status, send
 from scraper.http import with_retries as _with_retries
+from scraper.ratelimit import RateLimiter
 
 POSTER_DIR = Path("raw") / "posters"
 # A CDN that answers 200 with an HTML error page usually serves the image on a
 # later try, so non-image content gets a couple of retries before it is "invalid".
 INVALID_RETRIES = 2
 _STATUS_RANK = {"missing": 0, "invalid": 1, "error": 2}
+DEFAULT_POSTERS_PER_MIN = 6000.0
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PosterDownloader:
         timeout: Timeout = Timeout(),  # noqa: B008 - frozen value object
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008
         stats: Stats | None = None,
+        limiter: RateLimiter | None = None,
         session_factory: Callable[[], requests.Session] = new_session,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
@@ -50,6 +53,9 @@ class PosterDownloader:
         self.timeout = timeout
         self.retry = retry
         self.stats = stats or Stats()
+        # Shared by every download thread: a 429 on one pauses them all until the CDN's
+        # Retry-After, instead of one thread sleeping while the others keep knocking.
+        self.limiter = limiter or RateLimiter(DEFAULT_POSTERS_PER_MIN)
         self._session_factory = session_factory
         self._local = threading.local()
         self._clock = clock
@@ -80,7 +86,9 @@ class PosterDownloader:
 
     def _download_valid(self, url: str):
         for attempt in range(INVALID_RETRIES + 1):
-            data = _with_retries(lambda: self._get(url), self.retry, self.stats)
+            data = _with_retries(
+                lambda: self._get(url), self.retry, self.stats, on_rate_limited=self.limiter.pause
+            )
             try:
                 return data, inspect_image(data, self.max_pixels)
             except InvalidImage:
@@ -90,6 +98,7 @@ class PosterDownloader:
         raise AssertionError("unreachable")
 
     def _get(self, url: str) -> bytes:
+        self.limiter.acquire()
         self.stats.bump("requests")
         resp = send(lambda: self._session().get(url, timeout=self.timeout.as_requests()), url)
         raise_for_status(resp)

@@ -60,6 +60,7 @@ class ScrapeSummary:
     posters_cached: int = 0
     requests: int = 0
     rate_limited: int = 0
+    posters_rate_limited: int = 0
     retries: int = 0
     elapsed_s: float = 0.0
     resumed: bool = False
@@ -106,6 +107,7 @@ class Scraper:
         )
         if self.downloader is not None:
             summary.retries += self.downloader.stats.retries
+            summary.posters_rate_limited = self.downloader.stats.rate_limited
         summary.elapsed_s = time.monotonic() - started
         return summary
 

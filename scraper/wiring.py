@@ -25,6 +25,7 @@ def build_scraper(settings: Settings, on_page: PageCallback | None = None) -> Sc
         settings.data_dir,
         max_pixels=settings.max_image_pixels,
         concurrency=settings.poster_concurrency,
+        limiter=RateLimiter(settings.poster_rate_limit_per_min),
         timeout=timeout,
         retry=retry,
     )

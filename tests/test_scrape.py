@@ -97,6 +97,27 @@ def test_posters_statuses_files_and_hashes(replay, make_settings, posters_dir):
     assert server.stats()["requests"]["covers"] - before == 2 * (len(media) - len(have_file))
 
 
+def test_poster_429s_pause_the_shared_limiter_and_are_counted(replay, make_settings, posters_dir):
+    """A 429 from the image CDN pauses the limiter every download thread draws from (not
+    one thread's sleep), every poster still lands, and the summary counts the 429s."""
+    server = replay(faults="429=0.2:0.3", seed=3)
+    settings = make_settings(server.url, poster_concurrency=8)
+    scraper = build_scraper(settings)
+    pauses = []
+    limiter = scraper.downloader.limiter
+    real_pause = limiter.pause
+    limiter.pause = lambda seconds: (pauses.append(seconds), real_pause(seconds))
+    summary = scraper.run(ScrapeRequest(years=(2021, 2021), overlap_s=0))
+    store = RawStore(settings.data_dir)
+    media, posters = pd.read_parquet(store.media_path), pd.read_parquet(store.posters_path)
+    served = server.stats()["faults"].get("429", 0)
+    assert served > 0
+    assert summary.posters_rate_limited == served
+    assert pauses == [0.3] * served  # the CDN's Retry-After, through the shared limiter
+    have_file = set(labels(posters_dir).index) & set(media["anilist_id"])
+    assert set(posters.loc[posters["status"] == "ok", "anilist_id"]) == have_file
+
+
 def test_broken_posters_become_rows_with_reasons(replay, make_settings, posters_dir, recorded):
     lab = labels(posters_dir)
     ids_2021 = sorted(set(lab.index) & recorded.ids((2021, 2021)))

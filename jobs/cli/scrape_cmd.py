@@ -89,7 +89,9 @@ def format_summary(s: ScrapeSummary, store: RawStore, request: ScrapeRequest) ->
     if request.posters:
         lines.append(f"  posters    {posters} ({s.posters_cached} already present)")
     lines += [
-        f"  requests   {s.requests} GraphQL · 429s seen {s.rate_limited} · retries {s.retries}",
+        f"  requests   {s.requests} GraphQL · 429s seen {s.rate_limited}"
+        + (f" (+{s.posters_rate_limited} on posters)" if request.posters else "")
+        + f" · retries {s.retries}",
         f"  tables     {store.media_path} ({store.media().num_rows} titles), "
         f"{store.posters_path} ({store.posters().num_rows} posters)",
     ]

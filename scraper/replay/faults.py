@@ -8,6 +8,7 @@ Spec: comma-separated items, each one of
   ``403=P``        GraphQL: 403, as AniList answers when its API is disabled
   ``truncate=P``   covers: promise the full length, send half, close
   ``html=P``       covers: 200 with an HTML page instead of the image
+  ``429=P:S``      covers: 429 with ``Retry-After: S`` seconds (default 1)
   ``KIND@ID``      always apply KIND (html, truncate, 404, 5xx) to cover ID
 Example: ``5xx=0.1,slow=0.05:0.5,malformed=0.05,truncate=0.1,html=0.05,html@20996``
 """
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from core.errors import ConfigError
 
-_RANDOM = {"5xx", "burst", "slow", "malformed", "403", "truncate", "html"}
+_RANDOM = {"5xx", "burst", "slow", "malformed", "403", "truncate", "html", "429"}
 _TARGETED = {"html", "truncate", "404", "5xx"}
 
 

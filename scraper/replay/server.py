@@ -125,8 +125,11 @@ def _handler_for(server: ReplayServer) -> type[BaseHTTPRequestHandler]:
             server.count("covers")
             anilist_id = int(match.group(2))
             fault, arg = server.faults.draw(
-                ("burst", "5xx", "slow", "truncate", "html"), anilist_id
+                ("burst", "5xx", "slow", "truncate", "html", "429"), anilist_id
             )
+            if fault == "429":
+                wait = f"{arg or 1.0:g}"
+                return self._send(429, b"Too Many Requests", "text/plain", {"Retry-After": wait})
             if fault == "slow":
                 time.sleep(arg)
             elif fault == "5xx":

@@ -37,6 +37,12 @@ def test_config_file_can_be_named_by_env(tmp_path):
         ({"ANIGENRE_RATE_LIMIT_PER_MIN": "fast"}, "rate_limit_per_min"),
         ({"ANIGENRE_POSTER_CONCURRENCY": "0"}, "poster_concurrency"),
         ({"ANIGENRE_NOPE": "1"}, "unknown environment variable ANIGENRE_NOPE"),
+        # Checked at load time, not by beat's first tick at 04:30:
+        ({"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "61 4 * * *"}, "not a valid crontab"),
+        ({"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "30 4 * *"}, "write five fields"),
+        ({"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "30 4 * * funday"}, "not a valid crontab"),
+        ({"ANIGENRE_SCHEDULE_SCRAPE_YEARS": "2030-2013"}, "schedule_scrape_years"),
+        ({"ANIGENRE_SCHEDULE_SCRAPE_YEARS": "recent"}, "write it like 2013-2021"),
     ],
 )
 def test_bad_values_are_one_clear_line(env, fragment):
@@ -51,3 +57,12 @@ def test_unknown_key_in_file_is_rejected(tmp_path):
     cfg.write_text("colour = 'blue'\n")
     with pytest.raises(ConfigError, match="unknown keys"):
         load_settings(env={}, config_file=cfg)
+
+
+def test_valid_schedules_load_and_an_empty_one_means_none():
+    s = load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "*/15 2-5 * * mon-fri"})
+    assert s.schedule_incremental_scrape == "*/15 2-5 * * mon-fri"
+    assert (
+        load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": ""}).schedule_incremental_scrape
+        is None
+    )

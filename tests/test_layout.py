@@ -124,3 +124,14 @@ def test_importing_the_project_builds_no_celery_app():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+
+
+def test_tests_never_name_the_machines_redis():
+    """The machine's Redis (the default port) holds other people's data: tests start their own
+    redis-server on a free port (tests/procs.py) and never flush or write a shared one."""
+    offenders = [
+        p.name
+        for p in (ROOT / "tests").glob("*.py")
+        if "63" + "79" in p.read_text()  # split so this file does not name it either
+    ]
+    assert offenders == []

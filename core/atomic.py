@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from core.errors import StorageError
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -15,20 +17,29 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
     The temp file lives in the same directory so ``os.replace`` is a rename on one
     filesystem, which POSIX makes atomic. On failure the temp file is removed.
+
+    An ``OSError`` on the way (a full disk, a read-only mount, a file where a folder must
+    be) becomes a ``StorageError`` that names ``target``: the temp name would mean nothing
+    to a user, and pyarrow's errors often name no path at all.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise StorageError.from_os(exc, target) from exc
     try:
         yield Path(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise StorageError.from_os(exc, target) from exc
         raise
 
 

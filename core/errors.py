@@ -16,10 +16,19 @@ whether to try again by the branch, never by the message::
         ├── HTTPStatusError    any other unexpected HTTP status
         ├── NotFound           HTTP 404 (e.g. a poster the CDN does not have)
         ├── InvalidImage       bytes that are not an acceptable image; ``reason`` says why
-        └── DataError          input data is wrong: unknown genre, missing table or column
+        ├── DataError          input data is wrong: unknown genre, missing table or column,
+        │                      a damaged model or run folder
+        └── StorageError       a file or folder cannot be written: disk full, read-only,
+                               a file where a folder must be; ``path`` names it
+
+An ``OSError`` from writing becomes a ``StorageError`` where the write happens
+(``StorageError.from_os``), so the one line a user sees names the path and what to do.
 """
 
 from __future__ import annotations
+
+import errno
+from pathlib import Path
 
 
 class AnigenreError(Exception):
@@ -89,3 +98,57 @@ class InvalidImage(PermanentError):
 
 class DataError(PermanentError):
     """Input data that cannot be used as it is; the message says what is wrong with it."""
+
+
+_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or write elsewhere "
+    "(--out, --data-dir), then run the same command again",
+    errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere "
+    "(--out, --data-dir), then run the same command again",
+    errno.EROFS: "the file system is read-only; mount it writable or write elsewhere "
+    "(--out, --data-dir)",
+    errno.EACCES: "permission denied; make it writable for this user or write elsewhere "
+    "(--out, --data-dir)",
+    errno.EPERM: "operation not permitted; make it writable for this user or write elsewhere "
+    "(--out, --data-dir)",
+    errno.EISDIR: "a folder stands where a file must be; move it aside",
+    errno.EEXIST: "something already stands there; move it aside",
+}
+
+
+class StorageError(PermanentError):
+    """A file or folder cannot be written (or read) for reasons outside the data: a full
+    disk, a read-only mount, a file where a folder must be. ``path`` is the one involved."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def from_os(
+        cls, exc: OSError, path: str | Path | None = None, action: str = "write"
+    ) -> StorageError:
+        """The one-line error for ``exc`` met while trying to ``action`` ``path`` (default:
+        the path the OS names). Mapped by errno, so the advice fits the cause, not the call."""
+        where = str(path if path is not None else (exc.filename or "")) or None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST) and where:
+            blocker = _file_in_the_way(Path(where))
+            if blocker is not None:
+                return cls(
+                    f"cannot {action} {where}: {blocker} is a file, not a folder; "
+                    "move it aside or choose another folder",
+                    str(blocker),
+                )
+        advice = _ADVICE.get(exc.errno) or (exc.strerror or str(exc))
+        return cls(f"cannot {action} {where}: {advice}" if where else advice, where)
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest ancestor of ``path`` (or itself) that exists and is not a folder."""
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists() and not candidate.is_dir():
+                return candidate
+        except OSError:
+            return None
+    return None

@@ -32,7 +32,7 @@ _TRAILING = re.compile(
 
 
 def title_stem(title: str | None) -> str:
-    if not title:
+    if not isinstance(title, str) or not title:  # None, or NaN from a parquet round trip
         return ""
     text = unicodedata.normalize("NFKC", title).lower().strip()
     text = _SUBTITLE.sub("", text) or text
@@ -76,7 +76,15 @@ def linked_groups(groups, titles, anilist_ids) -> list[str]:
         stem = title_stem(title)
         if stem:
             union(group, f"t:{stem}")
-        if anilist_id is not None and anilist_id == anilist_id:  # skip None and NaN
+        if not _missing(anilist_id):
             union(group, f"id:{int(anilist_id)}")
         find(group)
     return [find(g) for g in groups]
+
+
+def _missing(value) -> bool:
+    """None, NaN (a null read back from parquet) or pandas' NA."""
+    try:
+        return value is None or bool(value != value)  # NaN is not equal to itself
+    except TypeError:  # pd.NA refuses bool()
+        return True

@@ -108,9 +108,16 @@ def _read_image(images: Path, name: str) -> tuple[bytes, str | None]:
     if not name or Path(name).name != name or name.startswith("."):
         return b"", "unsafe file name (must be a plain name inside images/)"
     try:
-        return (images / name).read_bytes(), None
+        # A link is followed only as far as images/ itself: one pointing elsewhere would
+        # copy any file the importing user can read into the dataset.
+        path = (images / name).resolve(strict=True)
+        if not path.is_relative_to(images.resolve(strict=True)):
+            return b"", "unsafe file (a link pointing outside images/)"
+        return path.read_bytes(), None
     except FileNotFoundError:
         return b"", "file not found"
+    except RuntimeError:  # Python 3.11's resolve() on a link loop
+        return b"", "unsafe file (a link loop)"
     except OSError as exc:
         return b"", f"cannot read ({exc.strerror})"
 

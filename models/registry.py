@@ -14,9 +14,10 @@ import os
 import platform
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
-from core.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError, StorageError
 from core.genres import Vocabulary
 
 MODELS_DIR = Path("models")
@@ -47,26 +48,37 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
     final = root / model_id
     if final.exists():
         raise ConfigError(f"model {model_id} already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=root))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=root))
+    except OSError as exc:
+        raise StorageError.from_os(exc, root) from exc
     try:
         model.save(tmp / "model.keras")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk after an hour of training: say so
+            raise StorageError.from_os(exc, final) from exc
         raise
     return final
 
 
 def list_models(data_dir: Path) -> list[dict]:
-    """Manifests of every complete artifact, oldest first."""
+    """Manifests of every complete artifact, oldest first. A folder whose manifest cannot
+    be read is no model: one damaged folder must not hide every other model."""
     root = Path(data_dir) / MODELS_DIR
     out = []
     for folder in sorted(root.glob("[!.]*")):
         manifest = folder / "manifest.json"
         if manifest.exists() and (folder / "model.keras").exists():
-            out.append(json.loads(manifest.read_text()))
+            try:
+                loaded = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(loaded, dict) and {"model_id", "created"} <= loaded.keys():
+                out.append(loaded)
     return sorted(out, key=lambda m: m["created"])
 
 
@@ -87,7 +99,109 @@ def resolve_model_id(data_dir: Path, model_id: str) -> str:
 
 def load_manifest(data_dir: Path, model_id: str) -> dict:
     model_id = resolve_model_id(data_dir, model_id)
-    return json.loads((Path(data_dir) / MODELS_DIR / model_id / "manifest.json").read_text())
+    path = Path(data_dir) / MODELS_DIR / model_id / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} ({exc}); copy the artifact again") from None
+    if not isinstance(manifest.get("genres"), list) or not manifest["genres"]:
+        raise DataError(f"{path} lists no genres; copy the artifact again")
+    return manifest
+
+
+def check_artifact(data_dir: Path, model_id: str) -> dict:
+    """The manifest of ``model_id``, once its model file is known to load and to fit it.
+
+    Cheap and without TensorFlow, so a run is refused before any input is hashed or any
+    run recorded: ``model.keras`` is a zip whose members must pass their CRC, and whose
+    ``config.json`` must give the model as many outputs as the manifest has genres."""
+    manifest = load_manifest(data_dir, model_id)
+    path = Path(data_dir) / MODELS_DIR / manifest["model_id"] / "model.keras"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if bad is not None:
+                raise zipfile.BadZipFile(f"{bad} fails its checksum")
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as exc:
+        raise DataError(
+            f"model file {path} is damaged ({_why(exc)}); copy the artifact again "
+            "or train a new model with 'anigenre train'"
+        ) from None
+    _check_width(manifest, output_width(config), path)
+    return manifest
+
+
+def output_width(config: dict) -> int | None:
+    """Units of the model's output, read from a saved ``config.json``; None when its
+    structure is one this reader does not know (then loading the model checks it)."""
+    return _layer_width(config, {})
+
+
+# Layers whose output has the width of their (first) input.
+_SAME_WIDTH = {"Dropout", "Average", "Add", "Maximum", "Minimum", "Multiply", "Activation"}
+
+
+def _layer_width(layer: dict, siblings: dict, depth: int = 0) -> int | None:
+    if not isinstance(layer, dict) or depth > 64:
+        return None
+    cfg = layer.get("config") or {}
+    if isinstance(cfg.get("units"), int):
+        return cfg["units"]
+    inner = cfg.get("layers")
+    if isinstance(inner, list) and inner:  # a Functional or Sequential model
+        by_name = {_name(sub): sub for sub in inner}
+        outputs = cfg.get("output_layers")
+        if outputs is None:  # Sequential: the last layer that sets a width
+            for sub in reversed(inner):
+                if sub.get("class_name") not in _SAME_WIDTH:
+                    return _layer_width(sub, by_name, depth + 1)
+            return None
+        if not isinstance(outputs, list) or not outputs:  # named outputs: not ours
+            return None
+        first = outputs[0] if isinstance(outputs[0], list) else outputs  # [[name, ..], ..]
+        return _layer_width(by_name.get(first[0]), by_name, depth + 1)
+    if layer.get("class_name") in _SAME_WIDTH:
+        source = _first_input(layer.get("inbound_nodes"))
+        return _layer_width(siblings.get(source), siblings, depth + 1)
+    return None
+
+
+def _name(layer: dict) -> str | None:
+    return layer.get("name") or (layer.get("config") or {}).get("name")
+
+
+def _first_input(nodes) -> str | None:
+    """The layer name of the first tensor a layer is called on, from its inbound nodes."""
+    if isinstance(nodes, dict):
+        history = (nodes.get("config") or {}).get("keras_history")
+        if isinstance(history, list) and history:
+            return history[0]
+        nodes = list(nodes.values())
+    if isinstance(nodes, list):
+        for item in nodes:
+            found = _first_input(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_width(manifest: dict, width: int | None, path: Path) -> None:
+    genres = manifest.get("genres") or []
+    if width is not None and width != len(genres):
+        raise DataError(
+            f"model {manifest['model_id']} has {width} outputs but its manifest lists "
+            f"{len(genres)} genres; {path.parent / 'manifest.json'} was edited or belongs "
+            "to another model: copy the artifact again or train a new model"
+        )
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]} inside"
+    if isinstance(exc, zipfile.BadZipFile) and "not a zip file" in str(exc):
+        return "truncated, or not a Keras archive"
+    return str(exc) or type(exc).__name__
 
 
 def load_artifact(data_dir: Path, model_id: str):
@@ -97,9 +211,13 @@ def load_artifact(data_dir: Path, model_id: str):
     import models.heads  # noqa: F401 - registers the serializable custom objects
     import models.layers  # noqa: F401
 
-    manifest = load_manifest(data_dir, model_id)
+    manifest = check_artifact(data_dir, model_id)
     path = Path(data_dir) / MODELS_DIR / manifest["model_id"] / "model.keras"
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"model file {path} does not load ({_why(exc)})") from None
+    _check_width(manifest, model.output_shape[-1], path)
     return model, manifest
 
 

@@ -87,6 +87,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except AnigenreError as exc:
         print(f"anigenre: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # Last resort for a file error no edge mapped: still one line, with the path.
+        from core.errors import StorageError
+
+        print(f"anigenre: error: {StorageError.from_os(exc, action='use')}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("anigenre: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

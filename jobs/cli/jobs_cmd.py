@@ -100,11 +100,10 @@ def _status_line(s) -> str:
 
 
 def run_status(args, settings: Settings) -> int:
-    from jobs.runs.index import list_runs, load_plan
-    from jobs.runs.status import run_status
+    from jobs.runs.index import list_runs
 
     if args.id in list_runs(settings.data_dir):
-        print(_status_line(run_status(load_plan(settings.data_dir, args.id))))
+        print(_status_line(_read_status(settings, args.id)))
         return 0
     if not settings.broker_url:
         from core.errors import ConfigError
@@ -185,12 +184,34 @@ def run_resume(args, settings: Settings) -> int:
 
 
 def run_list(args, settings: Settings) -> int:
-    from jobs.runs.index import list_runs, load_plan
-    from jobs.runs.status import run_status
+    from core.errors import DataError
+    from jobs.runs.index import list_runs
 
     runs = list_runs(settings.data_dir)
     if not runs:
         print(f"no runs recorded in {settings.data_dir / 'runs'}")
     for run_id in runs:
-        print(_status_line(run_status(load_plan(settings.data_dir, run_id))))
+        try:
+            print(_status_line(_read_status(settings, run_id)))
+        except DataError as exc:  # one run whose folder is gone must not hide the others
+            print(exc)
     return 0
+
+
+def _read_status(settings: Settings, run_id: str):
+    """The status of ``run_id``; a run whose files are gone or damaged is a DataError."""
+    from core.errors import AnigenreError, DataError, StorageError
+    from jobs.runs.index import load_plan
+    from jobs.runs.status import run_status
+
+    try:
+        return run_status(load_plan(settings.data_dir, run_id))
+    except FileNotFoundError as exc:
+        why = f"{exc.filename} is gone; was its output folder moved or deleted?"
+    except OSError as exc:
+        why = str(StorageError.from_os(exc, action="read"))
+    except (ValueError, TypeError, KeyError) as exc:
+        why = f"its files are damaged ({type(exc).__name__}: {exc})"
+    except AnigenreError as exc:
+        why = str(exc)
+    raise DataError(f"run {run_id}: unreadable: {why}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from celery import Celery
 from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
@@ -10,12 +12,22 @@ from config import Settings
 from core.errors import ConfigError, NetworkError
 from jobs.queue.app import create_app
 
+BROKER_SCHEMES = ("redis", "rediss")
+
 
 def broker_app(settings: Settings) -> Celery:
     """An app for ``settings.broker_url``, checked to answer before anything is planned."""
     if not settings.broker_url:
         raise ConfigError(
             "no broker configured; pass --broker redis://HOST:6379/0 or set ANIGENRE_BROKER_URL"
+        )
+    scheme = urlsplit(settings.broker_url).scheme
+    if scheme not in BROKER_SCHEMES:
+        # Redis is the only broker: the sweeper and re-queueing talk to it directly. The
+        # URL is not echoed: one this malformed may carry a password the masking misses.
+        given = f"scheme '{scheme}://'" if scheme else "no scheme"
+        raise ConfigError(
+            f"the broker URL has {given}; use redis://HOST:6379/0 or rediss://HOST:6380/0 (TLS)"
         )
     app = create_app(settings)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from config import Settings
@@ -23,18 +24,33 @@ def plan_prediction(
     chunk_size: int | None = None,
     force: bool = False,
 ):
-    """Hash the inputs and write the run plan; needs no model and no TensorFlow."""
-    from models.registry import resolve_model_id
+    """Check the model, hash the inputs and write the run plan; needs no TensorFlow.
 
+    A model that cannot load (a truncated file, a manifest that does not fit it) is refused
+    here, before thousands of files are hashed and a run is recorded that would never run.
+    """
+    from core.errors import ConfigError
+    from models.registry import check_artifact
+
+    manifest = check_artifact(settings.data_dir, model_id)
+    out = Path(out_dir or settings.data_dir)
+    if out.exists() and not out.is_dir():
+        flag = "--out" if out_dir else "--data-dir"
+        raise ConfigError(f"{flag} {out} is a file; give a folder (it is made if missing)")
     plan = plan_run(
         [Path(p) for p in paths],
-        model_id=resolve_model_id(settings.data_dir, model_id),
-        out_dir=out_dir or settings.data_dir,
+        model_id=manifest["model_id"],
+        out_dir=out,
         top_k=top_k,
         chunk_size=chunk_size or settings.predict_chunk_size,
         force=force,
     )
-    record_run(settings.data_dir, plan)
+    try:
+        record_run(settings.data_dir, plan)
+    except BaseException:
+        # Unrecorded, the plan is a run no command can find: do not leave it behind.
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        raise
     return plan
 
 

@@ -290,8 +290,9 @@ def test_a_run_whose_folder_was_deleted_is_flagged_not_fatal(data, posters, tmp_
     assert "moved or deleted" in lines[f"run {gone.run_id}"]
     assert "0/1 chunks" in lines[f"run {kept.run_id}"]
 
-    line = one_line(run_cli("jobs", "status", gone.run_id, env=_env(data)), 1)
-    assert f"run {gone.run_id}: unreadable" in line and "moved or deleted" in line
+    for command in (["jobs", "status"], ["jobs", "wait"], ["jobs", "resume"], ["report"]):
+        line = one_line(run_cli(*command, gone.run_id, env=_env(data)), 1)
+        assert f"run {gone.run_id}: unreadable" in line and "moved or deleted" in line, command
 
 
 # --- imported folders --------------------------------------------------------------------

@@ -204,8 +204,9 @@ def _read_status(settings: Settings, run_id: str):
     from jobs.runs.index import load_plan
     from jobs.runs.status import run_status
 
+    plan = load_plan(settings.data_dir, run_id)  # a DataError when its plan is gone
     try:
-        return run_status(load_plan(settings.data_dir, run_id))
+        return run_status(plan)
     except FileNotFoundError as exc:
         why = f"{exc.filename} is gone; was its output folder moved or deleted?"
     except OSError as exc:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from kombu.transport.redis import Channel
 
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from jobs.runs.index import indexed_run_dir, list_runs, load_plan
 from jobs.runs.markers import finalize, mark_failed
 from jobs.runs.parts import missing_chunks
@@ -84,7 +84,7 @@ def watched_runs(data_dir) -> Iterable[RunPlan]:
                 (folder / MANIFEST).exists() or (folder / FAILED).exists()
             ):
                 yield load_plan(data_dir, run_id)
-        except (OSError, ValueError, ConfigError):
+        except (OSError, ValueError, ConfigError, DataError):
             continue  # a run whose files were removed by their owner is not ours to mend
 
 

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from core.atomic import write_text_atomic
-from core.errors import ConfigError
+from core.errors import ConfigError, DataError
 from jobs.runs.plan import PLAN, RunPlan, run_dir_for
 
 RUNS_INDEX = Path("runs")
@@ -34,8 +34,15 @@ def indexed_run_dir(data_dir: Path, run_id: str) -> Path:
 
 
 def load_plan(data_dir: Path, run_id: str) -> RunPlan:
+    """The run's plan; a plan that is gone or damaged is a DataError that says which."""
     plan_file = indexed_run_dir(data_dir, run_id) / PLAN
-    return RunPlan(**json.loads(plan_file.read_text()))
+    try:
+        return RunPlan(**json.loads(plan_file.read_text()))
+    except FileNotFoundError:
+        why = f"{plan_file} is gone; was its output folder moved or deleted?"
+    except (ValueError, TypeError) as exc:
+        why = f"{plan_file} is damaged ({type(exc).__name__}: {exc})"
+    raise DataError(f"run {run_id}: unreadable: {why}")
 
 
 def list_runs(data_dir: Path) -> list[str]:

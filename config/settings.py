@@ -49,8 +49,10 @@ class Settings(BaseModel):
     incremental_overlap_s: int = Field(
         3600, ge=0, description="How far before the watermark an incremental scrape still reads"
     )
+    # Pillow's own bomb limit (PIL.Image.MAX_IMAGE_PIXELS), so a 41 MP print poster passes;
+    # big JPEGs are decoded at reduced scale, so memory stays small (core.images.draft_box).
     max_image_pixels: int = Field(
-        40_000_000, gt=0, description="Larger images are rejected as decompression bombs"
+        89_478_485, gt=0, description="Larger images are rejected as decompression bombs"
     )
     weights_dir: Path | None = Field(
         None, description="Local ImageNet weight files; unset: <shared_dir>/weights"

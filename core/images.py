@@ -20,6 +20,9 @@ RESIZE_POLICIES = ("stretch", "pad", "center-crop")
 MIN_SIDE = 16  # smaller than a thumbnail: nothing a poster could be
 MAX_ASPECT = 8.0  # a 1x5000 strip is not a poster either
 PAD_VALUE = 128  # mid-grey maps to ~0 after [-1, 1] scaling: letterbox bars carry no signal
+# Pillow's own decompression-bomb limit (about 89.5 MP): what Pillow opens without a
+# warning, we accept; a 41 MP print-resolution poster is a poster, not a bomb.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -40,27 +43,47 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
 
 
 def decode_image(
-    data: bytes, size: tuple[int, int], policy: str = "stretch", *, max_pixels: int = 40_000_000
+    data: bytes,
+    size: tuple[int, int],
+    policy: str = "stretch",
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Bytes -> (height, width, 3) uint8 RGB at ``size`` = (height, width).
 
     EXIF orientation is applied, transparency is composited on white, palette, CMYK,
     greyscale and 16-bit images become 8-bit RGB, and animations give their first frame.
+    A big JPEG is decoded at a reduced scale (see :func:`draft_box`).
     """
     if policy not in RESIZE_POLICIES:
         raise ValueError(f"resize policy must be one of {RESIZE_POLICIES}, not {policy!r}")
-    with _opened(data, max_pixels) as img:
+    with _opened(data, max_pixels, draft_box(size)) as img:
         img.seek(0)
         rgb = _to_rgb(ImageOps.exif_transpose(img))
     return np.asarray(_resize(rgb, size, policy), dtype=np.uint8)
 
 
+def draft_box(size: tuple[int, int]) -> tuple[int, int]:
+    """The least size a JPEG may be decoded at for a model input of ``size``.
+
+    libjpeg can decode at 1/2, 1/4 or 1/8 scale for almost nothing, so a 5400x7600 poster
+    costs 2 MB of pixels instead of 123 MB. Pillow keeps both sides at or above the box;
+    a square of twice the larger side leaves the resize the same 2x headroom that
+    ``reducing_gap`` gives other formats, whatever the EXIF rotation or resize policy.
+    """
+    side = 2 * max(size)
+    return side, side
+
+
 @contextlib.contextmanager
-def _opened(data: bytes, max_pixels: int) -> Iterator[Image.Image]:
+def _opened(
+    data: bytes, max_pixels: int, draft: tuple[int, int] | None = None
+) -> Iterator[Image.Image]:
     """Open and fully decode ``data``, turning every way it can be bad into InvalidImage.
 
     The size check happens on the header, before any pixel is decoded, so a bomb costs
     nothing; the full decode afterwards catches truncation, which ``verify`` can miss.
+    With ``draft``, a JPEG is decoded at the smallest scale that still covers it.
     """
     if not data:
         raise InvalidImage("empty", "zero bytes")
@@ -73,6 +96,8 @@ def _opened(data: bytes, max_pixels: int) -> Iterator[Image.Image]:
         try:
             img = Image.open(io.BytesIO(data))
             _check_header(img, max_pixels)
+            if draft is not None and img.format == "JPEG":
+                img.draft(None, draft)
             img.load()
         except InvalidImage:
             raise

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from core.images import DEFAULT_MAX_PIXELS
 from core.loader import Batch, decode_file, iter_batches, iter_decoded
 from models.registry import vocabulary_of
 
@@ -17,7 +18,7 @@ from models.registry import vocabulary_of
 class Predictor:
     model: keras.Model
     manifest: dict
-    max_pixels: int = 40_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 32
     workers: int = 4
 

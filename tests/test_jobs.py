@@ -46,7 +46,8 @@ def trained(tmp_path_factory, shared_dir):
 
 
 def make_folder(path, n_good: int, with_bad: bool = True):
-    """``n_good`` distinct posters, a copy of one, and (optionally) every kind of bad file."""
+    """``n_good`` distinct posters, a copy of one (a row of its own: ``n_good + 1`` real
+    images), and (optionally) every kind of bad file."""
     path.mkdir(parents=True, exist_ok=True)
     for i in range(n_good):
         (path / f"p{i:03d}.png").write_bytes(poster_png(1000 + i))
@@ -94,14 +95,17 @@ def test_in_process_predict_rows_errors_duplicates_and_readers(trained, tmp_path
     folder = make_folder(tmp_path / "in", 10)
     out = tmp_path / "out"
     plan = stages.plan_prediction(settings, [folder], model_id="latest", out_dir=out, chunk_size=4)
-    assert plan.model_id == model_id and len(plan.inputs) == 14
+    assert plan.model_id == model_id and len(plan.inputs) == 15
     (dup,) = plan.duplicates
     assert {dup["path"].split("/")[-1], dup["same_as"].split("/")[-1]} == {"copy.png", "p000.png"}
     manifest = stages.predict_in_process(settings, plan)
-    assert manifest["complete"] and manifest["ok"] == 10 and manifest["error"] == 4
+    assert manifest["complete"] and manifest["ok"] == 11 and manifest["error"] == 4
 
     rows = read_run(plan)
-    assert len(rows) == 14 and rows["path"].is_unique
+    assert len(rows) == 15 and rows["path"].is_unique
+    # The copy has its own row, with the probabilities computed once for both.
+    by_name = rows.set_index(rows["path"].map(lambda p: p.split("/")[-1]))
+    assert by_name.loc["copy.png", VOCAB.columns()].equals(by_name.loc["p000.png", VOCAB.columns()])
     errors = rows[rows.status == "error"].set_index(
         rows[rows.status == "error"]["path"].map(lambda p: p.split("/")[-1])
     )
@@ -130,12 +134,12 @@ def test_in_process_predict_rows_errors_duplicates_and_readers(trained, tmp_path
     part = pa.parquet.read_schema(plan.part_path(0))
     assert part.field("p_action").type == pa.float32()
     data = pads.dataset(out / "predictions", format="parquet", partitioning="hive")
-    assert data.count_rows() == 14
+    assert data.count_rows() == 15
     glob = f"{out}/predictions/*/*.parquet"
     counts = duckdb.execute(
         "select status, count(*) from read_parquet(?, hive_partitioning=true) group by 1", [glob]
     ).fetchall()
-    assert dict(counts) == {"ok": 10, "error": 4}
+    assert dict(counts) == {"ok": 11, "error": 4}
 
 
 def test_resubmitting_predicts_only_what_has_no_ok_row(trained, tmp_path):
@@ -148,9 +152,9 @@ def test_resubmitting_predicts_only_what_has_no_ok_row(trained, tmp_path):
     (folder / "zero.jpg").write_bytes(b"")
     again = stages.plan_prediction(settings, [folder], model_id="latest", out_dir=out)
     assert sorted(i["path"].split("/")[-1] for i in again.inputs) == ["new.png", "zero.jpg"]
-    assert again.already_predicted == 6
+    assert again.already_predicted == 7  # the six posters and the copy
     forced = stages.plan_prediction(settings, [folder], model_id="latest", out_dir=out, force=True)
-    assert len(forced.inputs) == 8
+    assert len(forced.inputs) == 9
 
 
 def test_report_writes_summary_html_and_scores_labels(trained, tmp_path):
@@ -286,13 +290,13 @@ def test_worker_runs_a_job_and_cli_follows_it(trained, tmp_path, main_redis):
         env = _worker_env(settings, main_redis)
         waited = run_cli("jobs", "wait", run_id, "--timeout", "120", env=env, timeout=180)
         assert waited.returncode == 0, waited.stderr
-        assert "[complete]" in waited.stdout and "12 ok, 4 error" in waited.stdout
+        assert "[complete]" in waited.stdout and "13 ok, 4 error" in waited.stdout
         status = run_cli("jobs", "status", run_id, env=env, timeout=60)
-        assert "6/6 chunks" in status.stdout and "16/16 rows" in status.stdout
+        assert "6/6 chunks" in status.stdout and "17/17 rows" in status.stdout
     finally:
         worker.stop()
-    rows = _exactly_once(settings, run_id, 16)
-    assert (rows.status == "ok").sum() == 12
+    rows = _exactly_once(settings, run_id, 17)
+    assert (rows.status == "ok").sum() == 13
 
 
 def test_sigkilled_worker_work_is_redone_not_duplicated(trained, tmp_path):
@@ -319,7 +323,7 @@ def test_sigkilled_worker_work_is_redone_not_duplicated(trained, tmp_path):
                 w.stop()
         server.kill()
     assert done_at_kill < 80
-    _exactly_once(settings, run_id, 80)
+    _exactly_once(settings, run_id, 81)
 
 
 def test_a_message_the_broker_lost_is_requeued_by_the_workers(trained, tmp_path, main_redis):
@@ -334,7 +338,7 @@ def test_a_message_the_broker_lost_is_requeued_by_the_workers(trained, tmp_path,
         _wait_complete(settings, run_id, timeout=90)
     finally:
         worker.stop()
-    _exactly_once(settings, run_id, 6)
+    _exactly_once(settings, run_id, 7)
     assert "re-queued 1 lost chunk(s) [0]" in worker.log.read_text()
 
 
@@ -349,7 +353,7 @@ def test_two_workers_on_one_run_write_each_file_once(trained, tmp_path, main_red
     finally:
         for w in workers:
             w.stop()
-    _exactly_once(settings, run_id, 30)
+    _exactly_once(settings, run_id, 31)
     served = ["Task jobs.tasks.predict_chunk" in w.log.read_text() for w in workers]
     assert all(served), "both workers should have taken chunks"
 
@@ -376,7 +380,7 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
     finally:
         worker.stop()
         server.kill()
-    _exactly_once(settings, run_id, 60)
+    _exactly_once(settings, run_id, 61)
 
 
 def test_killed_in_process_predict_is_finished_by_resume(trained, tmp_path):
@@ -423,4 +427,4 @@ def test_killed_in_process_predict_is_finished_by_resume(trained, tmp_path):
     resumed = run_cli("jobs", "resume", plan.run_id, env=env, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "[complete]" in resumed.stdout
-    _exactly_once(settings, plan.run_id, 150)  # the nested copy is a duplicate, not a row
+    _exactly_once(settings, plan.run_id, 151)  # the nested copy has its own row

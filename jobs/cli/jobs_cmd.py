@@ -8,7 +8,7 @@ import time
 from config import Settings
 from jobs.cli import args as types
 from jobs.cli.models_cmd import add_train_arguments, train_config
-from jobs.cli.predict_cmd import add_predict_arguments, format_top_k, plan_from_args
+from jobs.cli.predict_cmd import add_predict_arguments, format_top_k, nothing_new, plan_from_args
 from jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
 
 
@@ -54,6 +54,9 @@ def run_submit_predict(args, settings: Settings) -> int:
 
     app = broker_app(settings)  # fail before hashing thousands of files
     plan = plan_from_args(settings, args)
+    if not plan.inputs:
+        print(nothing_new(plan), file=sys.stderr)  # no run id on stdout: none was recorded
+        return 0
     sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
     if not sent:
         from jobs.runs.markers import finalize
@@ -163,21 +166,29 @@ def run_resume(args, settings: Settings) -> int:
     from jobs import stages
     from jobs.runs.index import load_plan
     from jobs.runs.parts import missing_chunks
+    from jobs.stages.predict import claim_run
 
     plan = load_plan(settings.data_dir, args.run_id)
-    missing = missing_chunks(plan)
+    app = None
     if settings.broker_url:
         from jobs.queue.broker import broker_app
+
+        app = broker_app(settings)  # fail before touching the plan
+    # Files that other runs predicted (or own) since this one was planned leave its
+    # missing chunks: a resume never writes a second row for a file.
+    plan, dropped = claim_run(plan, resume=True)
+    missing = missing_chunks(plan)
+    note = f"; {dropped} file(s) left to the other runs that predict them" if dropped else ""
+    if app is not None:
         from jobs.queue.publish import forget_resends, send_chunks
 
-        app = broker_app(settings)
         forget_resends(app, plan.run_id)
         send_chunks(app, plan, missing)
-        print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}")
+        print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}{note}")
         return 0
     manifest = stages.predict_in_process(settings, plan)  # skips the chunks already written
     print(
-        f"run {plan.run_id}: {len(missing)} chunk(s) redone here; "
+        f"run {plan.run_id}: {len(missing)} chunk(s) redone here{note}; "
         f"{manifest['ok']} ok, {manifest['error']} error [complete]"
     )
     return 0

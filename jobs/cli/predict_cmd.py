@@ -38,7 +38,30 @@ def plan_from_args(settings: Settings, args):
         top_k=args.top_k,
         chunk_size=args.chunk_size or settings.predict_chunk_size,
         force=args.force,
+        hold=True,  # until this process has run (or queued) it: see jobs.runs.live
     )
+
+
+def _files(n: int) -> str:
+    return f"{n} file{'' if n == 1 else 's'}"
+
+
+def skipped_note(plan) -> str:
+    """What planning left out, and why: '1 file already has an ok row (use --force)'."""
+    notes = []
+    if plan.already_predicted:
+        has = "has" if plan.already_predicted == 1 else "have"
+        notes.append(f"{_files(plan.already_predicted)} already {has} an ok row (use --force)")
+    for run_id, n in plan.in_live_runs.items():
+        notes.append(
+            f"{_files(n)} left to run {run_id}, which is predicting them "
+            f"('anigenre jobs status {run_id}')"
+        )
+    return "; ".join(notes)
+
+
+def nothing_new(plan) -> str:
+    return f"nothing new: {skipped_note(plan)}"
 
 
 def register(sub) -> None:
@@ -54,14 +77,18 @@ def run(args, settings: Settings) -> int:
     from jobs import stages
 
     plan = plan_from_args(settings, args)
+    if not plan.inputs:
+        print(nothing_new(plan))  # no run is recorded: there is nothing to run
+        return 0
+    skipped = skipped_note(plan)
     print(
-        f"run {plan.run_id}: {len(plan.inputs)} file(s) to predict with {plan.model_id}"
+        f"run {plan.run_id}: {_files(len(plan.inputs))} to predict with {plan.model_id}"
+        + (f"; {skipped}" if skipped else "")
         + (
-            f", {plan.already_predicted} already predicted (--force to redo)"
-            if plan.already_predicted
+            f"; {_files(len(plan.duplicates))} identical to another (a row each, predicted once)"
+            if plan.duplicates
             else ""
         )
-        + (f", {len(plan.duplicates)} duplicate(s) skipped" if plan.duplicates else "")
     )
     print(f"  (if interrupted: 'anigenre jobs resume {plan.run_id}' finishes this run)", flush=True)
     with tqdm(
@@ -79,7 +106,10 @@ def run(args, settings: Settings) -> int:
 def format_top_k(plan) -> str:
     import pandas as pd
 
-    rows = pd.concat([pd.read_parquet(plan.part_path(i)) for i in range(len(plan.chunks))])
+    parts = [pd.read_parquet(plan.part_path(i)) for i in range(len(plan.chunks))]
+    if not parts:
+        return ""
+    rows = pd.concat(parts)
     lines = []
     for r in rows.itertuples():
         name = Path(r.path).name

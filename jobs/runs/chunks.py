@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 
 from core.predictions import prediction_table
 from core.tables import write_table
-from jobs.runs.plan import RunPlan
+from jobs.runs.plan import RunPlan, file_digest, fs_path
 
 
 def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None = None) -> dict:
-    """Predict chunk ``index`` and write its part; returns counts. Idempotent."""
+    """Predict chunk ``index`` and write its part: one row per entry, in order, so the
+    part is complete by :mod:`jobs.runs.parts`' rule. Idempotent.
+
+    Each content is predicted once; its byte-identical copies (the plan keeps them in
+    the same chunk) get rows of their own with the same probabilities, once their bytes
+    are checked to be still the planned ones. A copy that changed, or of a file that
+    failed, is decoded itself: errors such as ``changed`` belong to a path, not a content.
+    """
     start, end = plan.chunks[index]
     entries = plan.inputs[start:end]
-    items = []
-    for batch, probs in predictor.predict_files(
-        [e["path"] for e in entries], [e["sha256"] for e in entries]
-    ):
-        ok_rows = iter(probs)
-        for path, ok in zip(batch.paths, batch.ok, strict=True):
-            items.append(
-                {"path": path, "probs": next(ok_rows)}
-                if ok
-                else {"path": path, "error": batch.errors[path]}
-            )
-    for item, entry in zip(items, entries, strict=True):
-        item["sha256"] = entry["sha256"]
+    first: dict[str, int] = {}
+    source = [first.setdefault(e["sha256"], i) if e["sha256"] else i for i, e in enumerate(entries)]
+    results = _predict(predictor, entries, [i for i, s in enumerate(source) if s == i])
+    retry = [
+        i
+        for i, s in enumerate(source)
+        if s != i and ("probs" not in results[s] or not _unchanged(entries[i]))
+    ]
+    results.update(_predict(predictor, entries, retry))
+    items = [
+        {"path": e["path"], "sha256": e["sha256"], **results.get(i, results[source[i]])}
+        for i, e in enumerate(entries)
+    ]
     table = prediction_table(
         model_id=plan.model_id,
         vocab=predictor.vocab,
@@ -39,3 +47,22 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
     write_table(plan.part_path(index), table)
     ok = sum(1 for i in items if "probs" in i)
     return {"run_id": plan.run_id, "chunk": index, "ok": ok, "error": len(items) - ok}
+
+
+def _unchanged(entry: dict) -> bool:
+    return file_digest(Path(fs_path(entry)))[1] == entry["sha256"]
+
+
+def _predict(predictor, entries: list[dict], positions: list[int]) -> dict[int, dict]:
+    """Position -> {"probs": array} or {"error": "reason: detail"} for those ``positions``."""
+    if not positions:
+        return {}
+    out: dict[int, dict] = {}
+    order = iter(positions)
+    for batch, probs in predictor.predict_files(
+        [fs_path(entries[i]) for i in positions], [entries[i]["sha256"] for i in positions]
+    ):
+        rows = iter(probs)
+        for path, ok in zip(batch.paths, batch.ok, strict=True):
+            out[next(order)] = {"probs": next(rows)} if ok else {"error": batch.errors[path]}
+    return out

@@ -1,22 +1,34 @@
-"""Planning a run: discover and hash the inputs, drop what is already predicted, cut chunks."""
+"""Planning a run: discover and hash the inputs, drop what is already predicted or being
+predicted by another live run, and cut chunks.
+
+Every input path gets exactly one row for the model in the output dir: a path whose
+content already has an ``ok`` row there is not planned again (``--force`` does), a path
+that a live run of the same model owns is left to it (see :mod:`jobs.runs.live`), and a
+byte-identical copy gets its own row with the probabilities computed once.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import os
 import secrets
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 
 from core.atomic import write_text_atomic
 from core.errors import ConfigError
-from core.schemas import RUN_PARTITION
+from core.schemas import RUN_PARTITION, UTC_MILLIS
+from jobs.runs import live
+from jobs.runs.layout import FAILED, MANIFEST, PLAN, QUEUED, predictions_dir, run_dir_for
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
-PLAN, MANIFEST, QUEUED, FAILED = "_plan.json", "_manifest.json", "_queued.json", "_failed.json"
+__all__ = ["FAILED", "MANIFEST", "PLAN", "QUEUED", "RunPlan", "plan_run", "run_dir_for"]
 
 
 @dataclass
@@ -27,10 +39,15 @@ class RunPlan:
     created: str
     top_k: int
     chunk_size: int
-    inputs: list[dict]  # {"path", "size", "sha256"}; sha256 None when unreadable
+    # {"path", "size", "sha256"}: sha256 None when unreadable; "path" is always valid
+    # UTF-8 (what the row says), and a name that is not gets "fs_path_hex" to open it by.
+    # A file and its byte-identical copies are adjacent and never split between chunks.
+    inputs: list[dict]
     chunks: list[list[int]]  # [start, end) into inputs
-    duplicates: list[dict] = field(default_factory=list)  # {"path", "same_as"}
+    duplicates: list[dict] = field(default_factory=list)  # {"path", "same_as"}: copies
     already_predicted: int = 0
+    in_live_runs: dict[str, int] = field(default_factory=dict)  # run id -> inputs left to it
+    force: bool = False  # planned with --force: existing rows and live runs were ignored
 
     @property
     def run_dir(self) -> Path:
@@ -51,27 +68,51 @@ class RunPlan:
     def failed_path(self) -> Path:
         return self.run_dir / FAILED
 
-
-def run_dir_for(out_dir: str | Path, run_id: str) -> Path:
-    return Path(out_dir) / "predictions" / f"run_id={run_id}"
+    def save(self) -> None:
+        write_text_atomic(self.run_dir / PLAN, json.dumps(asdict(self)))
 
 
 def discover(paths: list[Path]) -> list[Path]:
-    """Files named directly, plus image files found recursively in named folders."""
+    """Files named directly, plus image files found recursively in named folders (a
+    dangling link with an image name too: it gets an error row, not silence)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
             found.extend(
                 sorted(
-                    p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                    p
+                    for p in path.rglob("*")
+                    if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES
                 )
             )
         elif path.is_file():
             found.append(path)
         else:
-            raise ConfigError(f"{path} does not exist; give image files or folders of them")
-    return [p.resolve() for p in found]
+            raise ConfigError(f"{shown(str(path))} does not exist; give image files or folders")
+    # A file named twice (a folder and a file in it, two links to one file) is one input.
+    return list(dict.fromkeys(p.resolve() if p.exists() else p.absolute() for p in found))
+
+
+def shown(name: str) -> str:
+    """A file name as valid UTF-8: bytes that are not UTF-8 (which Python carries as lone
+    surrogates, and Parquet cannot store) become ``\\xNN`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def input_entry(path: Path) -> dict:
+    name = str(path)
+    size, sha = file_digest(path)
+    entry = {"path": shown(name), "size": size, "sha256": sha}
+    if entry["path"] != name:
+        entry["fs_path_hex"] = os.fsencode(name).hex()
+    return entry
+
+
+def fs_path(entry: dict) -> str:
+    """The name to open an input by: its shown path, or the exact bytes when that differs."""
+    raw = entry.get("fs_path_hex")
+    return os.fsdecode(bytes.fromhex(raw)) if raw else entry["path"]
 
 
 def file_digest(path: Path) -> tuple[int | None, str | None]:
@@ -82,19 +123,69 @@ def file_digest(path: Path) -> tuple[int | None, str | None]:
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def existing_ok_shas(out_dir: Path, model_id: str) -> set[str]:
-    """sha256 of every file this model already predicted ok under ``out_dir``."""
-    root = Path(out_dir) / "predictions"
+def ok_rows(
+    out_dir: Path, model_id: str, exclude_run: str | None = None, since: str | None = None
+) -> set[tuple[str, str]]:
+    """(path, sha256) of every file this model already predicted ok under ``out_dir``
+    (by runs other than ``exclude_run``; at or after the ISO time ``since``)."""
+    root = predictions_dir(out_dir)
     if not any(root.glob("run_id=*/part-*.parquet")):
         return set()
     data = pads.dataset(
         root, format="parquet", partitioning=pads.partitioning(RUN_PARTITION, flavor="hive")
     )
-    table = data.to_table(
-        columns=["sha256"],
-        filter=(pads.field("model_id") == model_id) & (pads.field("status") == "ok"),
-    )
-    return set(table["sha256"].to_pylist())
+    wanted = (pads.field("model_id") == model_id) & (pads.field("status") == "ok")
+    if exclude_run is not None:
+        wanted &= pads.field("run_id") != exclude_run
+    if since is not None:
+        at = pa.scalar(dt.datetime.fromisoformat(since), UTC_MILLIS)
+        wanted &= pads.field("predicted_at") >= at
+    table = data.to_table(columns=["path", "sha256"], filter=wanted)
+    return set(zip(table["path"].to_pylist(), table["sha256"].to_pylist(), strict=True))
+
+
+def group_copies(entries: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``entries`` with each byte-identical copy moved right after the first of its
+    content, and the copies as ``{"path", "same_as"}``. Unreadable files copy nothing."""
+    groups: dict[object, list[dict]] = {}
+    for i, entry in enumerate(entries):
+        groups.setdefault(entry["sha256"] or ("unreadable", i), []).append(entry)
+    ordered = [e for group in groups.values() for e in group]
+    copies = [
+        {"path": c["path"], "same_as": group[0]["path"]}
+        for group in groups.values()
+        for c in group[1:]
+    ]
+    return ordered, copies
+
+
+def cut_chunks(entries: list[dict], chunk_size: int) -> list[list[int]]:
+    """[start, end) bounds of ``chunk_size`` entries, stretched so that a file and its
+    copies share a chunk: the chunk computes once and writes a row for each."""
+    bounds, start = [], 0
+    for i in range(1, len(entries) + 1):
+        if i == len(entries) or (
+            i - start >= chunk_size
+            and not (entries[i]["sha256"] and entries[i]["sha256"] == entries[i - 1]["sha256"])
+        ):
+            bounds.append([start, i])
+            start = i
+    return bounds
+
+
+def _claim(
+    entries: list[dict], done: set[tuple[str, str]], owners: dict[str, str]
+) -> tuple[list[dict], int, Counter]:
+    """Split ``entries`` into (to predict, already ok, left to live runs by run id)."""
+    todo, already, left = [], 0, Counter()
+    for entry in entries:
+        if (entry["path"], entry["sha256"]) in done:
+            already += 1
+        elif entry["path"] in owners:
+            left[owners[entry["path"]]] += 1
+        else:
+            todo.append(entry)
+    return todo, already, left
 
 
 def plan_run(
@@ -106,23 +197,17 @@ def plan_run(
     chunk_size: int = 64,
     force: bool = False,
     now: dt.datetime | None = None,
+    hold: bool = False,
 ) -> RunPlan:
+    """Hash the inputs, then, under the output dir's planning lock, claim those with no
+    ok row and no live owner (``force``: every file, whatever rows or runs exist). Writes
+    the plan only when there is something to predict; with ``hold``, this process keeps
+    the run's lock (it will run it, or queue it)."""
     now = now or dt.datetime.now(dt.UTC)
     files = discover(paths)
     if not files:
         raise ConfigError("no image files found in the given paths")
-    inputs, duplicates, first = [], [], {}
-    for path in files:
-        size, sha = file_digest(path)
-        if sha is not None and sha in first:
-            duplicates.append({"path": str(path), "same_as": first[sha]})
-            continue
-        if sha is not None:
-            first[sha] = str(path)
-        inputs.append({"path": str(path), "size": size, "sha256": sha})
-    done = set() if force else existing_ok_shas(out_dir, model_id)
-    todo = [i for i in inputs if i["sha256"] is None or i["sha256"] not in done]
-    chunks = [[s, min(s + chunk_size, len(todo))] for s in range(0, len(todo), chunk_size)]
+    entries = [input_entry(p) for p in files]  # the slow part, outside the lock
     plan = RunPlan(
         run_id=f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",
         model_id=model_id,
@@ -130,10 +215,54 @@ def plan_run(
         created=now.isoformat(),
         top_k=top_k,
         chunk_size=chunk_size,
-        inputs=todo,
-        chunks=chunks,
-        duplicates=duplicates,
-        already_predicted=len(inputs) - len(todo),
+        inputs=[],
+        chunks=[],
+        force=force,
     )
-    write_text_atomic(plan.run_dir / PLAN, json.dumps(asdict(plan)))
+    with live.planning(plan.out_dir):
+        done = set() if force else ok_rows(plan.out_dir, model_id)
+        owners = {} if force else live.live_inputs(plan.out_dir, model_id)
+        todo, plan.already_predicted, left = _claim(entries, done, owners)
+        plan.inputs, plan.duplicates = group_copies(todo)
+        plan.chunks = cut_chunks(plan.inputs, chunk_size)
+        plan.in_live_runs = dict(left)
+        if plan.inputs:
+            plan.save()
+            if hold:
+                live.hold(plan.run_dir)
     return plan
+
+
+def reclaim(plan: RunPlan, missing: list[int]) -> tuple[RunPlan, int]:
+    """Before a resume: drop from the ``missing`` chunks the files that another run has
+    predicted ok, or that a live run owns, since this run was planned. Complete chunks
+    keep their bounds' sizes, so their parts stay complete; a chunk left empty writes an
+    empty part. Call it under :func:`live.planning`. Returns the plan and how many went.
+
+    Rows from before the plan count too unless it was forced: a plain plan already left
+    those files out, and a forced one was asked to predict them again."""
+    missing_set = set(missing)
+    if not missing_set:
+        return plan, 0
+    since = plan.created if plan.force else None
+    done = ok_rows(plan.out_dir, plan.model_id, exclude_run=plan.run_id, since=since)
+    owners = live.live_inputs(plan.out_dir, plan.model_id, exclude=plan.run_id)
+    inputs, chunks, dropped = [], [], 0
+    for index, (start, end) in enumerate(plan.chunks):
+        entries = plan.inputs[start:end]
+        if index in missing_set:
+            entries, already, left = _claim(entries, done, owners)
+            plan.already_predicted += already
+            for run_id, n in left.items():
+                plan.in_live_runs[run_id] = plan.in_live_runs.get(run_id, 0) + n
+            dropped += already + sum(left.values())
+        chunks.append([len(inputs), len(inputs) + len(entries)])
+        inputs.extend(entries)
+    if dropped:
+        paths = {e["path"] for e in inputs}
+        plan.inputs, plan.chunks = inputs, chunks
+        plan.duplicates = [
+            d for d in plan.duplicates if d["path"] in paths and d["same_as"] in paths
+        ]
+        plan.save()
+    return plan, dropped

@@ -137,7 +137,8 @@ def _html(plan, rows, summary, charts, ap_table, vocab) -> str:
         ".g img{max-width:120px;display:block}</style></head><body>",
         f"<h1>Run {e(plan.run_id)}</h1>",
         f"<p>Model <code>{e(plan.model_id)}</code>. {totals.get('ok', 0)} posters predicted, "
-        f"{totals.get('error', 0)} errors, {len(plan.duplicates)} duplicates skipped, "
+        f"{totals.get('error', 0)} errors ({len(plan.duplicates)} of the rows are copies of "
+        "byte-identical files), "
         f"{plan.already_predicted} already predicted earlier.</p>",
         "<h2>Predicted genres</h2>",
         _img(charts["predicted_genres.png"], "predicted genre distribution"),

@@ -6,11 +6,13 @@ import shutil
 from pathlib import Path
 
 from config import Settings
+from core.errors import ConfigError
+from jobs.runs import live
 from jobs.runs.chunks import execute_chunk
 from jobs.runs.index import load_plan, record_run
 from jobs.runs.markers import finalize
-from jobs.runs.parts import chunk_done
-from jobs.runs.plan import plan_run
+from jobs.runs.parts import chunk_done, missing_chunks
+from jobs.runs.plan import RunPlan, plan_run, reclaim
 from jobs.runs.reports import build_report
 
 
@@ -23,13 +25,17 @@ def plan_prediction(
     top_k: int = 4,
     chunk_size: int | None = None,
     force: bool = False,
+    hold: bool = False,
 ):
     """Check the model, hash the inputs and write the run plan; needs no TensorFlow.
 
     A model that cannot load (a truncated file, a manifest that does not fit it) is refused
     here, before thousands of files are hashed and a run is recorded that would never run.
+    A plan with no inputs (everything already has an ok row, or belongs to a live run)
+    is neither written nor recorded. With ``hold``, this process keeps the run's lock
+    until it exits or runs it: the CLI holds it, so no other planner can take the run's
+    files in the moment between planning and running (or queueing) them.
     """
-    from core.errors import ConfigError
     from models.registry import check_artifact
 
     manifest = check_artifact(settings.data_dir, model_id)
@@ -44,7 +50,10 @@ def plan_prediction(
         top_k=top_k,
         chunk_size=chunk_size or settings.predict_chunk_size,
         force=force,
+        hold=hold,
     )
+    if not plan.inputs:
+        return plan
     try:
         record_run(settings.data_dir, plan)
     except BaseException:
@@ -52,6 +61,19 @@ def plan_prediction(
         shutil.rmtree(plan.run_dir, ignore_errors=True)
         raise
     return plan
+
+
+def claim_run(plan: RunPlan, resume: bool = False) -> tuple[RunPlan, int]:
+    """Take the run's lock for this process, or fail if another process runs it. With
+    ``resume``, also drop from its missing chunks what other runs have done or own since
+    it was planned (:func:`jobs.runs.plan.reclaim`); returns how many files that was."""
+    with live.planning(plan.out_dir):
+        if not live.hold(plan.run_dir):
+            raise ConfigError(
+                f"run {plan.run_id} is being run by another process; wait for it "
+                f"('anigenre jobs status {plan.run_id}' shows its progress)"
+            )
+        return reclaim(plan, missing_chunks(plan)) if resume else (plan, 0)
 
 
 def load_predictor(settings: Settings, model_id: str):
@@ -63,15 +85,20 @@ def load_predictor(settings: Settings, model_id: str):
 
 
 def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) -> dict:
-    """Run every chunk of ``plan`` here, then finalise. The embedded default: no broker."""
-    for index in range(len(plan.chunks)):
-        if chunk_done(plan, index):  # a resumed run skips what is already written
-            continue
-        predictor = predictor or load_predictor(settings, plan.model_id)
-        result = execute_chunk(plan, index, predictor)
-        if on_chunk:
-            on_chunk(result)
-    return finalize(plan)
+    """Run every chunk of ``plan`` here, then finalise. The embedded default: no broker.
+    The run's lock is held throughout, so other planners leave its files alone."""
+    claim_run(plan)
+    try:
+        for index in range(len(plan.chunks)):
+            if chunk_done(plan, index):  # a resumed run skips what is already written
+                continue
+            predictor = predictor or load_predictor(settings, plan.model_id)
+            result = execute_chunk(plan, index, predictor)
+            if on_chunk:
+                on_chunk(result)
+        return finalize(plan)
+    finally:
+        live.release(plan.run_dir)
 
 
 def report_run(settings: Settings, run_id: str, labels_csv: Path | None = None):

@@ -105,9 +105,6 @@ def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise to a user; errors
-    # still show. Set before anything imports TensorFlow.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(

@@ -39,4 +39,4 @@ bench-compare: $(STAMP)
 	$(BIN)/python bench/compare.py
 
 clean:
-	rm -rf $(VENV) data/demo data/bench .pytest_cache .ruff_cache
+	rm -rf $(VENV) data/demo data/demo-broker data/bench .pytest_cache .ruff_cache

@@ -1,3 +1,7 @@
 """Model code: backbones, heads, training, evaluation, the artifact registry, inference.
 
 No data I/O beyond weights files and artifacts; TensorFlow is imported only here."""
+
+from models import quiet as _quiet
+
+_quiet.install()  # before any module here imports Keras or TensorFlow

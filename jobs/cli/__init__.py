@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,15 +35,55 @@ _COMMANDS = (
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse prints usage plus the error; we print one line that says what to do."""
+    """argparse prints usage plus the error; we print one line that says what to do.
+    Every option's default shows in ``--help``, and a mistyped choice gets a suggestion."""
 
     def error(self, message: str):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        _show_default(action)
+        return action
+
+    def _check_value(self, action, value):
+        # Subcommands and --backbone-style choices: the nearest name is usually what was meant.
+        if action.choices is not None and value not in action.choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in action.choices], n=1)
+            if close:
+                raise argparse.ArgumentError(
+                    action, f"invalid choice: {value!r}; did you mean {close[0]!r}?"
+                )
+        super()._check_value(action, value)
+
+
+def _show_default(action: argparse.Action) -> None:
+    """Append ``(default: X)`` to an option's help. Not argparse's
+    ArgumentDefaultsHelpFormatter: that prints ``(default: None)`` for options with no
+    default, and nothing at all for options without help text."""
+    if (
+        not action.option_strings
+        or any(action.default is skip for skip in (None, False, argparse.SUPPRESS))
+        or action.help is argparse.SUPPRESS
+        or "%(default)" in (action.help or "")
+    ):
+        return
+    action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("anigenre")
+    except PackageNotFoundError:  # a checkout run in place, never pip-installed
+        return "(version unknown: not installed)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="anigenre", description="Predict anime genres from posters.")
+    parser.add_argument("--version", action="version", version=f"anigenre {_version()}")
     parser.add_argument("--config", help="TOML settings file (default ./anigenre.toml if present)")
     parser.add_argument("--data-dir", help="data directory (env ANIGENRE_DATA_DIR, default ./data)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -64,9 +105,6 @@ def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter (CPU features, oneDNN) is noise to a user; errors
-    # still show. Set before anything imports TensorFlow.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(

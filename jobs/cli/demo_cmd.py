@@ -3,19 +3,27 @@
 Local AniList replay server -> scrape 2013-2021 -> import ../shared/data/posters (all but
 the 2022 titles) -> preprocess -> train MobileNetV2 -> predict the held-out 2022 posters
 -> report. With ``--broker`` every stage is a Celery task run by a worker the demo starts.
+
+Run again on the same data dir, it reuses what is there: the scrape is incremental, and
+a model trained on the same dataset with the same settings is not trained again.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from config import Settings
 from core.dataset import Filters
-from core.errors import RetryableError
+from core.errors import AnigenreError
+from jobs.cli.hints import command
 from jobs.cli.scrape_cmd import format_summary, scrape_with_progress
 from scraper.replay.build import build_server
 from scraper.run import ScrapeRequest
@@ -66,32 +74,95 @@ def run(args, settings: Settings) -> int:
         update={"anilist_url": server.url, "rate_limit_per_min": float(args.rate_limit)}
     )
     labelled, inbox = split_posters(shared / "posters", settings.data_dir / "demo-inputs")
+    # `make demo` keeps the demo out of ./data; every command after it needs this flag.
+    flag = f"--data-dir {_quoted(settings.data_dir)}"
+    print(f"demo data dir: {settings.data_dir} (other commands need {flag})")
     try:
         if args.broker:
-            _through_workers(demo, labelled, inbox)
+            run_id = _through_workers(demo, labelled, inbox)
         else:
-            _in_process(demo, labelled, inbox)
+            run_id = _in_process(demo, labelled, inbox)
         stats = server.stats()
+        requests = ", ".join(f"{n} {kind}" for kind, n in stats["requests"].items())
         print(
             f"replay server: {stats['rate_limited']} rate-limit violations, "
-            f"requests {stats['requests']}"
+            f"requests: {requests or 'none'}"
         )
     finally:
         server.stop()
+    print("\nnext, try:")
+    for line in next_steps(_prog(), settings.data_dir, inbox / "images", run_id):
+        print(f"  {line}")
     return 0
 
 
-def _in_process(settings: Settings, labelled: Path, inbox: Path) -> None:
+def next_steps(prog: str, data_dir: Path, inbox: Path, run_id: str) -> list[str]:
+    """Commands that work on the demo's data dir, as they are to be typed."""
+    base = f"{prog} --data-dir {_quoted(data_dir)}"
+    return [
+        f"{base} models list",
+        f"{base} evaluate latest",
+        f"{base} predict {_quoted(inbox)} --force",
+        f"{base} report {run_id}",
+        f"{base} jobs list",
+    ]
+
+
+def _quoted(path: Path) -> str:
+    return shlex.quote(str(path))
+
+
+def _prog() -> str:
+    """How this command was typed (``.venv/bin/anigenre`` under make), else ``anigenre``."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name != "anigenre":
+        return "anigenre"
+    try:
+        return shlex.quote(str(argv0.resolve().relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(argv0))
+
+
+def demo_request(settings: Settings, years: tuple[int, int] = DEMO_YEARS) -> ScrapeRequest:
+    """The full scrape the first time; afterwards an incremental one, which keeps the
+    titles and posters already stored (an unfinished scrape of either kind resumes)."""
+    full = ScrapeRequest(years=years, overlap_s=settings.incremental_overlap_s)
+    incremental = dataclasses.replace(full, incremental=True)
+    store = RawStore(settings.data_dir)
+    saved = store.load_checkpoint()
+    if saved is not None:
+        return incremental if saved.get("key") == incremental.key() else full
+    if store.media_path.exists() and store.watermark(years) is not None:
+        return incremental
+    return full
+
+
+def reusable_model(settings: Settings, config) -> str | None:
+    """The newest model trained on the current dataset with ``config``, if any."""
+    from core.dataset import fingerprint
+    from core.dataset_store import DATASET_PATH, read_dataset
+    from models.registry import list_models
+
+    dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)
+    wanted = (fingerprint(dataset), json.loads(json.dumps(config.as_dict())))
+    for manifest in reversed(list_models(settings.data_dir)):
+        if (manifest["dataset"]["fingerprint"], manifest["config"]) == wanted:
+            return manifest["model_id"]
+    return None
+
+
+def _in_process(settings: Settings, labelled: Path, inbox: Path) -> str:
     from jobs import stages
     from jobs.cli.models_cmd import format_summary as model_summary
     from jobs.cli.predict_cmd import format_top_k
     from models.config import TrainConfig
 
+    request = demo_request(settings)
     print(
         f"[1/6] scrape {DEMO_YEARS[0]}-{DEMO_YEARS[1]} "
         f"from the replay server at {settings.anilist_url}"
+        + (" (incremental: what is stored is kept)" if request.incremental else "")
     )
-    request = ScrapeRequest(years=DEMO_YEARS, overlap_s=settings.incremental_overlap_s)
     print(
         format_summary(
             scrape_with_progress(settings, request), RawStore(settings.data_dir), request
@@ -104,8 +175,17 @@ def _in_process(settings: Settings, labelled: Path, inbox: Path) -> None:
     change = stages.preprocess(settings, Filters(years=DEMO_YEARS))
     print(f"  {change.total} posters in the dataset: {change.splits}")
     print("[4/6] train MobileNetV2 1.0 (frozen ImageNet backbone + head)")
-    model_id, manifest = stages.train_model(settings, TrainConfig(bootstrap=300))
-    print(f"  model {model_id}\n{model_summary(manifest['metrics_summary'])}")
+    config = TrainConfig(bootstrap=300)
+    model_id = reusable_model(settings, config)
+    if model_id:
+        from models.registry import load_manifest
+
+        manifest = load_manifest(settings.data_dir, model_id)
+        print(f"  model {model_id} (reused: trained on this dataset with these settings)")
+    else:
+        model_id, manifest = stages.train_model(settings, config)
+        print(f"  model {model_id}")
+    print(model_summary(manifest["metrics_summary"]))
     print(f"[5/6] predict the {HELD_OUT_YEAR} posters in {inbox / 'images'}")
     plan = stages.plan_prediction(
         settings, [inbox / "images"], model_id=model_id, out_dir=settings.data_dir, force=True
@@ -114,6 +194,7 @@ def _in_process(settings: Settings, labelled: Path, inbox: Path) -> None:
     print(f"  run {plan.run_id}: {result['ok']} ok, {result['error']} error\n{format_top_k(plan)}")
     print("[6/6] report")
     _print_report(stages.report_run(settings, plan.run_id))
+    return plan.run_id
 
 
 def _print_report(report) -> None:
@@ -123,13 +204,15 @@ def _print_report(report) -> None:
     print(f"  open {report.folder / 'report.html'}")
 
 
-def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
+def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> str:
     from jobs import stages
+    from jobs.cli.status_view import format_result
     from jobs.queue.app import worker_argv
     from jobs.queue.broker import broker_app
     from jobs.queue.publish import send_chunks, send_task
     from jobs.runs.index import load_plan
     from jobs.runs.status import run_status
+    from models.config import TrainConfig
 
     app = broker_app(settings)
     env = {
@@ -139,7 +222,6 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
         "ANIGENRE_ANILIST_URL": settings.anilist_url,
         "ANIGENRE_RATE_LIMIT_PER_MIN": str(settings.rate_limit_per_min),
         "ANIGENRE_SHARED_DIR": str(settings.shared_dir),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     log = open(settings.data_dir / "demo-worker.log", "w")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
@@ -153,21 +235,28 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
 
         def wait(task_id: str, what: str):
             result = app.AsyncResult(task_id).get(timeout=3600)
-            print(f"  {what}: {result}")
+            print(f"  {what}: {format_result(what, result)}")
             return result
 
         years = f"{DEMO_YEARS[0]}-{DEMO_YEARS[1]}"
-        print(f"[1/6] scrape {years} on the 'scrape' queue")
-        request = ScrapeRequest(years=DEMO_YEARS, overlap_s=settings.incremental_overlap_s)
+        request = demo_request(settings)
+        print(
+            f"[1/6] scrape {years} on the 'scrape' queue"
+            + (" (incremental: what is stored is kept)" if request.incremental else "")
+        )
         wait(send_task(app, "jobs.tasks.scrape", "scrape", request=request.to_json()), "scrape")
         print("[2/6] import on the 'train' queue")
         wait(send_task(app, "jobs.tasks.import_dataset", "train", folder=str(labelled)), "import")
         print("[3/6] preprocess on the 'train' queue")
         wait(send_task(app, "jobs.tasks.preprocess", "train", years=list(DEMO_YEARS)), "preprocess")
         print("[4/6] train on the 'train' queue")
-        model_id = wait(
-            send_task(app, "jobs.tasks.train", "train", config={"bootstrap": 300}), "train"
-        )["model_id"]
+        config = TrainConfig(bootstrap=300)
+        model_id = reusable_model(settings, config)
+        if model_id:
+            print(f"  model {model_id} (reused: trained on this dataset with these settings)")
+        else:
+            task = send_task(app, "jobs.tasks.train", "train", config=config.as_dict())
+            model_id = wait(task, "train")["model_id"]
         print(f"[5/6] predict the {HELD_OUT_YEAR} posters on the 'predict' queue")
         plan = stages.plan_prediction(
             settings, [inbox / "images"], model_id=model_id, out_dir=settings.data_dir, force=True
@@ -178,15 +267,19 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> None:
         while not plan.manifest_path.exists():
             s = run_status(plan)
             if s.failed or worker.poll() is not None or time.monotonic() > deadline:
-                raise RetryableError(
-                    f"run {plan.run_id} did not finish ({s.failed or 'worker gone or timed out'}); "
-                    f"see {log.name}, then 'anigenre jobs resume {plan.run_id}'"
+                # The demo's worker stops with the demo: finishing the run needs a new one.
+                raise AnigenreError(
+                    f"run {plan.run_id} did not finish ({s.failed or 'worker gone or timed out'});"
+                    f" see {log.name}. To finish it, start a worker "
+                    f"('{command(settings, 'worker -Q predict --broker URL')}') and run "
+                    f"'{command(settings, f'jobs --broker URL resume {plan.run_id}')}'"
                 )
             time.sleep(0.5)
         s = run_status(plan)
         print(f"  run {plan.run_id}: {s.rows_ok} ok, {s.rows_error} error")
         print("[6/6] report")
         _print_report(stages.report_run(settings, plan.run_id))
+        return plan.run_id
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=30)

@@ -7,6 +7,7 @@ import time
 
 from config import Settings
 from jobs.cli import args as types
+from jobs.cli.hints import command, masked_url
 from jobs.cli.models_cmd import add_train_arguments, train_config
 from jobs.cli.predict_cmd import add_predict_arguments, format_top_k, nothing_new, plan_from_args
 from jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
@@ -31,9 +32,10 @@ def register(sub) -> None:
 
     st = jsub.add_parser("status", help="chunks done/total, rows ok/error, rate and ETA")
     st.add_argument("id", help="a run id (or a task id from submit scrape/train)")
+    st.add_argument("--json", action="store_true", help="print JSON instead of a line")
     st.set_defaults(run=run_status)
-    w = jsub.add_parser("wait", help="block with a progress bar until the run completes")
-    w.add_argument("run_id")
+    w = jsub.add_parser("wait", help="block until the run (progress bar) or the task completes")
+    w.add_argument("id", help="a run id (or a task id from submit scrape/train)")
     w.add_argument("--timeout", type=types.positive_float, default=3600.0, help="seconds")
     w.set_defaults(run=run_wait)
     r = jsub.add_parser(
@@ -42,7 +44,8 @@ def register(sub) -> None:
     )
     r.add_argument("run_id")
     r.set_defaults(run=run_resume)
-    ls = jsub.add_parser("list", help="runs, newest last")
+    ls = jsub.add_parser("list", help="runs and submitted tasks, newest last")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of lines")
     ls.set_defaults(run=run_list)
     for parser in (p, s, t, st, w, r, ls):
         parser.set_defaults(settings_overrides=lambda a: {"broker_url": getattr(a, "broker", None)})
@@ -69,25 +72,56 @@ def run_submit_predict(args, settings: Settings) -> int:
         + (f"; {len(plan.duplicates)} duplicate(s)" if plan.duplicates else ""),
         file=sys.stderr,
     )
+    if sent:
+        _warn_if_no_worker(app, "predict", settings)
     return 0
 
 
 def run_submit_scrape(args, settings: Settings) -> int:
-    from jobs.queue.broker import broker_app
-    from jobs.queue.publish import send_task
-
     request = scrape_request(args, settings).to_json()
-    print(send_task(broker_app(settings), "jobs.tasks.scrape", "scrape", request=request))
-    return 0
+    return _submit_task(settings, "scrape", "scrape", request=request)
 
 
 def run_submit_train(args, settings: Settings) -> int:
+    config = train_config(args).as_dict()
+    return _submit_task(settings, "train", "train", config=config)
+
+
+def _submit_task(settings: Settings, name: str, queue: str, **kwargs) -> int:
+    from jobs.cli.task_records import record_task
     from jobs.queue.broker import broker_app
     from jobs.queue.publish import send_task
 
-    config = train_config(args).as_dict()
-    print(send_task(broker_app(settings), "jobs.tasks.train", "train", config=config))
+    app = broker_app(settings)
+    task_id = send_task(app, f"jobs.tasks.{name}", queue, **kwargs)
+    record_task(settings.data_dir, task_id, name, queue)
+    print(task_id)
+    print(
+        f"  {name} queued on '{queue}'; '{command(settings, f'jobs wait {task_id}')}' follows it",
+        file=sys.stderr,
+    )
+    _warn_if_no_worker(app, queue, settings)
     return 0
+
+
+def _warn_if_no_worker(app, queue: str, settings: Settings) -> None:
+    hint = no_worker_hint(app, queue, settings)
+    if hint:
+        print(f"  {hint}", file=sys.stderr)
+
+
+def no_worker_hint(app, queue: str, settings: Settings) -> str | None:
+    """A line saying how to start a worker when none consumes ``queue``, else None."""
+    try:
+        replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    except Exception:  # a hint is never worth failing the command
+        return None
+    if any(q.get("name") == queue for queues in replies.values() for q in queues or ()):
+        return None
+    broker = masked_url(settings.broker_url)
+    return f"no worker is consuming '{queue}'; start one with: " + command(
+        settings, f"worker -Q {queue} --broker {broker}"
+    )
 
 
 def _status_line(s) -> str:
@@ -103,35 +137,106 @@ def _status_line(s) -> str:
 
 
 def run_status(args, settings: Settings) -> int:
+    from jobs.cli.status_view import FAILED_STATES, run_view, task_line
     from jobs.runs.index import list_runs
 
     if args.id in list_runs(settings.data_dir):
-        print(_status_line(_read_status(settings, args.id)))
-        return 0
-    if not settings.broker_url:
-        from core.errors import ConfigError
+        s = _read_status(settings, args.id)  # a DataError when its files are gone
+        _show(args, run_view(s), _status_line(s))
+        return 1 if s.failed and not s.complete else 0
+    view, _ = _task(settings, args.id)
+    _show(args, view, task_line(view))
+    return 1 if view["state"] in FAILED_STATES else 0
 
+
+def _show(args, view: dict, line: str) -> None:
+    import json
+
+    print(json.dumps(view, indent=2, default=str) if args.json else line)
+
+
+def _task(settings: Settings, task_id: str):
+    """A submitted task's view and the app that answered it; an id that is neither one of
+    our recorded tasks nor known to the result backend is an error, not PENDING."""
+    from core.errors import AnigenreError, ConfigError
+    from jobs.cli.status_view import task_view
+    from jobs.cli.task_records import load_task
+
+    record = load_task(settings.data_dir, task_id)
+    if not settings.broker_url:
+        if record:
+            raise ConfigError(
+                f"task {task_id} ({record.name}) keeps its state on the broker; pass --broker "
+                "redis://HOST:6379/0 or set ANIGENRE_BROKER_URL"
+            )
         raise ConfigError(
-            f"no run '{args.id}' in {settings.data_dir} ('anigenre jobs list' shows them); "
+            f"no run '{task_id}' in {settings.data_dir} ('anigenre jobs list' shows them); "
             "a task id from 'jobs submit scrape|train' needs --broker"
         )
     from jobs.queue.broker import broker_app
 
-    result = broker_app(settings).AsyncResult(args.id)
-    print(f"task {args.id}: {result.state}" + (f" {result.result}" if result.ready() else ""))
-    return 0
+    app = broker_app(settings)
+    state, outcome = _task_state(app, task_id)
+    if record is None and state == "PENDING":
+        raise AnigenreError(
+            f"no run or task '{task_id}' in {settings.data_dir} or on the broker "
+            "('anigenre jobs list' shows them)"
+        )
+    return task_view(task_id, record, state, outcome), app
+
+
+def _task_state(app, task_id: str):
+    result = app.AsyncResult(task_id)
+    state = result.state
+    if state in ("SUCCESS", "FAILURE", "RETRY", "REVOKED"):
+        return state, result.result
+    return state, None
 
 
 def run_wait(args, settings: Settings) -> int:
+    from jobs.runs.index import list_runs
+
+    if args.id in list_runs(settings.data_dir):
+        return _wait_run(args, settings)
+    return _wait_task(args, settings)
+
+
+def _wait_task(args, settings: Settings) -> int:
+    from core.errors import AnigenreError
+    from jobs.cli.status_view import FAILED_STATES, task_line, task_view
+
+    view, app = _task(settings, args.id)
+    deadline = time.monotonic() + args.timeout
+    while view["state"] not in ("SUCCESS", *FAILED_STATES):
+        if time.monotonic() > deadline:
+            hint = no_worker_hint(app, view["queue"], settings) if view["queue"] else None
+            raise AnigenreError(
+                f"task {args.id} not finished after {args.timeout:.0f} s ({view['state']}); "
+                f"it stays queued: '{command(settings, f'jobs wait {args.id}')}' waits again"
+                + (f"; {hint}" if hint else "")
+            )
+        time.sleep(0.5)
+        view = task_view(args.id, _record(settings, args.id), *_task_state(app, args.id))
+    print(task_line(view))
+    return 1 if view["state"] in FAILED_STATES else 0
+
+
+def _record(settings: Settings, task_id: str):
+    from jobs.cli.task_records import load_task
+
+    return load_task(settings.data_dir, task_id)
+
+
+def _wait_run(args, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from core.errors import DataError, RetryableError
+    from core.errors import AnigenreError, DataError
     from jobs.runs.index import load_plan
     from jobs.runs.markers import finalize
     from jobs.runs.parts import PartCounts
     from jobs.runs.status import run_status
 
-    plan = load_plan(settings.data_dir, args.run_id)
+    plan = load_plan(settings.data_dir, args.id)
     counts = PartCounts()
     deadline = time.monotonic() + args.timeout
     with tqdm(
@@ -150,16 +255,31 @@ def run_wait(args, settings: Settings) -> int:
                     f"'anigenre jobs resume {plan.run_id}' retries it"
                 )
             if time.monotonic() > deadline:
-                raise RetryableError(
+                # Its chunks are still queued: resuming now would queue them a second time.
+                raise AnigenreError(
                     f"run {plan.run_id} not complete after {args.timeout:.0f} s "
-                    f"({s.chunks_done}/{s.chunks_total} chunks); "
-                    f"'anigenre jobs resume {plan.run_id}' re-queues the rest"
+                    f"({s.chunks_done}/{s.chunks_total} chunks); its chunks stay queued: "
+                    f"'{command(settings, f'jobs wait {plan.run_id}')}' waits again"
+                    + _no_worker_suffix(settings, "predict")
                 )
             time.sleep(0.5)
     print(_status_line(run_status(plan)))
     if len(plan.inputs) <= 20:
         print(format_top_k(plan))
     return 0
+
+
+def _no_worker_suffix(settings: Settings, queue: str) -> str:
+    if not settings.broker_url:
+        return ""
+    from core.errors import AnigenreError
+    from jobs.queue.broker import broker_app
+
+    try:
+        hint = no_worker_hint(broker_app(settings), queue, settings)
+    except AnigenreError:
+        return ""
+    return f"; {hint}" if hint else ""
 
 
 def run_resume(args, settings: Settings) -> int:
@@ -195,18 +315,50 @@ def run_resume(args, settings: Settings) -> int:
 
 
 def run_list(args, settings: Settings) -> int:
+    import json
+
     from core.errors import DataError
+    from jobs.cli.status_view import run_view, task_line
+    from jobs.cli.task_records import list_tasks
     from jobs.runs.index import list_runs
 
-    runs = list_runs(settings.data_dir)
-    if not runs:
-        print(f"no runs recorded in {settings.data_dir / 'runs'}")
-    for run_id in runs:
+    runs = []  # (view, line) in run order, newest last
+    for run_id in list_runs(settings.data_dir):
         try:
-            print(_status_line(_read_status(settings, run_id)))
+            s = _read_status(settings, run_id)
+            runs.append((run_view(s), _status_line(s)))
         except DataError as exc:  # one run whose folder is gone must not hide the others
-            print(exc)
+            runs.append(({"run_id": run_id, "unreadable": str(exc)}, str(exc)))
+    tasks = _task_views(settings, list_tasks(settings.data_dir))
+    if args.json:
+        print(json.dumps({"runs": [v for v, _ in runs], "tasks": tasks}, indent=2))
+        return 0
+    if not runs and not tasks:
+        print(f"no runs or tasks recorded in {settings.data_dir}")
+    for _, line in runs:
+        print(line)
+    for view in tasks:
+        print(task_line(view))
     return 0
+
+
+def _task_views(settings: Settings, records) -> list[dict]:
+    """Views of the recorded tasks; their states when a broker is set and answers."""
+    from core.errors import AnigenreError
+    from jobs.cli.status_view import task_view
+
+    app = None
+    if records and settings.broker_url:
+        from jobs.queue.broker import broker_app
+
+        try:
+            app = broker_app(settings)
+        except AnigenreError as exc:  # the runs still list; say why the states are missing
+            print(f"anigenre: task states unknown: {exc}", file=sys.stderr)
+    return [
+        task_view(r.task_id, r, *(_task_state(app, r.task_id) if app else (None, None)))
+        for r in records
+    ]
 
 
 def _read_status(settings: Settings, run_id: str):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from config import Settings
 from jobs.cli import args as types
+from jobs.cli.hints import command
 
 TABLE_LIMIT = 20  # print the paper's Table 4-style listing for inputs up to this size
 
@@ -90,17 +91,29 @@ def run(args, settings: Settings) -> int:
             else ""
         )
     )
-    print(f"  (if interrupted: 'anigenre jobs resume {plan.run_id}' finishes this run)", flush=True)
-    with tqdm(
-        total=len(plan.inputs), unit="poster", desc="predict", file=sys.stderr, disable=None
-    ) as bar:
-        manifest = stages.predict_in_process(
-            settings, plan, lambda r: bar.update(r["ok"] + r["error"])
+    resume = command(settings, f"jobs resume {plan.run_id}")
+    print(f"  (if interrupted: '{resume}' finishes this run)", flush=True)
+    try:
+        with tqdm(
+            total=len(plan.inputs), unit="poster", desc="predict", file=sys.stderr, disable=None
+        ) as bar:
+            manifest = stages.predict_in_process(
+                settings, plan, lambda r: bar.update(r["ok"] + r["error"])
+            )
+    except KeyboardInterrupt:
+        # Running the same command again would start a second run beside this unfinished one.
+        print(
+            f"anigenre: interrupted; '{resume}' finishes this run",
+            file=sys.stderr,
         )
+        return 130
     print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.run_dir}")
     if len(plan.inputs) <= TABLE_LIMIT:
         print(format_top_k(plan))
     return 0
+
+
+NAME_WIDTH = 40
 
 
 def format_top_k(plan) -> str:
@@ -112,13 +125,22 @@ def format_top_k(plan) -> str:
     rows = pd.concat(parts)
     lines = []
     for r in rows.itertuples():
-        name = Path(r.path).name
+        name = fit_name(Path(r.path).name, NAME_WIDTH)
         if r.status == "ok":
             genres = ", ".join(r.top_genres)
-            lines.append(f"  {name:<40} {genres}")
+            lines.append(f"  {name:<{NAME_WIDTH}} {genres}")
         else:
-            lines.append(f"  {name:<40} error: {r.error}")
+            lines.append(f"  {name:<{NAME_WIDTH}} error: {r.error}")
     return "\n".join(lines)
+
+
+def fit_name(name: str, width: int) -> str:
+    """``name`` cut to ``width`` with "..." in the middle (ASCII: any terminal or log prints
+    it), keeping the extension and the end, where names that share a prefix differ."""
+    if len(name) <= width:
+        return name
+    tail = (width - 3) // 2
+    return f"{name[: width - 3 - tail]}...{name[-tail:]}"
 
 
 def register_report(sub) -> None:

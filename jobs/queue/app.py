@@ -3,9 +3,10 @@ the module-level app Celery's own command line needs lives in ``jobs.queue.worke
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from celery import Celery
+from celery import Celery, signals
 from celery.schedules import crontab
 
 from config import Settings
@@ -64,6 +65,14 @@ def create_app(settings: Settings) -> Celery:
     app.anigenre_settings = settings
     app.steps["worker"].add(SweeperStep)
     return app
+
+
+@signals.after_setup_logger.connect
+def _one_line_per_task(loglevel=logging.INFO, **_) -> None:
+    """At INFO a worker logs one line per task: the "succeeded in" (or "raised") line
+    says everything its "Task ... received" line does, so that one is kept for DEBUG."""
+    if loglevel > logging.DEBUG:
+        logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
 
 
 def beat_schedule(settings: Settings) -> dict:

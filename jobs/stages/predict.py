@@ -7,6 +7,7 @@ from pathlib import Path
 from config import Settings
 from jobs.runs.chunks import execute_chunk
 from jobs.runs.index import load_plan, record_run
+from jobs.runs.lease import hold_lease
 from jobs.runs.markers import finalize
 from jobs.runs.parts import chunk_done
 from jobs.runs.plan import plan_run
@@ -47,15 +48,17 @@ def load_predictor(settings: Settings, model_id: str):
 
 
 def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) -> dict:
-    """Run every chunk of ``plan`` here, then finalise. The embedded default: no broker."""
-    for index in range(len(plan.chunks)):
-        if chunk_done(plan, index):  # a resumed run skips what is already written
-            continue
-        predictor = predictor or load_predictor(settings, plan.model_id)
-        result = execute_chunk(plan, index, predictor)
-        if on_chunk:
-            on_chunk(result)
-    return finalize(plan)
+    """Run every chunk of ``plan`` here, then finalise. The embedded default: no broker.
+    The run's lease tells ``jobs status`` this process is on it; killed, it goes stale."""
+    with hold_lease(plan.run_dir):
+        for index in range(len(plan.chunks)):
+            if chunk_done(plan, index):  # a resumed run skips what is already written
+                continue
+            predictor = predictor or load_predictor(settings, plan.model_id)
+            result = execute_chunk(plan, index, predictor)
+            if on_chunk:
+                on_chunk(result)
+        return finalize(plan)
 
 
 def report_run(settings: Settings, run_id: str, labels_csv: Path | None = None):

@@ -90,6 +90,10 @@ def run_submit_train(args, settings: Settings) -> int:
 def _status_line(s) -> str:
     rate = f"{s.rate_per_s:.1f} posters/s" if s.rate_per_s else "rate -"
     eta = "done" if s.complete else (f"ETA {s.eta_s:.0f} s" if s.eta_s is not None else "ETA -")
+    if s.state == "stalled":  # an ETA would promise what is not happening
+        eta = f"stalled: {s.note}"
+    elif s.state == "interrupted":
+        eta = f"interrupted: {s.note}; 'anigenre jobs resume {s.run_id}' finishes it"
     return (
         f"run {s.run_id}: {s.chunks_done}/{s.chunks_total} chunks, "
         f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
@@ -104,7 +108,8 @@ def run_status(args, settings: Settings) -> int:
     from jobs.runs.status import run_status
 
     if args.id in list_runs(settings.data_dir):
-        print(_status_line(run_status(load_plan(settings.data_dir, args.id))))
+        plan = load_plan(settings.data_dir, args.id)
+        print(_status_line(run_status(plan, stall_after_s=settings.run_stall_after_s)))
         return 0
     if not settings.broker_url:
         from core.errors import ConfigError
@@ -132,11 +137,12 @@ def run_wait(args, settings: Settings) -> int:
     plan = load_plan(settings.data_dir, args.run_id)
     counts = PartCounts()
     deadline = time.monotonic() + args.timeout
+    told = None
     with tqdm(
         total=len(plan.inputs), unit="poster", desc="wait", file=sys.stderr, disable=None
     ) as bar:
         while True:
-            s = run_status(plan, counts=counts)
+            s = run_status(plan, counts=counts, stall_after_s=settings.run_stall_after_s)
             bar.update(s.rows_ok + s.rows_error - bar.n)
             if s.chunks_done == s.chunks_total:
                 if not s.complete:  # the finalising worker died; every part is there
@@ -147,6 +153,15 @@ def run_wait(args, settings: Settings) -> int:
                     f"run {plan.run_id} failed: {s.failed}; "
                     f"'anigenre jobs resume {plan.run_id}' retries it"
                 )
+            if s.state == "interrupted":  # nothing will finish it while we wait
+                raise DataError(
+                    f"run {plan.run_id} was interrupted: {s.note}; "
+                    f"'anigenre jobs resume {plan.run_id}' finishes it"
+                )
+            if s.note != told:  # say each new stall, and its end, once
+                if s.note or told:
+                    bar.write(f"stalled: {s.note}" if s.note else "moving again", file=sys.stderr)
+                told = s.note
             if time.monotonic() > deadline:
                 raise RetryableError(
                     f"run {plan.run_id} not complete after {args.timeout:.0f} s "
@@ -192,5 +207,6 @@ def run_list(args, settings: Settings) -> int:
     if not runs:
         print(f"no runs recorded in {settings.data_dir / 'runs'}")
     for run_id in runs:
-        print(_status_line(run_status(load_plan(settings.data_dir, run_id))))
+        plan = load_plan(settings.data_dir, run_id)
+        print(_status_line(run_status(plan, stall_after_s=settings.run_stall_after_s)))
     return 0

@@ -112,10 +112,11 @@ def _health(
     if stalls:
         return STALLED, describe(stalls)
     since = max(queued_at.timestamp(), latest or 0.0)
-    quiet = now.timestamp() - since
-    if quiet > stall_after_s:
+    if now.timestamp() - since > stall_after_s:
+        # A clock time, not a duration: the note stays the same poll after poll.
+        clock = dt.datetime.fromtimestamp(since).strftime("%H:%M:%S")
         return STALLED, (
-            f"no chunk finished for {_duration(quiet)}; is a predict worker running "
+            f"no chunk finished since {clock}; is a predict worker running "
             "('anigenre worker')? Chunks of a dead one are re-queued by the others' sweep"
         )
     return RUNNING, None
@@ -128,11 +129,6 @@ def _queued_at(plan: RunPlan) -> dt.datetime | None:
         return None
     except (ValueError, KeyError, TypeError):
         return dt.datetime.fromisoformat(plan.created)  # queued, when we cannot say
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def _from_manifest(plan: RunPlan) -> RunStatus:

@@ -23,6 +23,7 @@ from jobs.queue.sweeper import (
     Sweeper,
     chunk_of_message,
     holdings_key,
+    live_holdings,
     publish_holdings,
     unacked_chunks,
 )
@@ -70,19 +71,30 @@ DRILL_TIMINGS = {"ANIGENRE_WORKER_HEARTBEAT_S": "1", "ANIGENRE_SWEEP_INTERVAL_S"
 def test_sigkilled_worker_chunks_come_back_without_resume(trained, tmp_path, broker):
     settings, _ = trained
     url, client = broker
-    n_files = 60
+    # Chunks of 12 take a tenth of a second here: a kill just after a delivery lands inside one.
+    n_files = 120
     folder = make_folder(tmp_path / "in", n_files, with_bad=False)
     env = {**_worker_env(settings, url), **DRILL_TIMINGS}  # visibility timeout: 3600 s
     doomed = Worker("doomed", env, tmp_path / "doomed.log").start()
     replacement = waiter = None
     try:
-        run_id = _submit(settings, url, folder, tmp_path / "out", chunk_size=2)
+        run_id = _submit(settings, url, folder, tmp_path / "out", chunk_size=12)
         plan = load_plan(settings.data_dir, run_id)
         deadline = time.monotonic() + 120
-        # Mid-run and mid-chunk: some parts written, and a message held unacknowledged.
-        while run_status(plan).chunks_done < 3 or not unacked_chunks(client.hgetall("unacked")):
+        # Its heartbeat must have named a message it held: that is what keeps the sweep off
+        # a live worker's chunks.
+        listed, before = False, set()
+        # Mid-run and mid-chunk: some parts written, and a message just delivered (a chunk
+        # killed after its part is written but before its ack has nothing to recover).
+        while True:
             assert time.monotonic() < deadline, doomed.log.read_text()[-2000:]
-            time.sleep(0.01)
+            ready = listed and run_status(plan).chunks_done >= 3
+            held = set(unacked_chunks(client.hgetall("unacked")))
+            if ready and held - before:
+                break
+            listed = listed or bool(held & (live_holdings(client) or set()))
+            before = held
+            time.sleep(0.005)
         doomed.kill()
         killed_at = time.monotonic()
         orphans = set(unacked_chunks(client.hgetall("unacked")).values())

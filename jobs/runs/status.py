@@ -103,11 +103,12 @@ def _health(
 ) -> tuple[str, str | None]:
     queued_at = _queued_at(plan)
     if queued_at is None:  # in-process: its lease says whether a process is on it
-        problem = lease_problem(read_lease(plan.run_dir), now)
-        young = (now - dt.datetime.fromisoformat(plan.created)).total_seconds() < STALE_S
-        if problem is None or (young and problem == "no process holds it"):
+        lease = read_lease(plan.run_dir)
+        age = (now - dt.datetime.fromisoformat(plan.created)).total_seconds()
+        if lease is None and age < STALE_S:
             return RUNNING, None  # a run just planned takes its lease in a moment
-        return INTERRUPTED, problem
+        problem = lease_problem(lease, now)
+        return (RUNNING, None) if problem is None else (INTERRUPTED, problem)
     stalls = {i: s for i, s in read_stalls(plan).items() if i in missing}
     if stalls:
         return STALLED, describe(stalls)

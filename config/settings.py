@@ -69,6 +69,16 @@ class Settings(BaseModel):
     # How often predict workers look for chunks whose message the broker lost (jobs.queue.sweeper);
     # a lost chunk is re-queued on the second sweep that finds it.
     sweep_interval_s: float = Field(30.0, ge=1)
+    # How often each predict worker tells Redis which messages it holds. A worker silent for
+    # three beats is taken for dead; the sweep re-queues its chunks once they have looked
+    # orphaned for a fourth beat, on two sweeps: with the defaults within 15 + 2 x 30 s.
+    worker_heartbeat_s: float = Field(
+        5.0, gt=0, description="Predict workers' heartbeat; silent 3 beats = dead"
+    )
+    # `jobs status` calls a queued run stalled when no chunk finished for this long.
+    run_stall_after_s: float = Field(
+        120.0, gt=0, description="A queued run with no part written this long is stalled"
+    )
     sweep_max_resends: int = Field(
         3, ge=0, description="Re-queues of one chunk before its run is marked failed"
     )

@@ -13,7 +13,14 @@ import pytest
 from config import load_settings
 from jobs.queue.app import create_app
 from jobs.queue.publish import send_chunks
-from jobs.queue.sweeper import Sweeper, chunk_of_message, confirm, in_flight
+from jobs.queue.sweeper import (
+    Sweeper,
+    chunk_of_message,
+    confirm,
+    holdings_key,
+    in_flight,
+    publish_holdings,
+)
 from jobs.runs.index import load_plan, record_run
 from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import plan_run
@@ -61,7 +68,7 @@ def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path
         sent.append(chunks)
         send_chunks(app, p, chunks)
 
-    sweeper = Sweeper(client, data, requeue, interval_s=1, max_resends=1)
+    sweeper = Sweeper(client, data, requeue, interval_s=1, max_resends=1, heartbeat_s=60)
 
     def sweep():
         time.sleep(1.05)  # the previous sweep's lock lapses
@@ -78,6 +85,8 @@ def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path
         # worker could be mid-predict), 3 is popped and lost before kombu records it.
         held = [channel.basic_get("predict", no_ack=False) for _ in range(3)]
         assert [chunk_of_message(m._raw)[1] for m in held] == [0, 1, 2]  # FIFO
+        tags = [m.delivery_tag for m in held]
+        publish_holdings(client, holdings_key("w@host", 1), tags, heartbeat_s=60)  # alive
         assert client.rpop("predict") is not None and client.llen("predict") == 0
         for i in (0, 1):
             pq.write_table(pa.table({"status": ["ok"]}), plan.part_path(i))

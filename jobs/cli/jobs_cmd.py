@@ -127,6 +127,10 @@ def no_worker_hint(app, queue: str, settings: Settings) -> str | None:
 def _status_line(s) -> str:
     rate = f"{s.rate_per_s:.1f} posters/s" if s.rate_per_s else "rate -"
     eta = "done" if s.complete else (f"ETA {s.eta_s:.0f} s" if s.eta_s is not None else "ETA -")
+    if s.state == "stalled":  # an ETA would promise what is not happening
+        eta = f"stalled: {s.note}"
+    elif s.state == "interrupted":
+        eta = f"interrupted: {s.note}; 'anigenre jobs resume {s.run_id}' finishes it"
     return (
         f"run {s.run_id}: {s.chunks_done}/{s.chunks_total} chunks, "
         f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
@@ -239,11 +243,12 @@ def _wait_run(args, settings: Settings) -> int:
     plan = load_plan(settings.data_dir, args.id)
     counts = PartCounts()
     deadline = time.monotonic() + args.timeout
+    told = None
     with tqdm(
         total=len(plan.inputs), unit="poster", desc="wait", file=sys.stderr, disable=None
     ) as bar:
         while True:
-            s = run_status(plan, counts=counts)
+            s = run_status(plan, counts=counts, stall_after_s=settings.run_stall_after_s)
             bar.update(s.rows_ok + s.rows_error - bar.n)
             if s.chunks_done == s.chunks_total:
                 if not s.complete:  # the finalising worker died; every part is there
@@ -254,6 +259,15 @@ def _wait_run(args, settings: Settings) -> int:
                     f"run {plan.run_id} failed: {s.failed}; "
                     f"'anigenre jobs resume {plan.run_id}' retries it"
                 )
+            if s.state == "interrupted":  # nothing will finish it while we wait
+                raise DataError(
+                    f"run {plan.run_id} was interrupted: {s.note}; "
+                    f"'anigenre jobs resume {plan.run_id}' finishes it"
+                )
+            if s.note != told:  # say each new stall, and its end, once
+                if s.note or told:
+                    bar.write(f"stalled: {s.note}" if s.note else "moving again", file=sys.stderr)
+                told = s.note
             if time.monotonic() > deadline:
                 # Its chunks are still queued: resuming now would queue them a second time.
                 raise AnigenreError(
@@ -369,7 +383,7 @@ def _read_status(settings: Settings, run_id: str):
 
     plan = load_plan(settings.data_dir, run_id)  # a DataError when its plan is gone
     try:
-        return run_status(plan)
+        return run_status(plan, stall_after_s=settings.run_stall_after_s)
     except FileNotFoundError as exc:
         why = f"{exc.filename} is gone; was its output folder moved or deleted?"
     except OSError as exc:

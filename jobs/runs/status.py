@@ -1,4 +1,10 @@
-"""How far a run has got, read from its parts and markers on disk (no broker needed)."""
+"""How far a run has got, read from its parts and markers on disk (no broker needed).
+
+Besides counts, a run has a state: ``running``; ``stalled`` (queued, and the workers'
+sweep found chunks whose worker died or whose message was lost, or no chunk finished for
+``stall_after_s``); ``interrupted`` (in-process, and its process is gone: see
+jobs.runs.lease); ``failed``; ``complete``. A stalled or interrupted run has no ETA.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,20 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+from jobs.runs.lease import STALE_S, lease_problem, read_lease
 from jobs.runs.markers import failure
 from jobs.runs.parts import PartCounts
 from jobs.runs.plan import RunPlan
+from jobs.runs.stalls import describe, read_stalls
+
+RUNNING, STALLED, INTERRUPTED, FAILED, COMPLETE = (
+    "running",
+    "stalled",
+    "interrupted",
+    "failed",
+    "complete",
+)
+STALL_AFTER_S = 120.0  # Settings.run_stall_after_s
 
 
 @dataclass
@@ -23,9 +40,17 @@ class RunStatus:
     rate_per_s: float | None
     eta_s: float | None
     failed: str | None = None
+    state: str = RUNNING
+    note: str | None = None  # why it is stalled or interrupted
 
 
-def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
+def run_status(
+    plan: RunPlan,
+    counts: PartCounts | None = None,
+    *,
+    stall_after_s: float = STALL_AFTER_S,
+    now: dt.datetime | None = None,
+) -> RunStatus:
     """Progress from the parts on disk; pass the same ``counts`` to successive polls.
     A complete run is read from its manifest, which holds the verified counts."""
     if plan.manifest_path.exists():
@@ -33,9 +58,11 @@ def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
     counts = counts or PartCounts()
     ok = err = done = 0
     latest = None
+    missing = set()
     for i in range(len(plan.chunks)):
         part = counts(plan, i)
         if part is None:
+            missing.add(i)
             continue
         done += 1
         ok += part[0]
@@ -45,6 +72,14 @@ def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
     elapsed = (latest - dt.datetime.fromisoformat(plan.created).timestamp()) if latest else None
     rate = rows / elapsed if elapsed and elapsed > 0 else None
     remaining = len(plan.inputs) - rows
+    failed = failure(plan)
+    if failed:
+        state, note = FAILED, None
+    elif not missing:
+        state, note = RUNNING, None  # only the manifest is to come
+    else:
+        now = now or dt.datetime.now(dt.UTC)
+        state, note = _health(plan, missing, latest, stall_after_s, now)
     return RunStatus(
         run_id=plan.run_id,
         chunks_done=done,
@@ -54,9 +89,47 @@ def run_status(plan: RunPlan, counts: PartCounts | None = None) -> RunStatus:
         rows_total=len(plan.inputs),
         complete=False,
         rate_per_s=rate,
-        eta_s=remaining / rate if rate and remaining else (0.0 if not remaining else None),
-        failed=failure(plan),
+        eta_s=None
+        if state in (STALLED, INTERRUPTED)
+        else (remaining / rate if rate and remaining else (0.0 if not remaining else None)),
+        failed=failed,
+        state=state,
+        note=note,
     )
+
+
+def _health(
+    plan: RunPlan, missing: set[int], latest: float | None, stall_after_s: float, now: dt.datetime
+) -> tuple[str, str | None]:
+    queued_at = _queued_at(plan)
+    if queued_at is None:  # in-process: its lease says whether a process is on it
+        lease = read_lease(plan.run_dir)
+        age = (now - dt.datetime.fromisoformat(plan.created)).total_seconds()
+        if lease is None and age < STALE_S:
+            return RUNNING, None  # a run just planned takes its lease in a moment
+        problem = lease_problem(lease, now)
+        return (RUNNING, None) if problem is None else (INTERRUPTED, problem)
+    stalls = {i: s for i, s in read_stalls(plan).items() if i in missing}
+    if stalls:
+        return STALLED, describe(stalls)
+    since = max(queued_at.timestamp(), latest or 0.0)
+    if now.timestamp() - since > stall_after_s:
+        # A clock time, not a duration: the note stays the same poll after poll.
+        clock = dt.datetime.fromtimestamp(since).strftime("%H:%M:%S")
+        return STALLED, (
+            f"no chunk finished since {clock}; is a predict worker running "
+            "('anigenre worker')? Chunks of a dead one are re-queued by the others' sweep"
+        )
+    return RUNNING, None
+
+
+def _queued_at(plan: RunPlan) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(json.loads(plan.queued_path.read_text())["queued_at"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return dt.datetime.fromisoformat(plan.created)  # queued, when we cannot say
 
 
 def _from_manifest(plan: RunPlan) -> RunStatus:
@@ -75,4 +148,5 @@ def _from_manifest(plan: RunPlan) -> RunStatus:
         complete=True,
         rate_per_s=manifest["rows"] / took if took > 0 and manifest["rows"] else None,
         eta_s=0.0,
+        state=COMPLETE,
     )

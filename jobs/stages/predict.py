@@ -10,6 +10,7 @@ from core.errors import ConfigError
 from jobs.runs import live
 from jobs.runs.chunks import execute_chunk
 from jobs.runs.index import load_plan, record_run
+from jobs.runs.lease import hold_lease
 from jobs.runs.markers import finalize
 from jobs.runs.parts import chunk_done, missing_chunks
 from jobs.runs.plan import RunPlan, plan_run, reclaim
@@ -86,17 +87,19 @@ def load_predictor(settings: Settings, model_id: str):
 
 def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) -> dict:
     """Run every chunk of ``plan`` here, then finalise. The embedded default: no broker.
-    The run's lock is held throughout, so other planners leave its files alone."""
+    The run's lock is held throughout, so other planners leave its files alone; its lease
+    tells ``jobs status`` on any host that this process is on it (killed, it goes stale)."""
     claim_run(plan)
     try:
-        for index in range(len(plan.chunks)):
-            if chunk_done(plan, index):  # a resumed run skips what is already written
-                continue
-            predictor = predictor or load_predictor(settings, plan.model_id)
-            result = execute_chunk(plan, index, predictor)
-            if on_chunk:
-                on_chunk(result)
-        return finalize(plan)
+        with hold_lease(plan.run_dir):
+            for index in range(len(plan.chunks)):
+                if chunk_done(plan, index):  # a resumed run skips what is already written
+                    continue
+                predictor = predictor or load_predictor(settings, plan.model_id)
+                result = execute_chunk(plan, index, predictor)
+                if on_chunk:
+                    on_chunk(result)
+            return finalize(plan)
     finally:
         live.release(plan.run_dir)
 

@@ -1,0 +1,98 @@
+"""The lease of an in-process run: ``_lease.json`` says which process is predicting it.
+
+An in-process run (``anigenre predict``, ``jobs resume`` without a broker) has no queue and
+no sweeper behind it: if its process is killed, nothing finishes it. Its lease, refreshed
+by a background thread while it runs and removed when it returns, is how ``jobs status``
+tells a run in progress from one whose process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.atomic import write_text_atomic
+
+LEASE = "_lease.json"
+REFRESH_S = 2.0
+# Well above REFRESH_S: a busy machine can delay the refresh thread by seconds.
+STALE_S = 30.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    host: str
+    pid: int
+    heartbeat: dt.datetime
+
+
+def lease_path(run_dir: Path) -> Path:
+    return Path(run_dir) / LEASE
+
+
+def write_lease(run_dir: Path, now: dt.datetime | None = None) -> None:
+    beat = (now or dt.datetime.now(dt.UTC)).isoformat()
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": beat}
+    write_text_atomic(lease_path(run_dir), json.dumps(record))
+
+
+def read_lease(run_dir: Path) -> Lease | None:
+    try:
+        raw = json.loads(lease_path(run_dir).read_text())
+        return Lease(raw["host"], int(raw["pid"]), dt.datetime.fromisoformat(raw["heartbeat"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return None  # a lease we cannot read holds nothing
+
+
+def lease_problem(lease: Lease | None, now: dt.datetime | None = None) -> str | None:
+    """Why this lease no longer holds its run, or None while its process is alive."""
+    if lease is None:
+        return "no process holds it"
+    who = f"pid {lease.pid} on {lease.host}"
+    if lease.host == socket.gethostname() and not _alive(lease.pid):
+        return f"its process ({who}) is gone"
+    silent = ((now or dt.datetime.now(dt.UTC)) - lease.heartbeat).total_seconds()
+    if silent > STALE_S:
+        return f"its process ({who}) has not renewed its lease for {silent:.0f} s"
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+@contextlib.contextmanager
+def hold_lease(run_dir: Path, refresh_s: float = REFRESH_S) -> Iterator[None]:
+    """Hold the run's lease for the ``with`` block; removed however the block ends, since
+    a run that raised is interrupted too and only a live process may claim it."""
+    write_lease(run_dir)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(refresh_s):
+            with contextlib.suppress(OSError):  # a full disk must not kill the prediction
+                write_lease(run_dir)
+
+    thread = threading.Thread(target=renew, name="run-lease", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        lease_path(run_dir).unlink(missing_ok=True)

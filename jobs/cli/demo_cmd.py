@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +42,9 @@ def register(sub) -> None:
 
 
 def split_posters(shared_posters: Path, dest: Path) -> tuple[Path, Path]:
-    """Two labelled folders (links, not copies): everything before 2022, and 2022 alone."""
+    """Two labelled folders: everything before 2022, and 2022 alone. Copies, not links:
+    an import refuses a link that points outside its images/ folder (it is how a folder
+    could smuggle in any file on the machine)."""
     with open(shared_posters / "labels.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         rows, fields = list(reader), reader.fieldnames
@@ -54,9 +57,11 @@ def split_posters(shared_posters: Path, dest: Path) -> tuple[Path, Path]:
         (folder / "images").mkdir(parents=True, exist_ok=True)
         chosen = [r for r in rows if keep(r)]
         for r in chosen:
-            link = folder / "images" / r["file"]
-            if not link.exists():
-                link.symlink_to((shared_posters / "images" / r["file"]).resolve())
+            copy = folder / "images" / r["file"]
+            if copy.is_symlink():  # left by a demo from before imports refused links
+                copy.unlink()
+            if not copy.exists():
+                shutil.copyfile(shared_posters / "images" / r["file"], copy)
         with open(folder / "labels.csv", "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()

@@ -51,6 +51,13 @@ def preprocess(settings: Settings, filters: ds.Filters) -> DatasetChange:
 def import_dataset(settings: Settings, folder: Path, *, replace: bool = False) -> DatasetChange:
     vocab = Vocabulary.for_content(settings.include_adult)
     result = import_folder(folder, settings.data_dir, vocab, settings.max_image_pixels)
+    if result.rows.empty and not replace:
+        # Nothing usable: say why instead of writing (or failing to write) an empty merge.
+        reasons = "; ".join(f"{name}: {why}" for name, why in result.skipped[:3])
+        raise DataError(
+            f"nothing to import from {folder}: every file was skipped"
+            + (f" ({len(result.skipped)}; e.g. {reasons})" if result.skipped else "")
+        )
     change = _merge_and_write(settings, vocab, result.rows, fresh=replace)
     change.skipped, change.duplicate_files = result.skipped, result.duplicates
     return change

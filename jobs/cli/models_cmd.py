@@ -101,7 +101,7 @@ def run_train(args, settings: Settings) -> int:
 
     config = train_config(args)
     with tqdm(
-        total=args.epochs * config.ensemble,
+        total=args.epochs,  # of one head: an ensemble's bar restarts for each
         unit="epoch",
         desc="train",
         file=sys.stderr,

@@ -37,6 +37,8 @@ def build_manifest(
         "tta": list(config.tta),
         "thresholds": report["thresholds"],
         "global_threshold": report["global_threshold"],
+        "decision_rule": report["decision_rule"],
+        "expected_rates": report["expected_rates"],
         # The prior baseline, fixed at training time so `evaluate` scores it as `train` did.
         "train_prevalence": report["train_prevalence"],
         "prior_thresholds": report["prior_thresholds"],

@@ -52,6 +52,15 @@ def dataset_folder(settings, folder, splits):
     return int(counts.get("train", 0) + counts.get("val", 0)), len(rows)
 
 
+def test_manifest_records_the_decision_rule_and_rates_it_keeps(trained):
+    _, _, manifest = trained
+    assert manifest["decision_rule"]["rule"] == "f1-rate-capped"
+    cap = manifest["decision_rule"]["cap"]
+    for genre, rate in manifest["expected_rates"].items():
+        # measured on validation, where the cap is enforced
+        assert rate <= cap * manifest["train_prevalence"][genre] + 1e-9
+
+
 def test_manifest_records_every_train_and_val_poster(trained):
     settings, _, manifest = trained
     rows, _ = read_dataset(settings.data_dir / DATASET_PATH)
@@ -125,6 +134,17 @@ def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, 
     assert report.per_genre_ap["support"].max() <= n - n_seen
     page = (report.folder / "report.html").read_text()
     assert html.escape(line) in page and "including posters the model was trained on" not in page
+
+    # Each genre's threshold and expected rate from the manifest, beside the run's rate.
+    manifest = json.loads((settings.data_dir / MODELS_DIR / model_id / "manifest.json").read_text())
+    decisions = report.decisions.set_index("genre")
+    rows = pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
+    for genre in ("Action", "Drama"):
+        observed = rows["predicted"].map(lambda g, x=genre: x in list(g)).mean()
+        assert decisions.loc[genre, "observed_rate"] == pytest.approx(observed)
+        assert decisions.loc[genre, "threshold"] == manifest["thresholds"][genre]
+        assert decisions.loc[genre, "expected_rate"] == manifest["expected_rates"][genre]
+    assert "Decisions: thresholds and rates" in page and "1.25x its training prevalence" in page
 
     everything = stages.report_run(settings, plan.run_id, include_seen=True)
     rows, vocab = read_dataset(settings.data_dir / DATASET_PATH)

@@ -34,6 +34,7 @@ class Report:
     summary: pd.DataFrame
     per_genre_ap: pd.DataFrame | None
     seen_note: str | None = None  # which labelled posters were scored, when any had labels
+    decisions: pd.DataFrame | None = None  # thresholds, expected and observed rates
 
 
 def run_rows(plan: RunPlan) -> pd.DataFrame:
@@ -97,9 +98,31 @@ def build_report(
         )
     for name, data in charts.items():
         write_bytes_atomic(folder / name, data)
-    page = _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen)
+    decisions = decision_table(manifest or {}, summary, vocab)
+    page = _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions)
     write_text_atomic(folder / "report.html", page)
-    return Report(folder, summary, ap_table, seen_note)
+    return Report(folder, summary, ap_table, seen_note, decisions)
+
+
+def decision_table(manifest: dict, summary: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame | None:
+    """Per genre: the threshold of the ``predicted`` column, the share of posters the model
+    expected to predict it on (validation), and the share this run predicted it on."""
+    if "thresholds" not in manifest:
+        return None
+    ok = int(summary[(summary.section == "totals") & (summary.name == "ok")]["count"].sum())
+    counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
+    expected = manifest.get("expected_rates", {})
+    table = pd.DataFrame(
+        {
+            "genre": list(vocab.genres),
+            "threshold": [manifest["thresholds"][g] for g in vocab.genres],
+            "expected_rate": [expected.get(g) for g in vocab.genres],
+            "observed_rate": [counts.get(g, 0) / ok if ok else None for g in vocab.genres],
+        }
+    )
+    rule = manifest.get("decision_rule", {}).get("text")
+    table.attrs["rule"] = f"Rule: {rule}." if rule else "Rule: not recorded (an older model)."
+    return table
 
 
 def _per_genre_ap(
@@ -143,7 +166,7 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
-def _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen) -> str:
+def _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions):
     e = html.escape
     totals = summary[summary.section == "totals"].set_index("name")["count"]
     errors = summary[summary.section == "errors"]
@@ -164,6 +187,10 @@ def _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen)
         "<h2>Confidence</h2>",
         _img(charts["confidence.png"], "confidence histogram"),
     ]
+    if decisions is not None:
+        rule = decisions.attrs.get("rule", "")
+        parts += ["<h2>Decisions: thresholds and rates</h2>", f"<p>{e(rule)}</p>"]
+        parts.append(decisions.to_html(index=False, float_format="%.3f", na_rep="-"))
     if seen_note is not None:
         label = " (including posters the model was trained on)" if include_seen else ""
         parts += [f"<h2>Per-genre AP against the labels{label}</h2>", f"<p>{e(seen_note)}</p>"]

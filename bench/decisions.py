@@ -1,0 +1,114 @@
+"""Decision-rule bench: which thresholds make the ``predicted`` column match reality.
+
+Run: ``.venv/bin/python bench/decisions.py --data-dir data/bench`` (a data dir whose
+dataset is imported and whose frozen features are cached: ``bench/quality.py`` makes one).
+
+For each of five grouped splits it trains the default head once, then turns its validation
+probabilities into per-genre thresholds by each rule and scores the test posters: mean
+genres predicted per poster against the true mean, the worst genre's predicted rate over its
+true rate (genres with at least 3 test positives), and micro F1.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from common import bench_parser  # noqa: E402
+from quality import SEEDS, resplit  # noqa: E402
+
+from config import load_settings  # noqa: E402
+from core import metrics as m  # noqa: E402
+from core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
+from models.config import TrainConfig  # noqa: E402
+from models.evaluation import MIN_POSITIVES  # noqa: E402
+from models.train import dataset_splits, train  # noqa: E402
+
+
+def f1_rule(P, Y, prev):
+    g = m.tune_global_threshold(P, Y)
+    return m.tune_thresholds(P, Y, default=g, min_positives=MIN_POSITIVES)
+
+
+def global_rule(P, Y, prev):
+    return np.full(P.shape[1], m.tune_global_threshold(P, Y))
+
+
+def shrunk(strength):
+    def rule(P, Y, prev):
+        g = m.tune_global_threshold(P, Y)
+        t = m.tune_thresholds(P, Y, default=g, min_positives=MIN_POSITIVES)
+        n = Y.sum(axis=0)
+        return (n * t + strength * g) / (n + strength)
+
+    return rule
+
+
+def capped(cap, base=f1_rule):
+    def rule(P, Y, prev):
+        return m.rate_capped_thresholds(base(P, Y, prev), P, prev, cap)
+
+    return rule
+
+
+RULES = [
+    ("per-genre F1 on validation (today)", f1_rule),
+    ("one global threshold", global_rule),
+    ("per-genre F1 shrunk to global, 10", shrunk(10)),
+    ("F1, capped at 1.0x prevalence", capped(1.0)),
+    ("F1, capped at 1.25x prevalence", capped(1.25)),
+    ("F1, capped at 1.5x prevalence", capped(1.5)),
+    ("F1, capped at 2.0x prevalence", capped(2.0)),
+    ("shrunk 10, capped at 1.25x", capped(1.25, shrunk(10))),
+    ("global, capped at 1.25x", capped(1.25, global_rule)),
+]
+
+
+def judge(P, Y, t):
+    Yhat = t <= P
+    true_rate, pred_rate = Y.mean(axis=0), Yhat.mean(axis=0)
+    ok = Y.sum(axis=0) >= 3
+    return {
+        "count_ratio": Yhat.sum(axis=1).mean() / Y.sum(axis=1).mean(),
+        "worst_rate": float(np.max(pred_rate[ok] / true_rate[ok])),
+        "micro_f1": m.f1_scores(Y, Yhat)["micro"],
+        "macro_f1": m.f1_scores(Y, Yhat)["macro"],
+    }
+
+
+def main() -> None:
+    args = bench_parser(__doc__).parse_args()
+    settings = load_settings(overrides={"data_dir": args.data_dir}, env={})
+    dataset, vocab = read_dataset(settings.data_dir / DATASET_PATH)
+    rows = {name: [] for name, _ in RULES}
+    for seed in SEEDS:
+        data = resplit(dataset, seed)
+        outcome = train(
+            data,
+            vocab,
+            data_dir=args.data_dir,
+            weights_dir=args.shared / "weights",
+            config=TrainConfig(bootstrap=10),
+            max_pixels=10**8,
+        )
+        sp = dataset_splits(data, args.data_dir)
+        prev = sp["train"].Y.mean(axis=0)
+        for name, rule in RULES:
+            t = rule(outcome.probs["val"], sp["val"].Y, prev)
+            rows[name].append(judge(outcome.probs["test"], sp["test"].Y, t))
+        print(f"seed {seed} done", flush=True)
+    print("\n| rule | predicted/true genres | worst genre rate/true | micro F1 | macro F1 |")
+    print("|---|---|---|---|---|")
+    for name, runs in rows.items():
+        mean = {k: np.mean([r[k] for r in runs]) for k in runs[0]}
+        worst = max(r["worst_rate"] for r in runs)
+        print(
+            f"| {name} | {mean['count_ratio']:.2f} | {mean['worst_rate']:.2f} (max {worst:.2f}) "
+            f"| {mean['micro_f1']:.3f} | {mean['macro_f1']:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

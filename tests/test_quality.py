@@ -54,7 +54,7 @@ def dataset_folder(settings, folder, splits):
 
 def test_manifest_records_the_decision_rule_and_rates_it_keeps(trained):
     _, _, manifest = trained
-    assert manifest["decision_rule"]["rule"] == "f1-rate-capped"
+    assert manifest["decision_rule"]["rule"] == "global-rate-capped"
     cap = manifest["decision_rule"]["cap"]
     for genre, rate in manifest["expected_rates"].items():
         # measured on validation, where the cap is enforced
@@ -144,7 +144,7 @@ def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, 
         assert decisions.loc[genre, "observed_rate"] == pytest.approx(observed)
         assert decisions.loc[genre, "threshold"] == manifest["thresholds"][genre]
         assert decisions.loc[genre, "expected_rate"] == manifest["expected_rates"][genre]
-    assert "Decisions: thresholds and rates" in page and "1.25x its training prevalence" in page
+    assert "Decisions: thresholds and rates" in page and "1.25x its training" in page
 
     everything = stages.report_run(settings, plan.run_id, include_seen=True)
     rows, vocab = read_dataset(settings.data_dir / DATASET_PATH)

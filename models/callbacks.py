@@ -50,12 +50,21 @@ class ValMAPEarlyStopping(keras.callbacks.Callback):
 
 
 class ProgressBar(keras.callbacks.Callback):
-    """One tqdm bar over epochs, showing loss and validation mAP (Keras's own is per batch)."""
+    """One tqdm bar over the epochs of one head, showing loss and validation mAP (Keras's
+    own is per batch). An ensemble trains its heads one after another: the bar starts again
+    for each, labelled "head k/n", so its total is the epochs of one head, never the sum."""
 
-    def __init__(self, bar) -> None:
+    def __init__(self, bar, head: int = 0, heads: int = 1) -> None:
         super().__init__()
         self.bar = bar
+        self.head, self.heads = head, heads
         self.losses: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        if self.head > 0:
+            self.bar.reset()
+        if self.heads > 1:
+            self.bar.set_description(f"train head {self.head + 1}/{self.heads}")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

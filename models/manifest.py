@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 
 from core.genres import Vocabulary
+from core.seen import SEEN_KEY, seen_record
 from models.config import TrainConfig
 from models.evaluation import summary
 from models.registry import MANIFEST_VERSION, library_versions
@@ -23,7 +23,6 @@ def build_manifest(
     fingerprint: str,
 ) -> dict:
     report = outcome.report
-    train_labels = np.stack(dataset.loc[dataset["split"] == "train", "labels"].to_numpy())
     frozen = not config.fine_tune and outcome.spec.pretrained
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -38,10 +37,14 @@ def build_manifest(
         "tta": list(config.tta),
         "thresholds": report["thresholds"],
         "global_threshold": report["global_threshold"],
-        # The prior baseline of `anigenre evaluate` on data without a train split.
-        "train_prevalence": dict(
-            zip(vocab.genres, train_labels.mean(axis=0).tolist(), strict=True)
-        ),
+        "decision_rule": report["decision_rule"],
+        "expected_rates": report["expected_rates"],
+        # The prior baseline, fixed at training time so `evaluate` scores it as `train` did.
+        "train_prevalence": report["train_prevalence"],
+        "prior_thresholds": report["prior_thresholds"],
+        "prior_global_threshold": report["prior_global_threshold"],
+        # What `evaluate` and `report` leave out by default: posters it learnt or tuned on.
+        SEEN_KEY: seen_record(dataset["split"].tolist(), dataset["sha256"].tolist()),
         "dataset": {"fingerprint": fingerprint, "rows": dataset["split"].value_counts().to_dict()},
         "seed": config.seed,
         "config": config.as_dict(),

@@ -66,9 +66,10 @@ def train(
     runner = _EndToEnd if end_to_end else _Frozen
     run = runner(backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab))
 
-    def callbacks(predict_val) -> list:
+    def callbacks(predict_val, head: int = 0) -> list:
         early = ValMAPEarlyStopping(predict_val, splits["val"].Y, config.patience)
-        return [early] + ([ProgressBar(bar)] if bar is not None else [])
+        heads = 1 if end_to_end else config.ensemble
+        return [early] + ([ProgressBar(bar, head, heads)] if bar is not None else [])
 
     early = run.fit(callbacks)
     probs = {"val": run.predict("val"), "test": run.predict("test")}
@@ -193,7 +194,7 @@ class _Frozen:
                 loss=make_loss(self.config.loss, self.splits["train"].Y),
             )
             self.head = head  # predict_val scores the head being trained
-            cbs = callbacks(self.predict_val)
+            cbs = callbacks(self.predict_val, k)
             result = head.fit(
                 X,
                 Y,

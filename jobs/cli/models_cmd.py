@@ -91,6 +91,11 @@ def register(sub) -> None:
         "--dataset", type=Path, help="a dataset.parquet (its test split); default ours"
     )
     src.add_argument("--folder", type=Path, help="a labelled folder: labels.csv + images/")
+    e.add_argument(
+        "--include-seen",
+        action="store_true",
+        help="also score posters the model was trained or tuned on (flattering)",
+    )
     e.set_defaults(run=run_evaluate, settings_overrides=lambda a: {})
 
 
@@ -101,7 +106,7 @@ def run_train(args, settings: Settings) -> int:
 
     config = train_config(args)
     with tqdm(
-        total=args.epochs * config.ensemble,
+        total=args.epochs,  # of one head: an ensemble's bar restarts for each
         unit="epoch",
         desc="train",
         file=sys.stderr,
@@ -156,7 +161,15 @@ def run_list(args, settings: Settings) -> int:
 def run_evaluate(args, settings: Settings) -> int:
     from jobs import stages
 
-    result = stages.evaluate_model(settings, args.model, dataset=args.dataset, folder=args.folder)
+    result = stages.evaluate_model(
+        settings,
+        args.model,
+        dataset=args.dataset,
+        folder=args.folder,
+        include_seen=args.include_seen,
+    )
+    for note in result.notes:
+        print(note)
     print(result.table.to_string(index=False))
     if result.skipped:
         print(

@@ -149,17 +149,25 @@ def register_report(sub) -> None:
     p.add_argument(
         "--labels", type=Path, help="a labels.csv to score against (default: found beside images/)"
     )
+    p.add_argument(
+        "--include-seen",
+        action="store_true",
+        help="also score posters the model was trained or tuned on (flattering)",
+    )
     p.set_defaults(run=run_report, settings_overrides=lambda a: {})
 
 
 def run_report(args, settings: Settings) -> int:
     from jobs import stages
 
-    report = stages.report_run(settings, args.run_id, args.labels)
+    report = stages.report_run(settings, args.run_id, args.labels, args.include_seen)
     totals = report.summary[report.summary.section == "totals"].set_index("name")["count"]
     print(f"report for run {args.run_id}: {totals.get('ok', 0)} ok, {totals.get('error', 0)} error")
+    if report.seen_note is not None:
+        print(f"  labels found: {report.seen_note}")
     if report.per_genre_ap is not None:
         ap = report.per_genre_ap["ap"].dropna()
-        print(f"  labels found: macro AP {ap.mean():.3f} over {len(ap)} genres")
+        seen = " (including seen posters)" if args.include_seen else ""
+        print(f"  macro AP {ap.mean():.3f} over {len(ap)} genres{seen}")
     print(f"  wrote {report.folder / 'summary.parquet'} and {report.folder / 'report.html'}")
     return 0

@@ -20,6 +20,7 @@ from core.charts import barh_png, histogram_png
 from core.genres import Vocabulary
 from core.importer import parse_genres, read_labels
 from core.run_summary import summarize
+from core.seen import split_seen
 from core.tables import write_table
 from jobs.runs.plan import RunPlan
 
@@ -32,6 +33,8 @@ class Report:
     folder: Path
     summary: pd.DataFrame
     per_genre_ap: pd.DataFrame | None
+    seen_note: str | None = None  # which labelled posters were scored, when any had labels
+    decisions: pd.DataFrame | None = None  # thresholds, expected and observed rates
 
 
 def run_rows(plan: RunPlan) -> pd.DataFrame:
@@ -60,7 +63,14 @@ def find_labels(paths: list[str], explicit: Path | None) -> dict[str, list[str]]
     return labels
 
 
-def build_report(plan: RunPlan, vocab: Vocabulary, *, labels_csv: Path | None = None) -> Report:
+def build_report(
+    plan: RunPlan,
+    vocab: Vocabulary,
+    *,
+    labels_csv: Path | None = None,
+    manifest: dict | None = None,
+    include_seen: bool = False,
+) -> Report:
     rows = run_rows(plan)
     columns = vocab.columns()
     folder = Path(plan.out_dir) / "reports" / plan.run_id
@@ -78,7 +88,9 @@ def build_report(plan: RunPlan, vocab: Vocabulary, *, labels_csv: Path | None = 
             "probability",
         ),
     }
-    ap_table = _per_genre_ap(rows, vocab, find_labels(rows["path"].tolist(), labels_csv))
+    ap_table, seen_note = _per_genre_ap(
+        rows, vocab, find_labels(rows["path"].tolist(), labels_csv), manifest or {}, include_seen
+    )
     if ap_table is not None:
         present = ap_table.dropna(subset=["ap"]).set_index("genre")[["ap"]]
         charts["per_genre_ap.png"] = barh_png(
@@ -86,15 +98,45 @@ def build_report(plan: RunPlan, vocab: Vocabulary, *, labels_csv: Path | None = 
         )
     for name, data in charts.items():
         write_bytes_atomic(folder / name, data)
-    page = _html(plan, rows, summary, charts, ap_table, vocab)
+    decisions = decision_table(manifest or {}, summary, vocab)
+    page = _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions)
     write_text_atomic(folder / "report.html", page)
-    return Report(folder, summary, ap_table)
+    return Report(folder, summary, ap_table, seen_note, decisions)
 
 
-def _per_genre_ap(rows: pd.DataFrame, vocab: Vocabulary, labels: dict) -> pd.DataFrame | None:
+def decision_table(manifest: dict, summary: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame | None:
+    """Per genre: the threshold of the ``predicted`` column, the share of posters the model
+    expected to predict it on (validation), and the share this run predicted it on."""
+    if "thresholds" not in manifest:
+        return None
+    ok = int(summary[(summary.section == "totals") & (summary.name == "ok")]["count"].sum())
+    counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
+    expected = manifest.get("expected_rates", {})
+    table = pd.DataFrame(
+        {
+            "genre": list(vocab.genres),
+            "threshold": [manifest["thresholds"][g] for g in vocab.genres],
+            "expected_rate": [expected.get(g) for g in vocab.genres],
+            "observed_rate": [counts.get(g, 0) / ok if ok else None for g in vocab.genres],
+        }
+    )
+    rule = manifest.get("decision_rule", {}).get("text")
+    table.attrs["rule"] = f"Rule: {rule}." if rule else "Rule: not recorded (an older model)."
+    return table
+
+
+def _per_genre_ap(
+    rows: pd.DataFrame, vocab: Vocabulary, labels: dict, manifest: dict, include_seen: bool
+) -> tuple[pd.DataFrame | None, str | None]:
+    """Per-genre AP over the labelled posters the model did not train or tune on (all of
+    them with ``include_seen``), and the line that says which were scored."""
     ok = rows[(rows["status"] == "ok") & rows["path"].isin(labels)]
     if ok.empty:
-        return None
+        return None, None
+    seen = split_seen(manifest, ok["sha256"].tolist(), include_seen)
+    ok = ok[seen.keep]
+    if ok.empty:
+        return None, seen.note + " (use --include-seen to score them anyway)"
     Y = vocab.encode([labels[p] for p in ok["path"]])
     P = ok[vocab.columns()].to_numpy(dtype=np.float64)
     out = [
@@ -105,7 +147,7 @@ def _per_genre_ap(rows: pd.DataFrame, vocab: Vocabulary, labels: dict) -> pd.Dat
         }
         for j, g in enumerate(vocab.genres)
     ]
-    return pd.DataFrame(out)
+    return pd.DataFrame(out), seen.note
 
 
 def _thumbnail(path: str) -> str | None:
@@ -124,7 +166,7 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
-def _html(plan, rows, summary, charts, ap_table, vocab) -> str:
+def _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions):
     e = html.escape
     totals = summary[summary.section == "totals"].set_index("name")["count"]
     errors = summary[summary.section == "errors"]
@@ -145,11 +187,15 @@ def _html(plan, rows, summary, charts, ap_table, vocab) -> str:
         "<h2>Confidence</h2>",
         _img(charts["confidence.png"], "confidence histogram"),
     ]
+    if decisions is not None:
+        rule = decisions.attrs.get("rule", "")
+        parts += ["<h2>Decisions: thresholds and rates</h2>", f"<p>{e(rule)}</p>"]
+        parts.append(decisions.to_html(index=False, float_format="%.3f", na_rep="-"))
+    if seen_note is not None:
+        label = " (including posters the model was trained on)" if include_seen else ""
+        parts += [f"<h2>Per-genre AP against the labels{label}</h2>", f"<p>{e(seen_note)}</p>"]
     if ap_table is not None:
-        parts += [
-            "<h2>Per-genre AP against the labels</h2>",
-            _img(charts["per_genre_ap.png"], "per-genre AP"),
-        ]
+        parts.append(_img(charts["per_genre_ap.png"], "per-genre AP"))
         parts.append(ap_table.to_html(index=False, float_format="%.3f", na_rep="absent"))
     if len(errors):
         parts += ["<h2>Errors by reason</h2>", errors[["name", "count"]].to_html(index=False)]

@@ -104,9 +104,19 @@ def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) 
         live.release(plan.run_dir)
 
 
-def report_run(settings: Settings, run_id: str, labels_csv: Path | None = None):
+def report_run(
+    settings: Settings, run_id: str, labels_csv: Path | None = None, include_seen: bool = False
+):
+    """The run's report; against labels it scores only posters the model did not train or
+    tune on, unless ``include_seen``."""
     from models.registry import load_manifest, vocabulary_of
 
     plan = load_plan(settings.data_dir, run_id)
-    vocab = vocabulary_of(load_manifest(settings.data_dir, plan.model_id))
-    return build_report(plan, vocab, labels_csv=labels_csv)
+    manifest = load_manifest(settings.data_dir, plan.model_id)
+    return build_report(
+        plan,
+        vocabulary_of(manifest),
+        labels_csv=labels_csv,
+        manifest=manifest,
+        include_seen=include_seen,
+    )

@@ -45,16 +45,25 @@ class Evaluation:
     summary: dict
     report: dict
     skipped: list[tuple[str, str]]
+    notes: list[str]  # what was scored and how: the seen posters left out, old models
 
 
 def evaluate_model(
-    settings: Settings, model_id: str, *, dataset: Path | None = None, folder: Path | None = None
+    settings: Settings,
+    model_id: str,
+    *,
+    dataset: Path | None = None,
+    folder: Path | None = None,
+    include_seen: bool = False,
 ) -> Evaluation:
-    """Score a registered model on a dataset's test split or on a labelled folder."""
+    """Score a registered model on a dataset's test split or on a labelled folder, leaving
+    out (unless ``include_seen``) the posters it was trained or tuned on."""
     import numpy as np
 
     from core import metrics
     from core.importer import parse_genres, read_labels
+    from core.seen import file_sha256, split_seen
+    from models.evaluation import decisions_of, score, summary
     from models.predictor import Predictor
     from models.registry import load_artifact, vocabulary_of
 
@@ -64,6 +73,7 @@ def evaluate_model(
         records = read_labels(Path(folder) / "labels.csv")
         paths = [Path(folder) / "images" / r["file"] for r in records]
         Y = vocab.encode([parse_genres(r) for r in records])
+        shas = [file_sha256(p) for p in paths]
     else:
         path = dataset or settings.data_dir / DATASET_PATH
         rows, stored = read_dataset(path)
@@ -73,6 +83,15 @@ def evaluate_model(
         root = Path(path).resolve().parent.parent  # paths are relative to the data dir
         paths = [root / p for p in rows["path"]]
         Y = np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(vocab)))
+        shas = rows["sha256"].tolist()
+    seen = split_seen(manifest, shas, include_seen)
+    notes = [seen.note]
+    if not seen.keep.any() and len(paths):
+        raise DataError(
+            f"all {len(paths)} posters were in the model's training or validation data; "
+            "evaluate on other posters, or pass --include-seen to score them anyway"
+        )
+    paths, Y = [p for p, k in zip(paths, seen.keep, strict=True) if k], Y[seen.keep]
     predictor = Predictor(model, manifest, settings.max_image_pixels)
     P, keep, skipped = [], [], []
     offset = 0
@@ -84,26 +103,23 @@ def evaluate_model(
     if not keep:
         raise DataError("nothing to evaluate: no image could be decoded")
     P, Y = np.concatenate(P), Y[keep]
-    thresholds = np.array([manifest["thresholds"][g] for g in vocab.genres])
-    report = metrics.evaluate(P, Y, vocab.genres, thresholds, manifest["global_threshold"])
-    prior = metrics.prior_scores(
-        np.array([[manifest["train_prevalence"][g] for g in vocab.genres]]), len(Y)
+    decisions, recorded = decisions_of(manifest, vocab.genres)
+    if not recorded:
+        # No validation data here: tuning the prior on the evaluated posters flatters the
+        # baseline, never the model.
+        prior = metrics.prior_scores(decisions["train_prevalence"][None, :], len(Y))
+        decisions["prior_thresholds"] = metrics.tune_thresholds(prior, Y)
+        decisions["prior_global_threshold"] = metrics.tune_global_threshold(prior, Y)
+        notes.append(
+            "model predates recorded prior thresholds: the prior's are tuned on these posters"
+        )
+    full = score(
+        P,
+        Y,
+        vocab.genres,
+        decisions,
+        n_boot=manifest.get("config", {}).get("bootstrap", 1000),
+        seed=manifest.get("seed", 0),
     )
-    # The prior has no validation data here, so its thresholds are tuned on the data
-    # being evaluated: that flatters the baseline, never the model.
-    prior_t = metrics.tune_thresholds(prior, Y)
-    prior_report = metrics.evaluate(
-        prior, Y, vocab.genres, prior_t, metrics.tune_global_threshold(prior, Y)
-    )
-    full = {
-        "test": report,
-        "baselines": {"prior": prior_report},
-        "bootstrap_95": {
-            "model": metrics.bootstrap_ci(P, Y, thresholds),
-            "prior": metrics.bootstrap_ci(prior, Y, prior_t),
-        },
-    }
-    from models.evaluation import summary
-
-    table = pd.DataFrame(report["per_genre"])[["genre", "support", "ap", "f1", "threshold"]]
-    return Evaluation(table.round(3), summary(full), full, skipped)
+    table = pd.DataFrame(full["test"]["per_genre"])[["genre", "support", "ap", "f1", "threshold"]]
+    return Evaluation(table.round(3), summary(full), full, skipped, notes)

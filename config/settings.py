@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -87,6 +87,11 @@ class Settings(BaseModel):
         3_000_000, gt=0, description="Recycle a worker child above this resident size"
     )
     predict_chunk_size: int = Field(64, ge=1, description="Files per prediction task")
+    # LiteRT by measurement: MobileNetV2 0.35 at 320x224 runs ~1.6x Keras on two cores with
+    # the same probabilities (1e-6), and its workers never import TensorFlow.
+    predict_engine: Literal["litert", "keras"] = Field(
+        "litert", description="What runs the network when predicting: litert or keras"
+    )
     schedule_incremental_scrape: str | None = Field(
         "30 4 * * *", description="Beat's crontab for the incremental scrape; unset: none"
     )

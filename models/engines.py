@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from core.errors import ConfigError
+
 ENGINES = ("litert", "keras")
 
 
@@ -51,7 +53,13 @@ class LiteRTEngine:
     name = "litert"
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ConfigError(
+                "the LiteRT runtime is not installed: 'pip install ai-edge-litert==2.3.0' "
+                "(or reinstall the project), or predict with --engine keras"
+            ) from None
 
         self.path = Path(path)
         self.threads = threads or available_cores()

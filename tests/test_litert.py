@@ -271,3 +271,26 @@ def test_pretrained_backbones_and_their_scaling_convert_with_parity(backbone, sh
     path.write_bytes(convert_to_litert(model))
     x = np.random.default_rng(0).integers(0, 256, (8, 64, 48, 3)).astype(np.float32)
     assert_parity(KerasEngine(model).run(x), LiteRTEngine(path).run(x))
+
+
+def test_without_the_litert_runtime_predict_says_what_to_do(trained, tmp_path):
+    settings, _ = trained
+    posters(tmp_path / "in", 1)
+    code = (
+        "import sys; sys.modules['ai_edge_litert'] = None\n"  # as if never installed
+        "from jobs.cli import main\n"
+        f"sys.exit(main(['predict', {str(tmp_path / 'in')!r}, '--out', {str(tmp_path / 'o')!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert (
+        "ai-edge-litert" in error and "--engine keras" in error and "Traceback" not in result.stderr
+    )

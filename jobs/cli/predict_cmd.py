@@ -91,6 +91,7 @@ def run(args, settings: Settings) -> int:
     skipped = skipped_note(plan)
     print(
         f"run {plan.run_id}: {_files(len(plan.inputs))} to predict with {plan.model_id}"
+        f" on {plan.engine}"
         + (f"; {skipped}" if skipped else "")
         + (
             f"; {_files(len(plan.duplicates))} identical to another (a row each, predicted once)"

@@ -5,8 +5,7 @@ under TensorFlow); ``litert`` runs the float32 LiteRT export beside it with Lite
 small runtime (``ai-edge-litert``, XNNPACK on CPU), so a process that predicts with it
 never imports TensorFlow: it starts in a fraction of the time and memory.
 
-An engine takes a float32 batch of a fixed size (the predictor pads short batches) and
-returns the model's output as a numpy array.
+An engine takes a float32 batch and returns the model's output as a numpy array.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ ENGINES = ("litert", "keras")
 
 class Engine(Protocol):
     name: str
+    pads_batches: bool  # whether short batches are best padded to the full batch size
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -38,6 +38,7 @@ def available_cores() -> int:
 
 class KerasEngine:
     name = "keras"
+    pads_batches = True
 
     def __init__(self, model) -> None:
         self.model = model
@@ -47,10 +48,11 @@ class KerasEngine:
 
 
 class LiteRTEngine:
-    """A LiteRT interpreter over a ``.tflite`` file, its input resized once to the batch
-    shape the predictor always sends (one shape: tensors are allocated once)."""
+    """A LiteRT interpreter over a ``.tflite`` file, its input resized (and its tensors
+    allocated again) only when the batch shape changes."""
 
     name = "litert"
+    pads_batches = False
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         try:

@@ -41,9 +41,11 @@ class Predictor:
         n = len(images)
         if n == 0:
             return np.zeros((0, len(self.vocab)), np.float32)
-        # Pad a short batch to full size: one input shape means the graph is traced once
-        # instead of again for every odd-sized last batch.
-        x = np.zeros((max(n, self.batch_size), *images.shape[1:]), np.float32)
+        # Keras: pad a short batch to full size, since one input shape means the graph is
+        # traced once instead of again for every odd-sized last batch. LiteRT re-sizes its
+        # tensors in milliseconds, far less than computing the padding would cost.
+        rows = max(n, self.batch_size) if self.engine.pads_batches else n
+        x = np.zeros((rows, *images.shape[1:]), np.float32)
         x[:n] = images
         outs = [self.engine.run(x)[:n]]
         if "flip" in self.tta:

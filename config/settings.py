@@ -87,8 +87,9 @@ class Settings(BaseModel):
         3_000_000, gt=0, description="Recycle a worker child above this resident size"
     )
     predict_chunk_size: int = Field(64, ge=1, description="Files per prediction task")
-    # LiteRT by measurement: MobileNetV2 0.35 at 320x224 runs ~1.6x Keras on two cores with
-    # the same probabilities (1e-6), and its workers never import TensorFlow.
+    # LiteRT by measurement (bench/predict.py, MobileNetV2 1.0 at 320x224, two cores, 600
+    # posters): 1.7x Keras in-process, 2.1x through a worker, the same top-4 on every
+    # poster (probabilities within 6e-6); its workers never import TensorFlow.
     predict_engine: Literal["litert", "keras"] = Field(
         "litert", description="What runs the network when predicting: litert or keras"
     )

@@ -256,9 +256,8 @@ def litert_current(folder: Path) -> bool:
     """Whether ``folder``'s model.tflite is the export of its model.keras as it is now."""
     try:
         key = json.loads((folder / LITERT_KEY).read_text())
-        return key["keras_sha256"] == _sha256(folder / KERAS_FILE) and key[
-            "tflite_sha256"
-        ] == _sha256(folder / LITERT_FILE)
+        same_model = key["keras_sha256"] == _sha256(folder / KERAS_FILE)
+        return same_model and key["tflite_sha256"] == _sha256(folder / LITERT_FILE)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

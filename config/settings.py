@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -87,6 +87,12 @@ class Settings(BaseModel):
         3_000_000, gt=0, description="Recycle a worker child above this resident size"
     )
     predict_chunk_size: int = Field(64, ge=1, description="Files per prediction task")
+    # LiteRT by measurement (bench/predict.py, MobileNetV2 1.0 at 320x224, two cores, 600
+    # posters): 1.7x Keras in-process, 2.1x through a worker, the same top-4 on every
+    # poster (probabilities within 6e-6); its workers never import TensorFlow.
+    predict_engine: Literal["litert", "keras"] = Field(
+        "litert", description="What runs the network when predicting: litert or keras"
+    )
     schedule_incremental_scrape: str | None = Field(
         "30 4 * * *", description="Beat's crontab for the incremental scrape; unset: none"
     )

@@ -1,22 +1,27 @@
-"""Inference from an artifact: the manifest's size, resize policy, views and thresholds."""
+"""Inference from an artifact: the manifest's size, resize policy, views and thresholds.
+
+The network runs on an engine (:mod:`models.engines`); a Keras model given as ``model``
+runs on the Keras engine, as it always has. Nothing here imports TensorFlow, so a
+LiteRT predictor never loads it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import keras
 import numpy as np
 
 from core.images import DEFAULT_MAX_PIXELS
 from core.loader import Batch, decode_file, iter_batches, iter_decoded
+from models.engines import KerasEngine, LiteRTEngine
 from models.registry import vocabulary_of
 
 
 @dataclass
 class Predictor:
-    model: keras.Model
+    model: Any  # a keras.Model, or an engine (models.engines: a ``run(batch)`` method)
     manifest: dict
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 32
@@ -28,19 +33,23 @@ class Predictor:
         self.policy = self.manifest["resize_policy"]
         self.tta = tuple(self.manifest.get("tta", ()))
         self.thresholds = np.array([self.manifest["thresholds"][g] for g in self.vocab.genres])
+        engine = isinstance(self.model, KerasEngine | LiteRTEngine)
+        self.engine = self.model if engine else KerasEngine(self.model)
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """(n, h, w, 3) uint8 at the manifest's size -> (n, genres) probabilities."""
         n = len(images)
         if n == 0:
             return np.zeros((0, len(self.vocab)), np.float32)
-        # Pad a short batch to full size: one input shape means the graph is traced once
-        # instead of again for every odd-sized last batch.
-        x = np.zeros((max(n, self.batch_size), *images.shape[1:]), np.float32)
+        # Keras: pad a short batch to full size, since one input shape means the graph is
+        # traced once instead of again for every odd-sized last batch. LiteRT re-sizes its
+        # tensors in milliseconds, far less than computing the padding would cost.
+        rows = max(n, self.batch_size) if self.engine.pads_batches else n
+        x = np.zeros((rows, *images.shape[1:]), np.float32)
         x[:n] = images
-        outs = [np.asarray(self.model.predict_on_batch(x))[:n]]
+        outs = [self.engine.run(x)[:n]]
         if "flip" in self.tta:
-            outs.append(np.asarray(self.model.predict_on_batch(x[:, :, ::-1]))[:n])
+            outs.append(self.engine.run(x[:, :, ::-1])[:n])
         return np.mean(outs, axis=0).astype(np.float32)
 
     def predict_files(

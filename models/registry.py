@@ -1,4 +1,5 @@
-"""The model registry: ``<data>/models/<model_id>/{model.keras, manifest.json, metrics.json}``.
+"""The model registry: ``<data>/models/<model_id>/{model.keras, manifest.json, metrics.json}``,
+and beside them the LiteRT export ``model.tflite`` with its key ``model.tflite.json``.
 
 An artifact is written into a hidden temp folder and renamed into place, so a listing
 never shows a half-written model. The manifest carries everything inference needs:
@@ -7,9 +8,13 @@ genres in order, input size, resize policy, thresholds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
+import io
 import json
+import logging
 import os
 import platform
 import shutil
@@ -17,11 +22,17 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from core.atomic import write_bytes_atomic, write_text_atomic
 from core.errors import ConfigError, DataError, StorageError
 from core.genres import Vocabulary
 
 MODELS_DIR = Path("models")
 MANIFEST_VERSION = 1
+KERAS_FILE = "model.keras"
+LITERT_FILE = "model.tflite"
+LITERT_KEY = "model.tflite.json"  # which model.keras (by hash) the export was made from
+
+log = logging.getLogger(__name__)
 
 
 def new_model_id(backbone: str, created: dt.datetime, fingerprint: str) -> str:
@@ -53,7 +64,8 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
     except OSError as exc:
         raise StorageError.from_os(exc, root) from exc
     try:
-        model.save(tmp / "model.keras")
+        model.save(tmp / KERAS_FILE)
+        _export_at_save(model, tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         os.replace(tmp, final)
@@ -223,3 +235,97 @@ def load_artifact(data_dir: Path, model_id: str):
 
 def vocabulary_of(manifest: dict) -> Vocabulary:
     return Vocabulary(tuple(manifest["genres"]))
+
+
+# --- the LiteRT export --------------------------------------------------------------------
+#
+# Made at save time, and on first use for artifacts saved before it existed. It is keyed by
+# the hash of model.keras, so a model file copied over an old one is exported afresh
+# instead of served stale; reading the key needs no TensorFlow, making the export does.
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def litert_current(folder: Path) -> bool:
+    """Whether ``folder``'s model.tflite is the export of its model.keras as it is now."""
+    try:
+        key = json.loads((folder / LITERT_KEY).read_text())
+        same_model = key["keras_sha256"] == _sha256(folder / KERAS_FILE)
+        return same_model and key["tflite_sha256"] == _sha256(folder / LITERT_FILE)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def convert_to_litert(model) -> bytes:
+    """The float32 LiteRT flatbuffer of a Keras model (custom layers are plain TF ops)."""
+    import tensorflow as tf
+
+    # The converter prints the traced signature to stdout, which would land in our output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def export_litert(model, folder: Path) -> Path:
+    """Write ``folder``/model.tflite from ``model`` (the one saved in ``folder``), then its
+    key. Each file is replaced atomically; a reader that sees a new export with an old key
+    (or the reverse) finds the hashes disagree and does not use it."""
+    flatbuffer = convert_to_litert(model)
+    write_bytes_atomic(folder / LITERT_FILE, flatbuffer)
+    key = {
+        "keras_sha256": _sha256(folder / KERAS_FILE),
+        "tflite_sha256": hashlib.sha256(flatbuffer).hexdigest(),
+        "tensorflow": _tf_version(),
+    }
+    write_text_atomic(folder / LITERT_KEY, json.dumps(key, indent=2, sort_keys=True))
+    return folder / LITERT_FILE
+
+
+def _tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def _export_at_save(model, folder: Path) -> None:
+    """A model whose export fails is still a model: it serves with the Keras engine, and
+    the first LiteRT use tries again (and says why it cannot)."""
+    try:
+        export_litert(model, folder)
+    except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
+        log.warning("no LiteRT export for this model (%s); it will predict with Keras", exc)
+
+
+def litert_model_path(data_dir: Path, model_id: str) -> tuple[Path, dict]:
+    """(model.tflite, manifest) of ``model_id``, exported now if it is missing or stale.
+
+    Only exporting imports TensorFlow; an artifact with a current export is served
+    without it. Concurrent first uses (several workers) export once: the rest wait on a
+    lock in the model's folder and then find the export current."""
+    manifest = check_artifact(data_dir, model_id)
+    folder = Path(data_dir) / MODELS_DIR / manifest["model_id"]
+    if litert_current(folder):
+        return folder / LITERT_FILE, manifest
+    try:
+        lock = open(folder / ".litert.lock", "a")  # noqa: SIM115 - held across the export
+    except OSError as exc:
+        raise StorageError.from_os(exc, folder / LITERT_FILE) from exc
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not litert_current(folder):
+            model, manifest = load_artifact(data_dir, manifest["model_id"])
+            try:
+                export_litert(model, folder)
+            except StorageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
+                raise DataError(
+                    f"model {manifest['model_id']} cannot be exported to LiteRT "
+                    f"({type(exc).__name__}: {exc}); predict with --engine keras"
+                ) from None
+    return folder / LITERT_FILE, manifest

@@ -81,7 +81,13 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
     )
     manifest = list_models(synth.data_dir)[-1]
     folder = synth.data_dir / "models" / manifest["model_id"]
-    assert {p.name for p in folder.iterdir()} == {"model.keras", "manifest.json", "metrics.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        "model.keras",
+        "manifest.json",
+        "metrics.json",
+        "model.tflite",  # the LiteRT export, made at save time
+        "model.tflite.json",
+    }
     for key in (
         "genres",
         "input_size",

@@ -25,6 +25,12 @@ def add_predict_arguments(p) -> None:
         help="files per chunk (env ANIGENRE_PREDICT_CHUNK_SIZE, default 64)",
     )
     p.add_argument("--force", action="store_true", help="predict files already predicted ok too")
+    p.add_argument(
+        "--engine",
+        choices=("litert", "keras"),
+        help="what runs the network (env ANIGENRE_PREDICT_ENGINE, default litert: faster, "
+        "and no TensorFlow in workers; keras is the reference)",
+    )
 
 
 def plan_from_args(settings: Settings, args):
@@ -39,6 +45,7 @@ def plan_from_args(settings: Settings, args):
         top_k=args.top_k,
         chunk_size=args.chunk_size or settings.predict_chunk_size,
         force=args.force,
+        engine=args.engine,
         hold=True,  # until this process has run (or queued) it: see jobs.runs.live
     )
 
@@ -84,6 +91,7 @@ def run(args, settings: Settings) -> int:
     skipped = skipped_note(plan)
     print(
         f"run {plan.run_id}: {_files(len(plan.inputs))} to predict with {plan.model_id}"
+        f" on {plan.engine}"
         + (f"; {skipped}" if skipped else "")
         + (
             f"; {_files(len(plan.duplicates))} identical to another (a row each, predicted once)"

@@ -5,8 +5,9 @@ Tasks are ``shared_task``s: they bind to whichever app the worker built (the ent
 or ``anigenre worker``'s), so importing this module builds no app. Names are fixed strings,
 so messages already queued keep working whatever the module is called.
 
-TensorFlow is imported, and a model loaded, only inside a task, so it happens once per
-worker process after the fork (TensorFlow is not fork-safe) and never in beat or the CLI.
+A model is loaded (and TensorFlow imported, for the Keras engine) only inside a task, so
+it happens once per worker process after the fork (TensorFlow is not fork-safe) and never
+in beat or the CLI.
 """
 
 from __future__ import annotations
@@ -23,19 +24,21 @@ def _settings(task: Task):
 
 
 class PredictTask(Task):
-    """Keeps one loaded Predictor per worker process (Celery makes one Task per process)."""
+    """Keeps one loaded Predictor per worker process (Celery makes one Task per process),
+    on the engine the run was planned with."""
 
     _predictors: dict | None = None
 
-    def predictor(self, model_id: str):
+    def predictor(self, model_id: str, engine: str):
         from jobs.stages import load_predictor
 
         if self._predictors is None:
             self._predictors = {}
-        if model_id not in self._predictors:
+        key = (model_id, engine)
+        if key not in self._predictors:
             self._predictors.clear()  # one model in memory at a time
-            self._predictors[model_id] = load_predictor(_settings(self), model_id)
-        return self._predictors[model_id]
+            self._predictors[key] = load_predictor(_settings(self), model_id, engine)
+        return self._predictors[key]
 
 
 @shared_task(
@@ -58,7 +61,7 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
         # sweeper) finds its part written: the rows are there, so skip the model.
         result = {"run_id": run_id, "chunk": index, "skipped": True}
     else:
-        result = execute_chunk(plan, index, self.predictor(plan.model_id))
+        result = execute_chunk(plan, index, self.predictor(plan.model_id, plan.engine))
     # No chord: whichever chunk sees every part written finalises; doing it twice is harmless.
     if not missing_chunks(plan):
         finalize(plan)

@@ -48,6 +48,9 @@ class RunPlan:
     already_predicted: int = 0
     in_live_runs: dict[str, int] = field(default_factory=dict)  # run id -> inputs left to it
     force: bool = False  # planned with --force: existing rows and live runs were ignored
+    # What runs the network, for every chunk wherever it runs. Plans from before engines
+    # existed ran on Keras, and a resumed run finishes on the engine it started with.
+    engine: str = "keras"
 
     @property
     def run_dir(self) -> Path:
@@ -198,6 +201,7 @@ def plan_run(
     force: bool = False,
     now: dt.datetime | None = None,
     hold: bool = False,
+    engine: str = "keras",
 ) -> RunPlan:
     """Hash the inputs, then, under the output dir's planning lock, claim those with no
     ok row and no live owner (``force``: every file, whatever rows or runs exist). Writes
@@ -218,6 +222,7 @@ def plan_run(
         inputs=[],
         chunks=[],
         force=force,
+        engine=engine,
     )
     with live.planning(plan.out_dir):
         done = set() if force else ok_rows(plan.out_dir, model_id)

@@ -27,15 +27,18 @@ def plan_prediction(
     chunk_size: int | None = None,
     force: bool = False,
     hold: bool = False,
+    engine: str | None = None,
 ):
     """Check the model, hash the inputs and write the run plan; needs no TensorFlow.
 
     A model that cannot load (a truncated file, a manifest that does not fit it) is refused
     here, before thousands of files are hashed and a run is recorded that would never run.
-    A plan with no inputs (everything already has an ok row, or belongs to a live run)
-    is neither written nor recorded. With ``hold``, this process keeps the run's lock
-    until it exits or runs it: the CLI holds it, so no other planner can take the run's
-    files in the moment between planning and running (or queueing) them.
+    ``engine`` (default: the ``predict_engine`` setting) is recorded in the plan, so every
+    chunk runs on it, in this process or in any worker. A plan with no inputs (everything
+    already has an ok row, or belongs to a live run) is neither written nor recorded. With
+    ``hold``, this process keeps the run's lock until it exits or runs it: the CLI holds
+    it, so no other planner can take the run's files in the moment between planning and
+    running (or queueing) them.
     """
     from models.registry import check_artifact
 
@@ -52,6 +55,7 @@ def plan_prediction(
         chunk_size=chunk_size or settings.predict_chunk_size,
         force=force,
         hold=hold,
+        engine=engine or settings.predict_engine,
     )
     if not plan.inputs:
         return plan
@@ -77,8 +81,18 @@ def claim_run(plan: RunPlan, resume: bool = False) -> tuple[RunPlan, int]:
         return reclaim(plan, missing_chunks(plan)) if resume else (plan, 0)
 
 
-def load_predictor(settings: Settings, model_id: str):
+def load_predictor(settings: Settings, model_id: str, engine: str | None = None):
+    """A predictor of ``model_id`` on ``engine`` (default: the ``predict_engine`` setting).
+    LiteRT reads the manifest and model.tflite only (exporting it first for a model saved
+    before exports existed, which alone needs TensorFlow)."""
     from models.predictor import Predictor
+
+    if (engine or settings.predict_engine) == "litert":
+        from models.engines import LiteRTEngine
+        from models.registry import litert_model_path
+
+        path, manifest = litert_model_path(settings.data_dir, model_id)
+        return Predictor(LiteRTEngine(path), manifest, settings.max_image_pixels)
     from models.registry import load_artifact
 
     model, manifest = load_artifact(settings.data_dir, model_id)
@@ -95,7 +109,7 @@ def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) 
             for index in range(len(plan.chunks)):
                 if chunk_done(plan, index):  # a resumed run skips what is already written
                     continue
-                predictor = predictor or load_predictor(settings, plan.model_id)
+                predictor = predictor or load_predictor(settings, plan.model_id, plan.engine)
                 result = execute_chunk(plan, index, predictor)
                 if on_chunk:
                     on_chunk(result)

@@ -1,0 +1,296 @@
+"""The LiteRT engine: the export beside model.keras, parity with Keras, the --engine choice
+recorded in the run, and LiteRT predictions (in-process and in a worker) without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from config import load_settings
+from jobs import stages
+from jobs.runs.index import load_plan
+from jobs.runs.layout import PLAN
+from models.config import TrainConfig
+from models.registry import LITERT_FILE, LITERT_KEY, MODELS_DIR, litert_current
+from tests.procs import ROOT, Worker, own_redis, run_cli
+from tests.synthetic import poster_png, synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_dir):
+    """The tiny custom CNN of tests/test_jobs.py, trained (and so exported) in its own dir."""
+    data = tmp_path_factory.mktemp("litert-data")
+    synthetic_dataset(data, n=60)
+    settings = load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
+    config = TrainConfig(
+        backbone="custom_cnn", weights="none", input_size=(40, 32), epochs=3, bootstrap=10
+    )
+    model_id, _ = stages.train_model(settings, config)
+    return settings, model_id
+
+
+def folder_of(settings, model_id) -> Path:
+    return settings.data_dir / MODELS_DIR / model_id
+
+
+def posters(path: Path, n: int) -> list[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i in range(n):
+        files.append(path / f"p{i:03d}.png")
+        files[-1].write_bytes(poster_png(2000 + i, genres=(("Action",), ("Comedy",))[i % 2]))
+    return files
+
+
+def probabilities(predictor, files) -> np.ndarray:
+    out = [probs for _, probs in predictor.predict_files(files)]
+    return np.concatenate(out)
+
+
+def assert_parity(keras_p: np.ndarray, litert_p: np.ndarray) -> None:
+    assert keras_p.shape == litert_p.shape and len(keras_p)
+    assert np.abs(keras_p - litert_p).max() < 1e-4
+    top4 = lambda p: np.argsort(-p, axis=1, kind="stable")[:, :4]  # noqa: E731
+    assert (top4(keras_p) == top4(litert_p)).all()
+
+
+def copy_without_export(settings, model_id, dest: Path):
+    """The artifact as a model trained before exports existed: no model.tflite, no key."""
+    target = dest / MODELS_DIR / model_id
+    shutil.copytree(folder_of(settings, model_id), target)
+    (target / LITERT_FILE).unlink()
+    (target / LITERT_KEY).unlink()
+    return settings.model_copy(update={"data_dir": dest}), target
+
+
+def test_training_exports_litert_beside_the_keras_model(trained):
+    settings, model_id = trained
+    folder = folder_of(settings, model_id)
+    assert (folder / LITERT_FILE).stat().st_size > 0
+    key = json.loads((folder / LITERT_KEY).read_text())
+    assert len(key["keras_sha256"]) == 64 and litert_current(folder)
+
+
+def test_both_engines_give_the_same_probabilities_and_top4(trained, tmp_path):
+    settings, model_id = trained
+    files = posters(tmp_path / "in", 40)  # a full batch of 32 and a padded one
+    keras_p = probabilities(stages.load_predictor(settings, model_id, "keras"), files)
+    litert = stages.load_predictor(settings, model_id, "litert")
+    assert litert.engine.name == "litert"
+    assert_parity(keras_p, probabilities(litert, files))
+
+
+def test_a_model_trained_before_exports_is_exported_on_first_use(trained, tmp_path):
+    settings, model_id = trained
+    old, folder = copy_without_export(settings, model_id, tmp_path / "data")
+    files = posters(tmp_path / "in", 6)
+    litert_p = probabilities(stages.load_predictor(old, model_id, "litert"), files)
+    assert litert_current(folder)
+    assert_parity(probabilities(stages.load_predictor(old, model_id, "keras"), files), litert_p)
+
+
+def test_an_export_of_another_model_file_is_made_again(trained, tmp_path):
+    """Keyed by model.keras's hash: a model file copied over the old one is not served
+    through the old one's export."""
+    settings, model_id = trained
+    old, folder = copy_without_export(settings, model_id, tmp_path / "data")
+    stale = b"not the export of this model"
+    (folder / LITERT_FILE).write_bytes(stale)
+    key = {"keras_sha256": "0" * 64, "tflite_sha256": "0" * 64}
+    (folder / LITERT_KEY).write_text(json.dumps(key))
+    assert not litert_current(folder)
+    stages.load_predictor(old, model_id, "litert")
+    assert litert_current(folder) and (folder / LITERT_FILE).read_bytes() != stale
+
+
+def _env(settings, **extra) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANIGENRE_")}
+    env.update(ANIGENRE_DATA_DIR=str(settings.data_dir), TF_CPP_MIN_LOG_LEVEL="2")
+    return {**env, **extra}
+
+
+def _run_id(result) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()[1].rstrip(":")  # "run <id>: N files to predict ..."
+
+
+def test_cli_engine_flag_and_setting_are_recorded_in_the_plan(trained, tmp_path):
+    settings, _ = trained
+    posters(tmp_path / "in", 3)
+    runs = {}
+    for name, flags, extra in (
+        ("default", [], {}),
+        ("flag", ["--engine", "keras"], {}),
+        ("env", [], {"ANIGENRE_PREDICT_ENGINE": "keras"}),
+    ):
+        result = run_cli(
+            "predict",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / name),
+            *flags,
+            env=_env(settings, **extra),
+            timeout=180,
+        )
+        runs[name] = load_plan(settings.data_dir, _run_id(result))
+    assert {k: p.engine for k, p in runs.items()} == {
+        "default": "litert",
+        "flag": "keras",
+        "env": "keras",
+    }
+    rows = {k: pd.read_parquet(p.part_path(0)).sort_values("path") for k, p in runs.items()}
+    assert (rows["default"].status == "ok").all() and len(rows["default"]) == 3
+    columns = [c for c in rows["default"].columns if c.startswith("p_")]
+    assert columns
+    litert_p, keras_p = (rows[k][columns].to_numpy() for k in ("default", "flag"))
+    assert np.abs(litert_p - keras_p).max() < 1e-4
+
+
+def test_a_plan_from_before_engines_loads_and_runs_on_keras(trained, tmp_path):
+    settings, model_id = trained
+    posters(tmp_path / "in", 2)
+    plan = stages.plan_prediction(
+        settings, [tmp_path / "in"], model_id=model_id, out_dir=tmp_path / "o"
+    )
+    path = plan.run_dir / PLAN
+    saved = json.loads(path.read_text())
+    assert saved.pop("engine") == "litert"
+    path.write_text(json.dumps(saved))
+    old = load_plan(settings.data_dir, plan.run_id)
+    assert old.engine == "keras"
+    assert stages.predict_in_process(settings, old)["ok"] == 2
+
+
+NO_TF = """
+import sys
+from jobs import stages
+from config import load_settings
+settings = load_settings(overrides={{"data_dir": {data!r}}}, env={{}})
+plan = stages.plan_prediction(settings, [{folder!r}], model_id="latest", out_dir={out!r},
+                              engine={engine!r})
+manifest = stages.predict_in_process(settings, plan)
+print(manifest["ok"], sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    "engine, imported", [("litert", "[]"), ("keras", "['keras', 'tensorflow']")]
+)
+def test_litert_prediction_does_not_import_tensorflow(trained, tmp_path, engine, imported):
+    settings, _ = trained
+    posters(tmp_path / "in", 5)
+    code = NO_TF.format(
+        data=str(settings.data_dir),
+        folder=str(tmp_path / "in"),
+        out=str(tmp_path / "o"),
+        engine=engine,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"5 {imported}"
+
+
+def _tensorflow_mapped(pid: int) -> bool:
+    """Whether process ``pid`` has TensorFlow's own libraries loaded (LiteRT's runtime
+    lives in ai_edge_litert/, not under a tensorflow/ folder)."""
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return "/tensorflow/" in maps or "libtensorflow" in maps
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_a_worker_predicts_a_litert_run_without_tensorflow(trained, tmp_path):
+    settings, _ = trained
+    posters(tmp_path / "in", 8)
+    with own_redis(tmp_path / "redis") as (url, _):
+        env = _env(settings, ANIGENRE_BROKER_URL=url)
+        worker = Worker("lite", env, tmp_path / "w.log").start()
+        try:
+            result = run_cli(
+                "jobs",
+                "submit",
+                "predict",
+                str(tmp_path / "in"),
+                "--out",
+                str(tmp_path / "o"),
+                "--engine",
+                "litert",
+                "--chunk-size",
+                "4",
+                env=env,
+            )
+            assert result.returncode == 0, result.stderr
+            run_id = result.stdout.split()[0]
+            waited = run_cli("jobs", "wait", run_id, "--timeout", "120", env=env, timeout=180)
+            assert waited.returncode == 0 and "8 ok" in waited.stdout, waited.stderr
+            pids = [worker.proc.pid, *_children(worker.proc.pid)]
+            assert len(pids) > 1 and not any(_tensorflow_mapped(p) for p in pids)
+        finally:
+            worker.stop()
+    assert load_plan(settings.data_dir, run_id).engine == "litert"
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2_0.35", "resnet50"])
+def test_pretrained_backbones_and_their_scaling_convert_with_parity(backbone, shared_dir, tmp_path):
+    """MobileNetV2 with the local ImageNet weights (Rescaling inside), and ResNet50's
+    CaffePreprocess layer, at a small input: the export gives Keras's probabilities."""
+    from models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights
+    from models.engines import KerasEngine, LiteRTEngine
+    from models.heads import build_head
+    from models.registry import convert_to_litert
+    from models.train import compose
+
+    spec = BACKBONES[backbone]
+    weights = (
+        resolve_weights(spec, "auto", shared_dir / "weights")
+        if spec.local_file
+        else WeightsSource("none")
+    )
+    features = build_backbone(spec, (64, 48), weights)
+    model = compose(features, build_head(features.output_shape[-1], 18))
+    path = tmp_path / "model.tflite"
+    path.write_bytes(convert_to_litert(model))
+    x = np.random.default_rng(0).integers(0, 256, (8, 64, 48, 3)).astype(np.float32)
+    assert_parity(KerasEngine(model).run(x), LiteRTEngine(path).run(x))
+
+
+def test_without_the_litert_runtime_predict_says_what_to_do(trained, tmp_path):
+    settings, _ = trained
+    posters(tmp_path / "in", 1)
+    code = (
+        "import sys; sys.modules['ai_edge_litert'] = None\n"  # as if never installed
+        "from jobs.cli import main\n"
+        f"sys.exit(main(['predict', {str(tmp_path / 'in')!r}, '--out', {str(tmp_path / 'o')!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert (
+        "ai-edge-litert" in error and "--engine keras" in error and "Traceback" not in result.stderr
+    )

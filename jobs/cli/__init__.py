@@ -18,6 +18,7 @@ from jobs.cli import (
     predict_cmd,
     scrape_cmd,
     server_cmd,
+    web_cmd,
     worker_cmd,
 )
 
@@ -30,6 +31,7 @@ _COMMANDS = (
     worker_cmd,
     server_cmd,
     demo_cmd,
+    web_cmd,
 )
 
 

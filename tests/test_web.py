@@ -4,12 +4,14 @@ script, real model, real run files), its pure helpers, and the ``anigenre web`` 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import os
 import shutil
 import socket
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
@@ -18,9 +20,13 @@ from streamlit.testing.v1 import AppTest
 from core.errors import InvalidImage
 from core.genres import GENRES, Vocabulary
 from core.images import decode_image
+from core.predictions import prediction_table
+from core.tables import write_table
 from jobs import stages
+from jobs.runs.chunks import execute_chunk
 from jobs.runs.index import load_plan, record_run
-from jobs.runs.plan import plan_run
+from jobs.runs.markers import finalize
+from jobs.runs.plan import RunPlan, plan_run
 from jobs.web import runs as data
 from jobs.web.posters import upload_message
 from jobs.web.submit import masked_url
@@ -156,6 +162,21 @@ def test_the_model_is_loaded_once_per_server_not_per_upload(page, monkeypatch):
     assert len(loads) == 1
 
 
+def test_the_served_model_stays_warm_across_script_runs(page):
+    """Streamlit resets Keras when each script run ends (clear_session: kernel caches
+    emptied, so the next upload pays ~1 s to rebuild them); the page turns that off."""
+    import keras
+
+    at = page()  # the first view loads the model
+    at.file_uploader[0].set_value(("w.png", poster_png(50), "image/png"))
+    at.run()  # ... and this run ends with Streamlit's clean-up
+    before = keras.layers.Dense(1).name
+    at.run()
+    after = keras.layers.Dense(1).name
+    # clear_session also restarts Keras's layer names: both would be plain "dense".
+    assert before != after, (before, after)
+
+
 def test_without_a_trained_model_the_page_says_how_to_get_one(page, tmp_path):
     at = page(ANIGENRE_DATA_DIR=str(tmp_path / "empty"))
     assert not at.exception
@@ -256,6 +277,78 @@ def test_many_runs_are_paged_and_a_broken_index_entry_does_not_break_the_list(si
     )  # fmt: skip
     assert list(data.page_slice_list(list(range(45)), 3, 20)) == list(range(40, 45))
     assert list(data.page_slice_list(list(range(45)), 9, 20)) == list(range(40, 45))
+
+
+def test_a_run_in_progress_shows_its_progress_and_then_completes(page, site, tmp_path):
+    settings, model_id, _ = site
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"r{i}.png").write_bytes(poster_png(700 + i))
+    data_dir = tmp_path / "data"  # the model lives elsewhere: genres come from the columns
+    plan = plan_run([folder], model_id=model_id, out_dir=tmp_path / "out", chunk_size=2)
+    record_run(data_dir, plan)
+    predictor = stages.load_predictor(settings, model_id)
+    execute_chunk(plan, 0, predictor)
+    at = page(ANIGENRE_DATA_DIR=str(data_dir))
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception and not at.error
+    listing = at.dataframe[0].value
+    assert (listing.loc[0, "state"], listing.loc[0, "rows"]) == ("running", "2/4")
+    assert listing.loc[0, "progress"] == 0.5
+    assert "running: 2/4 rows (2 ok, 0 error), 1/2 chunks" in _texts(at)
+    assert "(updating live)" in _texts(at)
+    assert len(at.dataframe[1].value) == 2  # the rows written so far
+    execute_chunk(plan, 1, predictor)
+    finalize(plan)
+    at.run()
+    assert at.dataframe[0].value.loc[0, "state"] == "complete"
+    assert "complete: 4/4 rows (4 ok, 0 error), 2/2 chunks" in _texts(at)
+    assert len(at.dataframe[1].value) == 4 and "(updating live)" not in _texts(at)
+
+
+def test_many_runs_and_a_large_run_are_shown_a_page_at_a_time(page, tmp_path):
+    vocab = Vocabulary()
+    data_dir = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    n = 3000
+    inputs = [
+        {"path": f"/nowhere/p{i:05d}.png", "size": 1, "sha256": f"{i:064x}"} for i in range(n)
+    ]
+    for r in range(25):
+        plan = RunPlan(
+            run_id=f"20260101T0000{r:02d}-abc", model_id="gone", out_dir=str(tmp_path / "out"),
+            created="2026-01-01T00:00:00+00:00", top_k=4, chunk_size=1000,
+            inputs=inputs if r == 24 else inputs[:2], chunks=[[0, 1000], [1000, 2000], [2000, 3000]]
+            if r == 24 else [[0, 2]],
+        )  # fmt: skip
+        record_run(data_dir, plan)
+    for i, (start, end) in enumerate(plan.chunks):  # the newest run: 3000 rows
+        items = [
+            {"path": e["path"], "sha256": e["sha256"], "probs": rng.random(len(vocab))}
+            for e in inputs[start:end]
+        ]
+        table = prediction_table(
+            model_id="gone", vocab=vocab, thresholds=np.full(len(vocab), 0.5), top_k_n=4,
+            items=items, now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        )  # fmt: skip
+        write_table(plan.part_path(i), table)
+    finalize(plan)
+    at = page(ANIGENRE_DATA_DIR=str(data_dir))
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception and not at.error
+    listing = at.dataframe[0].value
+    assert len(listing) == 20 and listing.loc[0, "run_id"] == plan.run_id  # newest first
+    assert "25 run(s), newest first" in _texts(at)
+    rows = at.dataframe[1].value
+    assert len(rows) == 50 and rows["file"].iloc[0] == "p00000.png"
+    assert "3000 of 3000 row(s) match" in _texts(at)
+    pagers = {p.key: p for p in at.get("pagination")}
+    assert set(pagers) >= {"runs_page", "rows_page", "gallery_page"}
+    at.session_state["rows_page"] = 60  # the last page
+    at.run()
+    assert at.dataframe[1].value["file"].tolist() == [f"p{i:05d}.png" for i in range(2950, 3000)]
+    assert not at.exception
 
 
 def test_state_reads_stalled_and_interrupted_when_status_has_them():
@@ -392,6 +485,7 @@ def test_web_serves_on_loopback_headless_with_the_model_after_the_script_args(tm
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8123"
     assert flags["--server.headless"] == "true"
     assert flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--runner.postScriptGC"] == "false"  # bench/web.py: ~0.3 s per upload
     assert argv[-3:] == ["--", "--model", "latest"]
     from config import load_settings
 

@@ -62,6 +62,11 @@ def streamlit_argv(address: str, port: int, model: str) -> list[str]:
         "none",
         "--server.maxUploadSize",
         str(MAX_UPLOAD_MB),
+        # Streamlit collects garbage after every script run; with TensorFlow loaded the
+        # heap is large and a full collection holds the GIL for ~0.3 s, during which the
+        # finished run's results wait to be sent. Python's own collector still runs.
+        "--runner.postScriptGC",
+        "false",
         # A bug shows its type on the page; the traceback goes to this terminal only.
         "--client.showErrorDetails",
         "type",
@@ -88,6 +93,8 @@ def server_env(settings: Settings, config: str | None, base: dict[str, str]) -> 
 
 def _check_port(address: str, number: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        # As the server will: a port left in TIME_WAIT by a stopped server is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, number))
         except OSError as exc:

@@ -65,7 +65,8 @@ class PosterModel:
 
     One image per call, not the predictor's padded batch of 32: a single upload then
     costs one forward pass, and the shape never changes, so the graph is traced once
-    (by :meth:`warm`) rather than on the first upload.
+    (by :meth:`warm`) rather than on the first upload. (Under Streamlit, see also
+    ``jobs.web.context.keep_keras_state``.)
     """
 
     def __init__(self, predictor) -> None:

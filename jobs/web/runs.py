@@ -67,7 +67,7 @@ class RunSummary:
             "ok": self.ok,
             "error": self.error,
             "model_id": self.model_id,
-            "created": self.created,
+            "created": when(self.created),
             "note": self.note,
         }
 
@@ -237,7 +237,7 @@ def table_view(rows: pd.DataFrame, vocab: Vocabulary, genres: Sequence[str] = ()
             "top genres": rows["top_genres"].map(_joined),
             "passes thresholds": rows["predicted"].map(_joined),
             "probability": probability_of(rows, vocab, genres) if len(rows) else [],
-            "error": rows["error"],
+            "error": rows["error"].fillna(""),
         },
         index=rows.index,
     )
@@ -312,3 +312,11 @@ def age(created: str | None, now: dt.datetime | None = None) -> str:
 def page_slice_list(items: Sequence, page: int, per_page: int) -> Sequence:
     page = min(max(1, page), page_count(len(items), per_page))
     return items[(page - 1) * per_page : page * per_page]
+
+
+def when(created: str | None) -> str:
+    """An ISO time as ``2026-11-28 14:47 UTC``."""
+    if not created:
+        return ""
+    at = dt.datetime.fromisoformat(created).astimezone(dt.UTC)
+    return f"{at:%Y-%m-%d %H:%M} UTC"

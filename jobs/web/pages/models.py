@@ -42,7 +42,14 @@ def _card(data_dir, manifest: dict) -> None:
     per_genre = cards.per_genre_table(data_dir, manifest)
     if per_genre is not None:
         st.markdown("**Per genre** (test split; the threshold is what 'passes' means)")
-        st.dataframe(per_genre, width="stretch")
+        st.dataframe(
+            per_genre,
+            width="stretch",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("AP", "F1", "ROC AUC", "threshold")
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from jobs.web.posters import thumbnail
 RUNS_PER_PAGE = 20
 ROWS_PER_PAGE = 50
 GALLERY_PER_PAGE = 12
-GALLERY_COLUMNS = 4
+GALLERY_COLUMNS = 6
+THUMB_WIDTH = 150
 POLL_S = 2.0
 
 
@@ -112,7 +113,8 @@ def run_detail(s, run_id: str) -> None:
     summary = data.summarize_run(s.data_dir, run_id, _counts(run_id))
     st.header(f"Run {run_id}")
     st.caption(
-        f"model `{summary.model_id}`, created {summary.created} ({data.age(summary.created)}); "
+        f"model `{summary.model_id}`, created {data.when(summary.created)} "
+        f"({data.age(summary.created)}); "
         f"writes to {run_dir}"
     )
 
@@ -201,7 +203,7 @@ def _gallery(filtered, vocab) -> None:
             except OSError:
                 thumb = None
             if thumb:
-                st.image(thumb, width="stretch")
+                st.image(thumb, width=THUMB_WIDTH)
             probs = ", ".join(f"{g} {getattr(row, columns[g]):.2f}" for g in row.top_genres)
             labels = getattr(row, "labels", None)
             st.markdown(

@@ -199,10 +199,10 @@ def test_runs_page_lists_the_run_and_opens_it_with_its_rows(page, site):
     at = page()
     at.switch_page("pages/runs.py").run()
     assert not at.exception and not at.error
-    listing = at.dataframe[0].value
-    assert listing["run_id"].tolist() == [run_id]
-    assert listing.loc[0, "state"] == "complete" and listing.loc[0, "rows"] == "11/11"
-    assert at.selectbox(key="run").value == run_id
+    listing = at.dataframe[0].value.set_index("run_id")
+    assert listing.loc[run_id, "state"] == "complete" and listing.loc[run_id, "rows"] == "11/11"
+    assert at.selectbox(key="run").value == listing.index[0]  # the newest opens first
+    at.selectbox(key="run").set_value(run_id).run()
     assert any(h.value == f"Run {run_id}" for h in at.header)
     table = at.dataframe[1].value
     assert len(table) == 11 and set(table["status"]) == {"ok", "error"}
@@ -221,6 +221,7 @@ def test_run_filters_errors_only_genre_probability_and_name(page, site):
     column = Vocabulary().columns()[GENRES.index(genre)]
     at = page()
     at.switch_page("pages/runs.py").run()
+    at.selectbox(key="run").set_value(run_id).run()
 
     at.checkbox(key="f_errors").check().run()
     table = at.dataframe[1].value
@@ -394,8 +395,14 @@ def test_queue_page_submits_a_folder_and_watches_it_finish(page, site, tmp_path)
     folder.mkdir()
     for i in range(3):
         (folder / f"q{i}.png").write_bytes(poster_png(300 + i))
+    data_dir = tmp_path / "data"  # its own, so the run it queues is listed nowhere else
+    shutil.copytree(settings.data_dir / "models", data_dir / "models")
+    settings = settings.model_copy(update={"data_dir": data_dir})
     with own_redis(tmp_path / "redis") as (url, client):
-        at = page(ANIGENRE_BROKER_URL=url.replace("redis://", "redis://:sekrit@"))
+        at = page(
+            ANIGENRE_DATA_DIR=str(data_dir),
+            ANIGENRE_BROKER_URL=url.replace("redis://", "redis://:sekrit@"),
+        )
         at.switch_page("pages/queue.py").run()
         assert "sekrit" not in _texts(at) and ":***@" in _texts(at)
         at.text_input(key="q_folder").input(str(folder))

@@ -19,6 +19,7 @@ from jobs.cli import (
     predict_cmd,
     scrape_cmd,
     server_cmd,
+    web_cmd,
     worker_cmd,
 )
 
@@ -31,6 +32,7 @@ _COMMANDS = (
     worker_cmd,
     server_cmd,
     demo_cmd,
+    web_cmd,
 )
 
 

@@ -1,0 +1,56 @@
+"""Models: each registered model's card and held-out figures, and which one is 'latest'."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from jobs.web import cards, context
+
+
+def render() -> None:
+    st.title("Models")
+    s = context.settings()
+    models = cards.models_newest_first(s.data_dir)
+    if not models:
+        st.info(
+            f"No trained models in {s.data_dir / 'models'}. `anigenre train` makes one "
+            "(`make demo` runs the whole pipeline)."
+        )
+        return
+    served = context.options().model
+    st.caption(
+        f"{len(models)} model(s), newest first. `latest` is {models[0]['model_id']}; "
+        f"the Try a poster page uses `{served}`."
+    )
+    for i, manifest in enumerate(models):
+        badges = (" · latest" if manifest["is_latest"] else "") + (
+            " · served" if served in (manifest["model_id"], "latest" if i == 0 else None) else ""
+        )
+        with st.expander(f"{manifest['model_id']}{badges}", expanded=i == 0):
+            _card(s.data_dir, manifest)
+
+
+def _card(data_dir, manifest: dict) -> None:
+    facts = cards.card(manifest)
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
+    with right:
+        n = manifest.get("metrics_summary", {}).get("n_test")
+        st.markdown(f"**Held-out test split** ({n} posters)" if n else "**Held-out test split**")
+        st.table(cards.figures_table(manifest.get("metrics_summary", {})))
+    per_genre = cards.per_genre_table(data_dir, manifest)
+    if per_genre is not None:
+        st.markdown("**Per genre** (test split; the threshold is what 'passes' means)")
+        st.dataframe(
+            per_genre,
+            width="stretch",
+            column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("AP", "F1", "ROC AUC", "threshold")
+            },
+        )
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,94 @@
+"""Try a poster: upload posters, see each one's top genres and which pass the thresholds."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.errors import AnigenreError, InvalidImage
+from jobs.web import context
+from jobs.web.posters import ACCEPTED, PosterResult, thumbnail, upload_message
+
+TOP_K = 5
+THUMB_WIDTH = 240  # the thumbnail's own width: sharp, and no wider on a phone
+
+
+def render() -> None:
+    st.title("Try a poster")
+    s = context.settings()
+    try:
+        with st.spinner("Loading the model (once per server)..."):
+            model = context.poster_model(s, context.options().model)
+    except AnigenreError as exc:
+        st.error(f"No model to try: {exc}")
+        return
+    st.caption(
+        f"Model `{model.model_id}` ({model.manifest['backbone']}, "
+        f"input {model.manifest['input_size'][0]}x{model.manifest['input_size'][1]}). "
+        f"A genre passes when its probability is at or over the model's own threshold for it."
+    )
+    files = st.file_uploader(
+        f"Drop one or more posters here ({ACCEPTED})",
+        accept_multiple_files=True,
+        key="posters",
+    )
+    k = st.slider("Genres to show per poster", 3, len(model.genres), TOP_K, key="top_k")
+    # A rerun (moving the slider, another upload) must not predict the same file again.
+    done: dict = st.session_state.setdefault("predictions", {})
+    current = {(model.model_id, upload.file_id) for upload in files or []}
+    for stale in set(done) - current:  # removed from the uploader: forget it
+        del done[stale]
+    for upload in files or []:
+        key = (model.model_id, upload.file_id)
+        if key not in done:
+            done[key] = _predict(model, upload.name, upload.getvalue())
+        _show(upload, done[key], k, model.model_id)
+
+
+def _predict(model, name: str, data: bytes):
+    try:
+        return model.predict(name, data), thumbnail(data)
+    except InvalidImage as exc:
+        return upload_message(name, exc), None
+    except Exception as exc:  # noqa: BLE001 - any failure is one line; the page goes on
+        first = (str(exc).splitlines() or [""])[0][:160]
+        return f"{name} could not be read ({type(exc).__name__}: {first}).", None
+
+
+def _show(upload, outcome, k: int, model_id: str) -> None:
+    result, thumb = outcome
+    with st.container(border=True):
+        if not isinstance(result, PosterResult):
+            st.error(result, icon=":material/block:")
+            return
+        left, right = st.columns([1, 3], vertical_alignment="top")
+        with left:
+            if thumb is not None:
+                st.image(thumb, caption=upload.name, width=THUMB_WIDTH)
+            else:
+                st.write(upload.name)
+        with right:
+            top = result.top(k)
+            st.markdown(f"**{upload.name}**: top genres " + ", ".join(s.genre for s in top))
+            for score in top:
+                st.progress(min(max(score.probability, 0.0), 1.0), text=bar_text(score))
+            passing = result.passing
+            st.markdown(
+                "**Passes the model's thresholds:** "
+                + (", ".join(passing) if passing else "none (no genre reaches its threshold)")
+            )
+            st.caption(f"model {model_id}, {result.seconds * 1000:.0f} ms")
+
+
+def bar_text(score) -> str:
+    """``Action 0.62 (passes its threshold 0.41)``; three decimals where two would show
+    a probability equal to a threshold it does not reach."""
+    digits = 2 if f"{score.probability:.2f}" != f"{score.threshold:.2f}" else 3
+    mark = "passes" if score.passes else "below"
+    return (
+        f"{score.genre} {score.probability:.{digits}f} "
+        f"({mark} its threshold {score.threshold:.{digits}f})"
+    )
+
+
+if __name__ == "__main__":
+    render()

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import ConfigError
+from models.quiet import filtered_stderr
 
 ENGINES = ("litert", "keras")
 
@@ -78,7 +79,8 @@ class LiteRTEngine:
     def run(self, batch: np.ndarray) -> np.ndarray:
         if batch.shape != self._shape:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
-            self._interpreter.allocate_tensors()
+            with filtered_stderr():  # LiteRT's "Created … XNNPACK delegate" notice
+                self._interpreter.allocate_tensors()
             self._shape = batch.shape
         self._interpreter.set_tensor(self._input["index"], np.ascontiguousarray(batch, np.float32))
         self._interpreter.invoke()

@@ -32,9 +32,11 @@ from contextlib import contextmanager
 
 # A native log line (``I0000 00:00:1795876281.206761   12258 port.cc:153] ...``) at
 # INFO or WARNING, or absl's preamble before its logging is initialised.
+# LiteRT adds one notice of its own when it first allocates tensors.
 _NOISE = re.compile(
     r"^(?:[IW]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] "
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called)"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.)"
 )
 _QUIET_LEVEL = "3"
 

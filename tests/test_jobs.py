@@ -232,7 +232,7 @@ def _worker_env(settings, broker: str, visibility: int = 3600) -> dict:
     }
 
 
-def _submit(settings, broker, folder, out, chunk_size) -> str:
+def _submit(settings, broker, folder, out, chunk_size, *flags: str) -> str:
     env = _worker_env(settings, broker)
     result = run_cli(
         "jobs",
@@ -243,6 +243,7 @@ def _submit(settings, broker, folder, out, chunk_size) -> str:
         str(out),
         "--chunk-size",
         str(chunk_size),
+        *flags,
         env=env,
         timeout=120,
     )

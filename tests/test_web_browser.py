@@ -3,8 +3,8 @@
 Playwright's own browser download cannot work offline, so the test launches
 /usr/bin/chromium (``apt-get install -y chromium``; .ci/run installs it). It fails, never
 skips, without it. Screenshots go to the test's temporary folder; with
-``WEB_SCREENSHOTS=DIR`` they are also written, palette-reduced, to DIR (the README's
-docs/*.png are made with ``WEB_SCREENSHOTS=docs``).
+``WEB_SCREENSHOTS=DIR`` they are also written, palette-reduced, to DIR (build products:
+none is committed).
 """
 
 from __future__ import annotations

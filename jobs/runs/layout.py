@@ -10,6 +10,9 @@ PLAN, MANIFEST, QUEUED, FAILED = "_plan.json", "_manifest.json", "_queued.json",
 PLAN_LOCK = "_plan.lock"
 # In a run's folder: held by the process that plans and runs the run in-process.
 RUN_LOCK = "_running.lock"
+# In a run's folder: the in-process run's lease (jobs.runs.lease) and the sweeper's note
+# on chunks it found orphaned or lost (jobs.runs.stalls).
+LEASE, STALLED_MARKER = "_lease.json", "_stalled.json"
 
 
 def predictions_dir(out_dir: str | Path) -> Path:

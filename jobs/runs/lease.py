@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.atomic import write_text_atomic
+from jobs.runs.layout import LEASE
 
-LEASE = "_lease.json"
 REFRESH_S = 2.0
 # Well above REFRESH_S: a busy machine can delay the refresh thread by seconds.
 STALE_S = 30.0

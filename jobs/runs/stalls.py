@@ -14,9 +14,9 @@ import json
 from dataclasses import asdict, dataclass
 
 from core.atomic import write_text_atomic
+from jobs.runs.layout import STALLED_MARKER
 from jobs.runs.plan import RunPlan
 
-STALLED = "_stalled.json"
 ORPHANED, LOST = "orphaned", "lost"
 SUSPECT, REQUEUED = "suspect", "requeued"
 
@@ -30,7 +30,7 @@ class Stall:
 
 def read_stalls(plan: RunPlan) -> dict[int, Stall]:
     try:
-        raw = json.loads((plan.run_dir / STALLED).read_text())
+        raw = json.loads((plan.run_dir / STALLED_MARKER).read_text())
         return {int(i): Stall(**s) for i, s in raw["chunks"].items()}
     except FileNotFoundError:
         return {}
@@ -41,7 +41,7 @@ def read_stalls(plan: RunPlan) -> dict[int, Stall]:
 def write_stalls(plan: RunPlan, stalls: dict[int, Stall]) -> None:
     """Replace the marker (remove it when nothing is stalled); untouched when unchanged,
     so a sweep every few seconds does not rewrite it."""
-    path = plan.run_dir / STALLED
+    path = plan.run_dir / STALLED_MARKER
     if stalls == read_stalls(plan):
         return
     if not stalls:

@@ -49,3 +49,12 @@ def image_size(text: str) -> tuple[int, int]:
             f"'{text}' is not a size; write HEIGHTxWIDTH, e.g. 320x224"
         )
     return int(h), int(w)
+
+
+def add_include_seen(parser) -> None:
+    """``--include-seen``, shared by ``evaluate`` and ``report``."""
+    parser.add_argument(
+        "--include-seen",
+        action="store_true",
+        help="also score posters the model was trained or tuned on (flattering)",
+    )

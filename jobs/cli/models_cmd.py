@@ -91,11 +91,7 @@ def register(sub) -> None:
         "--dataset", type=Path, help="a dataset.parquet (its test split); default ours"
     )
     src.add_argument("--folder", type=Path, help="a labelled folder: labels.csv + images/")
-    e.add_argument(
-        "--include-seen",
-        action="store_true",
-        help="also score posters the model was trained or tuned on (flattering)",
-    )
+    types.add_include_seen(e)
     e.set_defaults(run=run_evaluate, settings_overrides=lambda a: {})
 
 

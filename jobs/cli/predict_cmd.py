@@ -157,11 +157,7 @@ def register_report(sub) -> None:
     p.add_argument(
         "--labels", type=Path, help="a labels.csv to score against (default: found beside images/)"
     )
-    p.add_argument(
-        "--include-seen",
-        action="store_true",
-        help="also score posters the model was trained or tuned on (flattering)",
-    )
+    types.add_include_seen(p)
     p.set_defaults(run=run_report, settings_overrides=lambda a: {})
 
 

@@ -71,3 +71,27 @@ def labelled_folder(folder, n: int, *, seed: int, other: str, extra_rows=()) -> 
         (folder / "images" / f"x{i}.png").write_bytes(poster_png(seed + i, genres=genres))
         rows.append({"file": f"x{i}.png", "genres": "|".join(genres)})
     pd.DataFrame([*rows, *extra_rows]).to_csv(folder / "labels.csv", index=False)
+
+
+def trained_tiny_model(data_dir, shared_dir, epochs: int = 3):
+    """(settings, model id): the paper's small CNN at 40x32 trained for seconds on a
+    synthetic dataset in ``data_dir``; what the prediction tests predict with."""
+    from config import load_settings
+    from jobs import stages
+    from models.config import TrainConfig
+
+    synthetic_dataset(data_dir, n=60)
+    settings = load_settings(overrides={"data_dir": data_dir, "shared_dir": shared_dir}, env={})
+    config = TrainConfig(
+        backbone="custom_cnn", weights="none", input_size=(40, 32), epochs=epochs, bootstrap=10
+    )
+    model_id, _ = stages.train_model(settings, config)
+    return settings, model_id
+
+
+def poster_folder(folder, n: int, seed: int, name: str = "p{i}"):
+    """``folder`` (made if missing) with ``n`` distinct posters, ``name.format(i=i)`` + .png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{name.format(i=i)}.png").write_bytes(poster_png(seed + i))
+    return folder

@@ -26,7 +26,7 @@ from jobs.runs.plan import RunPlan
 from models.config import TrainConfig
 from scraper.run import ScrapeRequest
 from tests.procs import ROOT, Worker, own_redis, run_cli
-from tests.synthetic import poster_png, synthetic_dataset
+from tests.synthetic import poster_folder, synthetic_dataset
 
 # TensorFlow's start-up and runtime chatter, as TF 2.21 prints it on a CPU machine.
 TF_NOISE = (
@@ -62,10 +62,7 @@ def trained(tmp_path_factory, shared_dir):
 
 
 def _posters(folder, n: int, seed: int = 1000):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        (folder / f"p{i:04d}.png").write_bytes(poster_png(seed + i))
-    return folder
+    return poster_folder(folder, n, seed, "p{i:04d}")
 
 
 # --- the parser ------------------------------------------------------------------------

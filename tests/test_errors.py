@@ -23,23 +23,17 @@ from config import load_settings
 from core.dataset_store import DATASET_PATH
 from core.groups import linked_groups
 from jobs import stages
-from models.config import TrainConfig
 from models.registry import output_width
 from scraper.store import RawStore
 from tests.procs import ROOT, own_redis, run_cli
-from tests.synthetic import labelled_folder, poster_png, synthetic_dataset
+from tests.synthetic import labelled_folder, poster_folder, poster_png, trained_tiny_model
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_dir):
     """A small trained model; each test copies it before breaking anything."""
     data = tmp_path_factory.mktemp("errors-data")
-    synthetic_dataset(data, n=60)
-    settings = load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
-    config = TrainConfig(
-        backbone="custom_cnn", weights="none", input_size=(40, 32), epochs=3, bootstrap=10
-    )
-    model_id, _ = stages.train_model(settings, config)
+    settings, model_id = trained_tiny_model(data, shared_dir)
     return data, model_id
 
 
@@ -54,11 +48,7 @@ def data(trained, tmp_path):
 
 @pytest.fixture
 def posters(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(3):
-        (folder / f"p{i}.png").write_bytes(poster_png(500 + i))
-    return folder
+    return poster_folder(tmp_path / "in", 3, 500)
 
 
 def _env(data_dir) -> dict:

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
 
-from config import load_settings
 from core.errors import ConfigError
 from core.genres import Vocabulary
 from jobs import stages
@@ -24,10 +23,9 @@ from jobs.runs.index import list_runs, load_plan
 from jobs.runs.markers import mark_failed, mark_queued
 from jobs.runs.parts import missing_chunks
 from jobs.stages.predict import claim_run
-from models.config import TrainConfig
 from tests import images as gen
 from tests.procs import ROOT, own_redis, run_cli
-from tests.synthetic import poster_png, synthetic_dataset
+from tests.synthetic import poster_folder, poster_png, trained_tiny_model
 
 VOCAB = Vocabulary()
 
@@ -36,12 +34,7 @@ VOCAB = Vocabulary()
 def trained(tmp_path_factory, shared_dir):
     """A small trained model in its own data dir (as in test_jobs.py)."""
     data = tmp_path_factory.mktemp("once-data")
-    synthetic_dataset(data, n=60)
-    settings = load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
-    config = TrainConfig(
-        backbone="custom_cnn", weights="none", input_size=(40, 32), epochs=1, bootstrap=10
-    )
-    model_id, _ = stages.train_model(settings, config)
+    settings, model_id = trained_tiny_model(data, shared_dir, epochs=1)
     return settings, model_id
 
 
@@ -51,10 +44,7 @@ def _env(settings) -> dict:
 
 
 def posters(folder: Path, n: int, seed: int = 3000) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        (folder / f"p{i:03d}.png").write_bytes(poster_png(seed + i))
-    return folder
+    return poster_folder(folder, n, seed, "p{i:03d}")
 
 
 def model_rows(out: Path, model_id: str) -> pd.DataFrame:

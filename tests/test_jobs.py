@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from config import load_settings
 from core.genres import Vocabulary
 from jobs import stages
 from jobs.runs.index import load_plan
@@ -24,10 +23,9 @@ from jobs.runs.markers import finalize
 from jobs.runs.parts import PartCounts
 from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
-from models.config import TrainConfig
 from tests import images as gen
 from tests.procs import ROOT, RedisServer, Worker, own_redis, run_cli
-from tests.synthetic import labelled_folder, poster_png, synthetic_dataset
+from tests.synthetic import labelled_folder, poster_png, trained_tiny_model
 
 VOCAB = Vocabulary()
 
@@ -36,12 +34,7 @@ VOCAB = Vocabulary()
 def trained(tmp_path_factory, shared_dir):
     """A small trained model in its own data dir: what every prediction test predicts with."""
     data = tmp_path_factory.mktemp("jobs-data")
-    synthetic_dataset(data, n=60)
-    settings = load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
-    config = TrainConfig(
-        backbone="custom_cnn", weights="none", input_size=(40, 32), epochs=3, bootstrap=10
-    )
-    model_id, _ = stages.train_model(settings, config)
+    settings, model_id = trained_tiny_model(data, shared_dir)
     return settings, model_id
 
 

@@ -13,26 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from config import load_settings
 from jobs import stages
 from jobs.runs.index import load_plan
 from jobs.runs.layout import PLAN
-from models.config import TrainConfig
 from models.registry import LITERT_FILE, LITERT_KEY, MODELS_DIR, litert_current
 from tests.procs import ROOT, Worker, own_redis, run_cli
-from tests.synthetic import poster_png, synthetic_dataset
+from tests.synthetic import poster_png, trained_tiny_model
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shared_dir):
     """The tiny custom CNN of tests/test_jobs.py, trained (and so exported) in its own dir."""
     data = tmp_path_factory.mktemp("litert-data")
-    synthetic_dataset(data, n=60)
-    settings = load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
-    config = TrainConfig(
-        backbone="custom_cnn", weights="none", input_size=(40, 32), epochs=3, bootstrap=10
-    )
-    model_id, _ = stages.train_model(settings, config)
+    settings, model_id = trained_tiny_model(data, shared_dir)
     return settings, model_id
 
 
@@ -194,7 +187,14 @@ def test_litert_prediction_does_not_import_tensorflow(trained, tmp_path, engine,
         out=str(tmp_path / "o"),
         engine=engine,
     )
-    result = subprocess.run(
+    result = _python(code, settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == f"5 {imported}"
+
+
+def _python(code: str, settings) -> subprocess.CompletedProcess:
+    """``python -c CODE`` in a fresh process: what it imports is what a worker would."""
+    return subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
         env=_env(settings),
@@ -202,8 +202,6 @@ def test_litert_prediction_does_not_import_tensorflow(trained, tmp_path, engine,
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1] == f"5 {imported}"
 
 
 def _tensorflow_mapped(pid: int) -> bool:
@@ -281,14 +279,7 @@ def test_without_the_litert_runtime_predict_says_what_to_do(trained, tmp_path):
         "from jobs.cli import main\n"
         f"sys.exit(main(['predict', {str(tmp_path / 'in')!r}, '--out', {str(tmp_path / 'o')!r}]))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _python(code, settings)
     assert result.returncode == 2, result.stderr
     error = result.stderr.strip().splitlines()[-1]
     assert (

@@ -34,7 +34,7 @@ from jobs.runs.plan import plan_run
 from jobs.runs.stalls import ORPHANED, REQUEUED, SUSPECT, read_stalls
 from jobs.runs.status import run_status
 from tests.procs import ROOT, Worker, own_redis, run_cli
-from tests.synthetic import poster_png
+from tests.synthetic import poster_folder
 from tests.test_jobs import _clean_env, _exactly_once, _submit, _worker_env, make_folder, trained
 
 __all__ = ["trained"]  # the module-scoped fixture, shared with tests/test_jobs.py
@@ -47,10 +47,7 @@ def broker(tmp_path):
 
 
 def small_run(tmp_path, n_chunks: int, *, created: dt.datetime | None = None):
-    folder = tmp_path / "in"
-    folder.mkdir(parents=True)
-    for i in range(n_chunks):
-        (folder / f"p{i}.png").write_bytes(poster_png(3000 + i))
+    folder = poster_folder(tmp_path / "in", n_chunks, 3000)
     data = tmp_path / "data"
     plan = plan_run([folder], model_id="m", out_dir=tmp_path / "out", chunk_size=1, now=created)
     record_run(data, plan)

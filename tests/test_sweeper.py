@@ -26,7 +26,7 @@ from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import plan_run
 from jobs.runs.status import run_status
 from tests.procs import own_redis, run_cli
-from tests.synthetic import poster_png
+from tests.synthetic import poster_folder
 
 
 @pytest.fixture
@@ -36,10 +36,7 @@ def broker(tmp_path):
 
 
 def make_run(tmp_path, n_chunks: int):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(n_chunks):
-        (folder / f"p{i}.png").write_bytes(poster_png(2000 + i))
+    folder = poster_folder(tmp_path / "in", n_chunks, 2000)
     data = tmp_path / "data"
     plan = plan_run([folder], model_id="m", out_dir=tmp_path / "out", chunk_size=1)
     record_run(data, plan)

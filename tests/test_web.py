@@ -32,7 +32,7 @@ from jobs.web.posters import upload_message
 from jobs.web.submit import masked_url
 from tests import images as gen
 from tests.procs import ROOT, own_redis, run_cli
-from tests.synthetic import poster_png
+from tests.synthetic import poster_folder, poster_png
 from tests.test_jobs import _clean_env, trained  # noqa: F401 - fixture
 
 APP = ROOT / "jobs" / "web" / "app.py"
@@ -282,10 +282,7 @@ def test_many_runs_are_paged_and_a_broken_index_entry_does_not_break_the_list(si
 
 def test_a_run_in_progress_shows_its_progress_and_then_completes(page, site, tmp_path):
     settings, model_id, _ = site
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(4):
-        (folder / f"r{i}.png").write_bytes(poster_png(700 + i))
+    folder = poster_folder(tmp_path / "in", 4, 700, "r{i}")
     data_dir = tmp_path / "data"  # the model lives elsewhere: genres come from the columns
     plan = plan_run([folder], model_id=model_id, out_dir=tmp_path / "out", chunk_size=2)
     record_run(data_dir, plan)
@@ -391,10 +388,7 @@ def test_queue_page_without_a_broker_says_how_to_configure_one(page):
 
 def test_queue_page_submits_a_folder_and_watches_it_finish(page, site, tmp_path):
     settings, model_id, _ = site
-    folder = tmp_path / "queue-in"
-    folder.mkdir()
-    for i in range(3):
-        (folder / f"q{i}.png").write_bytes(poster_png(300 + i))
+    folder = poster_folder(tmp_path / "queue-in", 3, 300, "q{i}")
     data_dir = tmp_path / "data"  # its own, so the run it queues is listed nowhere else
     shutil.copytree(settings.data_dir / "models", data_dir / "models")
     settings = settings.model_copy(update={"data_dir": data_dir})

@@ -25,7 +25,7 @@ from core.genres import GENRES
 from jobs import stages
 from jobs.runs.index import load_plan
 from tests.procs import ROOT, free_port, own_redis
-from tests.synthetic import poster_png
+from tests.synthetic import poster_folder, poster_png
 from tests.test_jobs import _clean_env, trained  # noqa: F401 - fixture
 from tests.test_web import shared_inbox
 
@@ -75,9 +75,7 @@ def server(trained, shared_dir, tmp_path_factory):  # noqa: F811 - fixture
     later = stages.plan_prediction(settings, [work / "later"], model_id="latest", out_dir=None)
     stages.predict_in_process(settings, later)
 
-    (work / "queue").mkdir()
-    for i in range(5):
-        (work / "queue" / f"q{i}.png").write_bytes(poster_png(500 + i))
+    poster_folder(work / "queue", 5, 500, "q{i}")
     with own_redis(work / "redis") as (broker, _):
         yield from _serve(settings, work, broker, demo.run_id, later.run_id)
 

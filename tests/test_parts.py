@@ -21,7 +21,7 @@ def _plan(tmp_path) -> RunPlan:
         run_id="r1", model_id="m", out_dir=str(tmp_path), created="2026-01-01T00:00:00+00:00",
         top_k=4, chunk_size=3, inputs=inputs, chunks=[[0, 3], [3, 5]],
     )  # fmt: skip
-    plan.run_dir.mkdir(parents=True)
+    plan.parts_dir.mkdir(parents=True)
     return plan
 
 

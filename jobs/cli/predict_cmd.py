@@ -115,7 +115,7 @@ def run(args, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.run_dir}")
+    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.parts_dir}")
     if len(plan.inputs) <= TABLE_LIMIT:
         print(format_top_k(plan))
     return 0

@@ -44,7 +44,9 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
         items=items,
         now=now or dt.datetime.now(dt.UTC),
     )
-    write_table(plan.part_path(index), table)
+    # The temp file goes in the run's bookkeeping folder, not beside the part: a reader of
+    # the predictions folder mid-run (Polars) refuses any file that is not a part.
+    write_table(plan.part_path(index), table, tmp_dir=plan.run_dir)
     ok = sum(1 for i in items if "probs" in i)
     return {"run_id": plan.run_id, "chunk": index, "ok": ok, "error": len(items) - ok}
 

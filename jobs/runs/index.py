@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.atomic import write_text_atomic
 from core.errors import ConfigError, DataError
+from jobs.runs.legacy import migrate_run
 from jobs.runs.plan import PLAN, RunPlan, run_dir_for
 
 RUNS_INDEX = Path("runs")
@@ -24,12 +25,14 @@ def record_run(data_dir: Path, plan: RunPlan) -> None:
 
 
 def indexed_run_dir(data_dir: Path, run_id: str) -> Path:
-    """Where run ``run_id`` writes, from its small index entry (no plan is read)."""
+    """Run ``run_id``'s bookkeeping folder, from its small index entry (no plan is read).
+    A run in the old layout has its files moved there first (jobs.runs.legacy)."""
     index = Path(data_dir) / RUNS_INDEX / f"{run_id}.json"
     try:
         out_dir = json.loads(index.read_text())["out_dir"]
     except FileNotFoundError:
         raise ConfigError(f"no run '{run_id}'; 'anigenre jobs list' shows the runs") from None
+    migrate_run(out_dir, run_id)
     return run_dir_for(out_dir, run_id)
 
 

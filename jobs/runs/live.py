@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from jobs.runs.layout import FAILED, MANIFEST, PLAN, PLAN_LOCK, QUEUED, RUN_LOCK, predictions_dir
+from jobs.runs.layout import FAILED, MANIFEST, PLAN, PLAN_LOCK, QUEUED, RUN_LOCK, runs_dir
+from jobs.runs.legacy import migrate_out_dir
 
 _held: dict[str, IO] = {}  # run dir -> its locked lock file, for the runs this process holds
 
@@ -28,10 +29,11 @@ _held: dict[str, IO] = {}  # run dir -> its locked lock file, for the runs this 
 def planning(out_dir: str | Path) -> Iterator[None]:
     """Exclusive over the output dir while inputs are claimed. Blocks: it is held for
     the reads of the existing rows and the plan's write, not for the hashing."""
-    folder = predictions_dir(out_dir)
+    folder = runs_dir(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / PLAN_LOCK, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        migrate_out_dir(out_dir)  # old-layout runs must be seen where live_inputs looks
         yield
 
 
@@ -84,8 +86,9 @@ def is_live(run_dir: Path) -> bool:
 def live_inputs(out_dir: str | Path, model_id: str, exclude: str | None = None) -> dict[str, str]:
     """Input path -> run id, for every live run of ``model_id`` in ``out_dir`` but ``exclude``."""
     owners: dict[str, str] = {}
-    for run_dir in sorted(predictions_dir(out_dir).glob("run_id=*")):
-        run_id = run_dir.name.removeprefix("run_id=")
+    root = runs_dir(out_dir)
+    for run_dir in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        run_id = run_dir.name
         if run_id == exclude or not is_live(run_dir):
             continue
         try:

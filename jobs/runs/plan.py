@@ -20,12 +20,21 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from core.atomic import write_text_atomic
 from core.errors import ConfigError
 from core.schemas import RUN_PARTITION, UTC_MILLIS
 from jobs.runs import live
-from jobs.runs.layout import FAILED, MANIFEST, PLAN, QUEUED, predictions_dir, run_dir_for
+from jobs.runs.layout import (
+    FAILED,
+    MANIFEST,
+    PLAN,
+    QUEUED,
+    parts_dir_for,
+    predictions_dir,
+    run_dir_for,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 __all__ = ["FAILED", "MANIFEST", "PLAN", "QUEUED", "RunPlan", "plan_run", "run_dir_for"]
@@ -54,10 +63,16 @@ class RunPlan:
 
     @property
     def run_dir(self) -> Path:
+        """The run's bookkeeping folder (plan, markers, locks)."""
         return run_dir_for(self.out_dir, self.run_id)
 
+    @property
+    def parts_dir(self) -> Path:
+        """The run's partition of the predictions table."""
+        return parts_dir_for(self.out_dir, self.run_id)
+
     def part_path(self, index: int) -> Path:
-        return self.run_dir / f"part-{index:05d}.parquet"
+        return self.parts_dir / f"part-{index:05d}.parquet"
 
     @property
     def manifest_path(self) -> Path:
@@ -147,6 +162,25 @@ def ok_rows(
     return set(zip(table["path"].to_pylist(), table["sha256"].to_pylist(), strict=True))
 
 
+def check_genre_columns(out_dir: Path, columns: list[str]) -> None:
+    """One predictions folder is one table: its parts all have the same ``p_<genre>``
+    columns. Readers take a folder's columns from one file, so a part with other columns
+    would be dropped silently (pandas, pyarrow) or refused (DuckDB, Polars). Parts agree
+    by induction, so the first one found speaks for all."""
+    first = next(predictions_dir(out_dir).glob("run_id=*/part-*.parquet"), None)
+    if first is None:
+        return
+    have = [n for n in pq.read_schema(first).names if n.startswith("p_")]
+    if have == list(columns):
+        return
+    diff = sorted(set(have) ^ set(columns)) or ["the same genres in another order"]
+    raise ConfigError(
+        f"{predictions_dir(out_dir)} holds predictions with {len(have)} genre columns and "
+        f"this model has {len(columns)} (differing: {', '.join(diff[:6])}); one predictions "
+        "folder is one table, so give this model another --out"
+    )
+
+
 def group_copies(entries: list[dict]) -> tuple[list[dict], list[dict]]:
     """``entries`` with each byte-identical copy moved right after the first of its
     content, and the copies as ``{"path", "same_as"}``. Unreadable files copy nothing."""
@@ -202,11 +236,13 @@ def plan_run(
     now: dt.datetime | None = None,
     hold: bool = False,
     engine: str = "keras",
+    genre_columns: list[str] | None = None,
 ) -> RunPlan:
     """Hash the inputs, then, under the output dir's planning lock, claim those with no
     ok row and no live owner (``force``: every file, whatever rows or runs exist). Writes
     the plan only when there is something to predict; with ``hold``, this process keeps
-    the run's lock (it will run it, or queue it)."""
+    the run's lock (it will run it, or queue it). ``genre_columns``: the model's ``p_``
+    columns, refused when the folder's parts have others (:func:`check_genre_columns`)."""
     now = now or dt.datetime.now(dt.UTC)
     files = discover(paths)
     if not files:
@@ -225,6 +261,8 @@ def plan_run(
         engine=engine,
     )
     with live.planning(plan.out_dir):
+        if genre_columns is not None:
+            check_genre_columns(plan.out_dir, genre_columns)
         done = set() if force else ok_rows(plan.out_dir, model_id)
         owners = {} if force else live.live_inputs(plan.out_dir, model_id)
         todo, plan.already_predicted, left = _claim(entries, done, owners)

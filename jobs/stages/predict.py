@@ -40,7 +40,7 @@ def plan_prediction(
     it, so no other planner can take the run's files in the moment between planning and
     running (or queueing) them.
     """
-    from models.registry import check_artifact
+    from models.registry import check_artifact, vocabulary_of
 
     manifest = check_artifact(settings.data_dir, model_id)
     out = Path(out_dir or settings.data_dir)
@@ -56,6 +56,7 @@ def plan_prediction(
         force=force,
         hold=hold,
         engine=engine or settings.predict_engine,
+        genre_columns=vocabulary_of(manifest).columns(),
     )
     if not plan.inputs:
         return plan
@@ -64,6 +65,7 @@ def plan_prediction(
     except BaseException:
         # Unrecorded, the plan is a run no command can find: do not leave it behind.
         shutil.rmtree(plan.run_dir, ignore_errors=True)
+        shutil.rmtree(plan.parts_dir, ignore_errors=True)
         raise
     return plan
 

@@ -142,10 +142,10 @@ def progress_text(s: RunSummary) -> str:
     )
 
 
-def part_signature(run_dir: Path) -> tuple:
+def part_signature(parts_dir: Path) -> tuple:
     """Names, sizes and mtimes of a run's parts: changes whenever a part is written."""
     out = []
-    for p in sorted(Path(run_dir).glob("part-*.parquet")):
+    for p in sorted(Path(parts_dir).glob("part-*.parquet")):
         try:
             st = p.stat()
         except FileNotFoundError:  # replaced between glob and stat
@@ -154,9 +154,9 @@ def part_signature(run_dir: Path) -> tuple:
     return tuple(out)
 
 
-def load_rows(run_dir: Path) -> pd.DataFrame:
+def load_rows(parts_dir: Path) -> pd.DataFrame:
     """Every row written so far, in chunk order, plus a ``file`` column (the name)."""
-    parts = sorted(Path(run_dir).glob("part-*.parquet"))
+    parts = sorted(Path(parts_dir).glob("part-*.parquet"))
     tables = []
     for p in parts:
         try:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.errors import AnigenreError
 from jobs.runs.index import indexed_run_dir
+from jobs.runs.layout import parts_dir_for
 from jobs.runs.parts import PartCounts
 from jobs.web import context
 from jobs.web import runs as data
@@ -80,10 +81,10 @@ def runs_list(data_dir: Path, ids: list[str]) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _rows(run_dir: str, signature: tuple):
+def _rows(parts_dir: str, signature: tuple):
     """A run's rows with true labels, read once per version of its parts (``signature``
     changes when a part is written). Shared between sessions: never modified."""
-    return data.with_labels(data.load_rows(Path(run_dir)))
+    return data.with_labels(data.load_rows(Path(parts_dir)))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -110,12 +111,13 @@ def run_detail(s, run_id: str) -> None:
         st.error(str(exc))
         return
     out_dir = run_dir.parent.parent
+    parts_dir = parts_dir_for(out_dir, run_id)
     summary = data.summarize_run(s.data_dir, run_id, _counts(run_id))
     st.header(f"Run {run_id}")
     st.caption(
         f"model `{summary.model_id}`, created {data.when(summary.created)} "
         f"({data.age(summary.created)}); "
-        f"writes to {run_dir}"
+        f"writes to {parts_dir}"
     )
 
     @st.fragment(run_every=POLL_S if summary.live else None)
@@ -128,7 +130,7 @@ def run_detail(s, run_id: str) -> None:
             st.rerun()
 
     progress()
-    rows = _rows(str(run_dir), data.part_signature(run_dir))
+    rows = _rows(str(parts_dir), data.part_signature(parts_dir))
     if not len(rows):
         st.info("No rows written yet.")
         return

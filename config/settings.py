@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.errors import ConfigError
 from core.parsing import parse_year_range
+from core.storage import S3Options
 
 ENV_PREFIX = "ANIGENRE_"
 DEFAULT_CONFIG_FILE = Path("anigenre.toml")
@@ -31,6 +32,14 @@ class Settings(BaseModel):
         Path("../shared"),
         description="Read-only fixtures: recorded AniList pages, posters, weights",
     )
+    # Where models fetched from an s3:// data dir are kept, keyed by the model's hash, so a
+    # worker that shares no disk with the trainer downloads each model once.
+    cache_dir: Path = Field(
+        Path("~/.cache/anigenre"), description="Local cache of models and files from object storage"
+    )
+    # Not ANIGENRE_* variables: read from the standard AWS_* ones (S3Options.from_env), so
+    # MinIO, Ceph and R2 are set up as for any other S3 client.
+    s3: S3Options = Field(default_factory=S3Options, exclude=True)
     anilist_url: str = Field("https://graphql.anilist.co", description="GraphQL endpoint")
     # AniList documents 90/min but has run degraded at 30/min without saying so in its
     # headers, so the safe default is the degraded figure.
@@ -98,6 +107,11 @@ class Settings(BaseModel):
     )
     schedule_scrape_years: str = Field("2013-2030", description="Years the scheduled scrape covers")
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("schedule_scrape_years")
     @classmethod
     def _years(cls, value: str) -> str:
@@ -148,6 +162,7 @@ def load_settings(
     layers: dict[str, Any] = {}
     layers.update(_read_toml(path))
     layers.update(_from_env(env))
+    layers["s3"] = S3Options.from_env(env)
     layers.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings(**layers)
@@ -159,8 +174,12 @@ def load_settings(
         raise ConfigError(f"setting '{field}' ({where}): {message}") from None
 
 
+# Filled from AWS_* only, never from ANIGENRE_* or the TOML file.
+_NOT_SETTABLE = {"s3"}
+
+
 def _from_env(env: Mapping[str, str]) -> dict[str, str]:
-    known = Settings.model_fields
+    known = set(Settings.model_fields) - _NOT_SETTABLE
     out = {}
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}CONFIG":
@@ -185,11 +204,12 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     section = data.get("anigenre", data)
-    unknown = set(section) - set(Settings.model_fields)
+    unknown = set(section) - (set(Settings.model_fields) - _NOT_SETTABLE)
     if unknown:
         raise ConfigError(f"config file {path}: unknown keys {sorted(unknown)}")
     return section
 
 
 def _env_names() -> str:
-    return ", ".join(ENV_PREFIX + n.upper() for n in Settings.model_fields)
+    names = [n for n in Settings.model_fields if n not in _NOT_SETTABLE]
+    return ", ".join(ENV_PREFIX + n.upper() for n in names)

@@ -78,3 +78,12 @@ def make_settings(tmp_path, shared_dir):
         return load_settings(overrides=values, env={})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """moto's standalone S3 server on a free loopback port, one per test session."""
+    from tests.s3 import s3_server
+
+    with s3_server() as server:
+        yield server

@@ -47,8 +47,8 @@ def atomic_path(target: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
+def write_bytes_atomic(target: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    with atomic_path(target, tmp_dir) as tmp:
         tmp.write_bytes(data)
 
 

@@ -267,7 +267,7 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> str:
             settings, [inbox / "images"], model_id=model_id, out_dir=settings.data_dir, force=True
         )
         send_chunks(app, plan)
-        plan = load_plan(settings.data_dir, plan.run_id)
+        plan = load_plan(settings.data_dir, plan.run_id, settings.s3)
         deadline = time.monotonic() + 1800
         while not plan.manifest_path.exists():
             s = run_status(plan)

@@ -144,7 +144,7 @@ def run_status(args, settings: Settings) -> int:
     from jobs.cli.status_view import FAILED_STATES, run_view, task_line
     from jobs.runs.index import list_runs
 
-    if args.id in list_runs(settings.data_dir):
+    if args.id in list_runs(settings.data_dir, settings.s3):
         s = _read_status(settings, args.id)  # a DataError when its files are gone
         _show(args, run_view(s), _status_line(s))
         return 1 if s.failed and not s.complete else 0
@@ -200,7 +200,7 @@ def _task_state(app, task_id: str):
 def run_wait(args, settings: Settings) -> int:
     from jobs.runs.index import list_runs
 
-    if args.id in list_runs(settings.data_dir):
+    if args.id in list_runs(settings.data_dir, settings.s3):
         return _wait_run(args, settings)
     return _wait_task(args, settings)
 
@@ -240,7 +240,7 @@ def _wait_run(args, settings: Settings) -> int:
     from jobs.runs.parts import PartCounts
     from jobs.runs.status import run_status
 
-    plan = load_plan(settings.data_dir, args.id)
+    plan = load_plan(settings.data_dir, args.id, settings.s3)
     counts = PartCounts()
     deadline = time.monotonic() + args.timeout
     told = None
@@ -300,9 +300,9 @@ def run_resume(args, settings: Settings) -> int:
     from jobs import stages
     from jobs.runs.index import load_plan
     from jobs.runs.parts import missing_chunks
-    from jobs.stages.predict import claim_run
+    from jobs.stages.predict import claim_run, planning_lock
 
-    plan = load_plan(settings.data_dir, args.run_id)
+    plan = load_plan(settings.data_dir, args.run_id, settings.s3)
     app = None
     if settings.broker_url:
         from jobs.queue.broker import broker_app
@@ -310,7 +310,7 @@ def run_resume(args, settings: Settings) -> int:
         app = broker_app(settings)  # fail before touching the plan
     # Files that other runs predicted (or own) since this one was planned leave its
     # missing chunks: a resume never writes a second row for a file.
-    plan, dropped = claim_run(plan, resume=True)
+    plan, dropped = claim_run(plan, resume=True, lock=planning_lock(settings, plan.out))
     missing = missing_chunks(plan)
     note = f"; {dropped} file(s) left to the other runs that predict them" if dropped else ""
     if app is not None:
@@ -337,7 +337,7 @@ def run_list(args, settings: Settings) -> int:
     from jobs.runs.index import list_runs
 
     runs = []  # (view, line) in run order, newest last
-    for run_id in list_runs(settings.data_dir):
+    for run_id in list_runs(settings.data_dir, settings.s3):
         try:
             s = _read_status(settings, run_id)
             runs.append((run_view(s), _status_line(s)))
@@ -381,7 +381,8 @@ def _read_status(settings: Settings, run_id: str):
     from jobs.runs.index import load_plan
     from jobs.runs.status import run_status
 
-    plan = load_plan(settings.data_dir, run_id)  # a DataError when its plan is gone
+    # A DataError when its plan is gone.
+    plan = load_plan(settings.data_dir, run_id, settings.s3)
     try:
         return run_status(plan, stall_after_s=settings.run_stall_after_s)
     except FileNotFoundError as exc:

@@ -14,10 +14,17 @@ TABLE_LIMIT = 20  # print the paper's Table 4-style listing for inputs up to thi
 
 def add_predict_arguments(p) -> None:
     p.add_argument(
-        "paths", nargs="+", type=Path, help="image files or folders (searched recursively)"
+        "paths",
+        nargs="+",
+        type=types.storage_location,
+        help="image files or folders (searched recursively); local or s3://bucket/prefix",
     )
     p.add_argument("--model", default="latest", help="model id, unique prefix, or 'latest'")
-    p.add_argument("--out", type=Path, help="output dir (default: the data dir)")
+    p.add_argument(
+        "--out",
+        type=types.storage_location,
+        help="output dir, local or s3://bucket/prefix (default: the data dir)",
+    )
     p.add_argument("--top-k", type=types.positive_int, default=4)
     p.add_argument(
         "--chunk-size",
@@ -173,5 +180,6 @@ def run_report(args, settings: Settings) -> int:
         ap = report.per_genre_ap["ap"].dropna()
         seen = " (including seen posters)" if args.include_seen else ""
         print(f"  macro AP {ap.mean():.3f} over {len(ap)} genres{seen}")
-    print(f"  wrote {report.folder / 'summary.parquet'} and {report.folder / 'report.html'}")
+    folder = str(report.folder).rstrip("/")
+    print(f"  wrote {folder}/summary.parquet and {folder}/report.html")
     return 0

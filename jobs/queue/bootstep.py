@@ -58,6 +58,7 @@ class SweeperStep(bootsteps.StartStopStep):
             interval_s=settings.sweep_interval_s,
             max_resends=settings.sweep_max_resends,
             heartbeat_s=settings.worker_heartbeat_s,
+            s3=settings.s3,
         )
         self.trefs = [
             worker.timer.call_repeatedly(settings.worker_heartbeat_s, self._beat),

@@ -55,7 +55,8 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
     from jobs.runs.markers import finalize
     from jobs.runs.parts import chunk_done, missing_chunks
 
-    plan = load_plan(_settings(self).data_dir, run_id)
+    settings = _settings(self)
+    plan = load_plan(settings.data_dir, run_id, settings.s3)
     if chunk_done(plan, index):
         # A message delivered twice (restored after a slow start, or re-queued by the
         # sweeper) finds its part written: the rows are there, so skip the model.

@@ -23,12 +23,24 @@ LEASE, STALLED_MARKER = "_lease.json", "_stalled.json"
 BOOKKEEPING = (PLAN, QUEUED, FAILED, STALLED_MARKER, LEASE, RUN_LOCK, MANIFEST)
 
 
+# The two trees, relative to the output dir (a local folder or an s3:// prefix).
+PREDICTIONS, RUNS = "predictions", "prediction-runs"
+
+
+def parts_folder(run_id: str) -> str:
+    return f"{PREDICTIONS}/run_id={run_id}"
+
+
+def run_folder(run_id: str) -> str:
+    return f"{RUNS}/{run_id}"
+
+
 def predictions_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "predictions"
+    return Path(out_dir) / PREDICTIONS
 
 
 def runs_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / "prediction-runs"
+    return Path(out_dir) / RUNS
 
 
 def run_dir_for(out_dir: str | Path, run_id: str) -> Path:

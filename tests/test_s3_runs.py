@@ -1,0 +1,172 @@
+"""Prediction runs over object storage: posters in an ``s3://`` bucket, the output dir in
+one too, on moto's standalone S3 server (a real HTTP server on loopback). In-process and
+queued on two workers whose local caches differ, one of them SIGKILLed mid-run; the rows
+are read back from the bucket with pyarrow, as a user of the bucket would."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pyarrow.dataset as ds
+import pytest
+
+from config import load_settings
+from core.errors import ConfigError
+from jobs import stages
+from jobs.runs.index import list_runs, load_plan
+from jobs.runs.live import hold, live_inputs, release
+from jobs.runs.parts import missing_chunks
+from jobs.runs.status import run_status
+from tests.procs import Worker, own_redis, run_cli
+from tests.synthetic import poster_png, trained_tiny_model
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_dir):
+    data = tmp_path_factory.mktemp("s3-runs-data")
+    return trained_tiny_model(data, shared_dir, epochs=1)
+
+
+def s3_settings(settings, server, **values):
+    """The trained model's settings, reaching the S3 server through the AWS variables."""
+    return load_settings(
+        overrides={"data_dir": settings.data_dir, "shared_dir": settings.shared_dir, **values},
+        env=server.env,
+    )
+
+
+def upload_posters(bucket, n: int, seed: int, prefix: str = "posters") -> str:
+    for i in range(n):
+        bucket.write_bytes(f"{prefix}/p{i:03d}.png", poster_png(seed + i))
+    bucket.write_bytes(f"{prefix}/notes.txt", b"not an image name: not an input")
+    return bucket.uri_of(prefix)
+
+
+def bucket_rows(bucket, prefix: str = "preds"):
+    """The predictions folder in the bucket, read as one table with pyarrow."""
+    data = ds.dataset(
+        bucket.path(prefix, "predictions"), filesystem=bucket.fs, format="parquet",
+        partitioning="hive",
+    )  # fmt: skip
+    return data.to_table().to_pandas()
+
+
+def test_in_process_run_reads_and_writes_the_bucket_exactly_once(trained, s3, tmp_path):
+    settings, model_id = trained
+    settings = s3_settings(settings, s3, cache_dir=tmp_path / "cache")
+    bucket = s3.new_bucket()
+    posters = upload_posters(bucket, 10, 100)
+    out = bucket.uri_of("preds")
+
+    plan = stages.plan_prediction(settings, [posters], model_id="latest", out_dir=out, chunk_size=3)
+    assert plan.out_dir == out and len(plan.inputs) == 10 and len(plan.chunks) == 4
+    assert all(e["path"].startswith(posters + "/p") for e in plan.inputs)
+    manifest = stages.predict_in_process(settings, plan)
+    assert (manifest["ok"], manifest["error"]) == (10, 0)
+
+    rows = bucket_rows(bucket)
+    assert len(rows) == 10 and rows["path"].is_unique and (rows["status"] == "ok").all()
+    assert set(rows["run_id"].astype(str)) == {plan.run_id}
+    listed = [f.path for f in bucket.child("preds", "predictions").list_files()]
+    assert listed == [f"run_id={plan.run_id}/part-0000{i}.parquet" for i in range(4)]
+    assert bucket.exists("preds", "prediction-runs", plan.run_id, "_manifest.json")
+
+    # Found again by id, from the local index; its status read from the bucket.
+    again = load_plan(settings.data_dir, plan.run_id, settings.s3)
+    assert run_status(again).complete and not missing_chunks(again)
+    # The same posters again: nothing new, read from the bucket's rows.
+    nothing = stages.plan_prediction(settings, [posters], model_id="latest", out_dir=out)
+    assert not nothing.inputs and nothing.already_predicted == 10
+
+    report = stages.report_run(settings, plan.run_id)
+    assert str(report.folder) == bucket.uri_of("preds", "reports", plan.run_id)
+    assert bucket.exists("preds", "reports", plan.run_id, "report.html")
+
+
+def test_a_run_in_the_bucket_is_held_by_its_lease(trained, s3, tmp_path):
+    """No flock reaches a bucket: a held run is known by a fresh lease, and a second
+    planner leaves its files alone."""
+    settings, _ = trained
+    settings = s3_settings(settings, s3, cache_dir=tmp_path / "cache")
+    bucket = s3.new_bucket()
+    posters = upload_posters(bucket, 4, 200)
+    out = bucket.uri_of("preds")
+    first = stages.plan_prediction(settings, [posters], model_id="latest", out_dir=out, hold=True)
+    assert bucket.exists("preds", "prediction-runs", first.run_id, "_lease.json")
+    release(first.files)  # as if held by another process: only the lease in the bucket says so
+    assert set(live_inputs(first.out, first.model_id)) == {e["path"] for e in first.inputs}
+    second = stages.plan_prediction(settings, [posters], model_id="latest", out_dir=out)
+    assert not second.inputs and second.in_live_runs == {first.run_id: 4}
+    stages.predict_in_process(settings, first)  # the holder runs it
+    assert hold(first.files), "released and finished: anyone may take it"
+
+
+def test_an_unknown_scheme_is_one_line(trained, tmp_path):
+    settings, _ = trained
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ANIGENRE_")},
+        "ANIGENRE_DATA_DIR": str(settings.data_dir),
+    }
+    done = run_cli("predict", "gs://bucket/posters", "--out", str(tmp_path / "o"), env=env)
+    assert done.returncode == 2
+    assert "unsupported storage scheme 'gs://'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2  # usage line + the one error
+    with pytest.raises(ConfigError, match="unsupported storage scheme 'ftp://'"):
+        stages.plan_prediction(settings, [tmp_path], model_id="latest", out_dir="ftp://x/y")
+
+
+# Short beats and sweeps: a dead worker's chunk comes back within seconds.
+DRILL = {
+    "ANIGENRE_WORKER_HEARTBEAT_S": "1",
+    "ANIGENRE_SWEEP_INTERVAL_S": "2",
+    "ANIGENRE_BROKER_RESTORE_INTERVAL_S": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def test_queued_run_on_two_workers_sharing_only_redis_and_the_bucket(trained, s3, tmp_path):
+    """`jobs submit predict s3://…/posters --out s3://…/preds` on two workers with their
+    own caches; one is SIGKILLed mid-run; exactly one ok row per poster in the bucket."""
+    settings, _ = trained
+    bucket = s3.new_bucket()
+    n = 48
+    posters = upload_posters(bucket, n, 300)
+    out = bucket.uri_of("preds")
+    with own_redis(tmp_path / "redis") as (url, _):
+        base = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))},
+            **s3.env,
+            **DRILL,
+            "ANIGENRE_DATA_DIR": str(settings.data_dir),
+            "ANIGENRE_BROKER_URL": url,
+        }
+        doomed = Worker("doomed", {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "c1")},
+                        tmp_path / "doomed.log")  # fmt: skip
+        other = Worker("other", {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "c2")},
+                       tmp_path / "other.log")  # fmt: skip
+        try:
+            doomed.start()
+            other.start()
+            done = run_cli(
+                "jobs", "submit", "predict", posters, "--out", out, "--chunk-size", "2",
+                "--engine", "keras", env=base,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            run_id = done.stdout.split()[0]
+            plan = load_plan(settings.data_dir, run_id, s3.options)
+            deadline = time.monotonic() + 120
+            while run_status(plan).chunks_done < 2:
+                assert time.monotonic() < deadline, doomed.log.read_text()[-2000:]
+                time.sleep(0.05)
+            doomed.kill()
+            assert not run_status(plan).complete, "finished before the kill: proves nothing"
+            waited = run_cli("jobs", "wait", run_id, "--timeout", "200", env=base, timeout=230)
+            assert waited.returncode == 0, waited.stdout + waited.stderr[-2000:]
+        finally:
+            doomed.kill()
+            other.stop()
+    rows = bucket_rows(bucket)
+    assert len(rows) == n and rows["path"].is_unique and (rows["status"] == "ok").all()
+    assert set(rows["run_id"].astype(str)) == {run_id}
+    assert run_id in list_runs(settings.data_dir)

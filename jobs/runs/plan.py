@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,7 @@ from jobs.runs.layout import (
     run_folder,
 )
 
+HASH_THREADS = 16  # reads in flight while hashing: S3 GETs wait on the network, not the CPU
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 __all__ = ["FAILED", "MANIFEST", "PLAN", "QUEUED", "RunPlan", "plan_run", "run_dir_for"]
 
@@ -292,7 +294,9 @@ def plan_run(
     if not files:
         raise ConfigError("no image files found in the given paths")
     reader = InputReader(s3)
-    entries = [input_entry(p, reader) for p in files]  # the slow part, outside the lock
+    # The slow part, outside the lock; in threads, since a remote file is a round trip.
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        entries = list(pool.map(lambda p: input_entry(p, reader), files))
     out = open_store(out_dir, s3)
     plan = RunPlan(
         run_id=f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",

@@ -14,9 +14,10 @@ import pytest
 from config import load_settings
 from core.errors import ConfigError
 from jobs import stages
-from jobs.runs.index import list_runs, load_plan
+from jobs.runs.index import list_runs, load_plan, record_run
 from jobs.runs.live import hold, live_inputs, release
 from jobs.runs.parts import missing_chunks
+from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
 from tests.procs import Worker, own_redis, run_cli
 from tests.synthetic import poster_png, trained_tiny_model
@@ -170,3 +171,30 @@ def test_queued_run_on_two_workers_sharing_only_redis_and_the_bucket(trained, s3
     assert len(rows) == n and rows["path"].is_unique and (rows["status"] == "ok").all()
     assert set(rows["run_id"].astype(str)) == {run_id}
     assert run_id in list_runs(settings.data_dir)
+
+
+def test_the_run_index_can_live_in_a_bucket(s3):
+    """An s3:// data dir holds the run index, so a worker on any machine finds a run."""
+    bucket = s3.new_bucket()
+    data = bucket.uri_of("data")
+    entry = {"path": "s3://x/a.png", "size": 1, "sha256": "0" * 64}
+    plan = RunPlan(
+        run_id="r1",
+        model_id="m",
+        out_dir=bucket.uri_of("preds"),
+        created="2026-01-01T00:00:00+00:00",
+        top_k=4,
+        chunk_size=2,
+        inputs=[entry],
+        chunks=[[0, 1]],
+        s3=s3.options,
+    )
+    plan.save()
+    assert list_runs(data, s3.options) == []
+    record_run(data, plan, s3.options)
+    assert list_runs(data, s3.options) == ["r1"]
+    assert bucket.exists("data", "runs", "r1.json")
+    again = load_plan(data, "r1", s3.options)
+    assert again.inputs == plan.inputs and again.out_dir == plan.out_dir
+    with pytest.raises(ConfigError, match="no run 'r2'"):
+        load_plan(data, "r2", s3.options)

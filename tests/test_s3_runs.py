@@ -117,6 +117,23 @@ def test_an_unknown_scheme_is_one_line(trained, tmp_path):
         stages.plan_prediction(settings, [tmp_path], model_id="latest", out_dir="ftp://x/y")
 
 
+def test_predict_cli_over_s3_prints_the_bucket_and_the_genres(trained, s3, tmp_path):
+    settings, _ = trained
+    bucket = s3.new_bucket()
+    posters = upload_posters(bucket, 3, 400)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))},
+        **s3.env,
+        "ANIGENRE_DATA_DIR": str(settings.data_dir),
+        "ANIGENRE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    done = run_cli("predict", posters, "--out", bucket.uri_of("preds"), env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "3 ok, 0 error -> " + bucket.uri_of("preds", "predictions", "run_id=") in done.stdout
+    assert all(f"p00{i}.png" in done.stdout for i in range(3)), "the top-k table"
+    assert len(bucket_rows(bucket)) == 3
+
+
 # Short beats and sweeps: a dead worker's chunk comes back within seconds.
 DRILL = {
     "ANIGENRE_WORKER_HEARTBEAT_S": "1",

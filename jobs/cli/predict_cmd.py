@@ -122,7 +122,7 @@ def run(args, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.parts_dir}")
+    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.parts.uri}")
     if len(plan.inputs) <= TABLE_LIMIT:
         print(format_top_k(plan))
     return 0
@@ -134,7 +134,7 @@ NAME_WIDTH = 40
 def format_top_k(plan) -> str:
     import pandas as pd
 
-    parts = [pd.read_parquet(plan.part_path(i)) for i in range(len(plan.chunks))]
+    parts = [plan.parts.read_table(plan.part_name(i)).to_pandas() for i in range(len(plan.chunks))]
     if not parts:
         return ""
     rows = pd.concat(parts)

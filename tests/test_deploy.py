@@ -82,7 +82,7 @@ def test_beat_schedules_the_incremental_scrape_from_settings():
     assert (
         entry["task"] == "jobs.tasks.scrape" and entry["kwargs"]["request"]["incremental"] is True
     )
-    assert entry["schedule"] == crontab("15", "3", "*", "*", "1")
+    assert entry["schedule"] == crontab(minute="15", hour="3", day_of_week="1")
     assert (
         create_app(
             load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": ""})

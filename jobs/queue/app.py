@@ -81,7 +81,6 @@ def beat_schedule(settings: Settings) -> dict:
     from core.parsing import parse_year_range
     from scraper.run import ScrapeRequest
 
-    minute, hour, day, month, weekday = settings.schedule_incremental_scrape.split()
     request = ScrapeRequest(
         years=parse_year_range(settings.schedule_scrape_years),
         incremental=True,
@@ -90,10 +89,19 @@ def beat_schedule(settings: Settings) -> dict:
     return {
         "incremental-scrape": {
             "task": "jobs.tasks.scrape",
-            "schedule": crontab(minute, hour, day, month, weekday),
+            "schedule": cron(settings.schedule_incremental_scrape),
             "kwargs": {"request": request.to_json()},
         }
     }
+
+
+def cron(text: str) -> crontab:
+    """A five-field crontab line as Celery's schedule. By keyword: Celery's positional
+    order (minute, hour, day of week, ...) is not crontab's."""
+    minute, hour, day, month, weekday = text.split()
+    return crontab(
+        minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday
+    )
 
 
 WORKER_MODULE = "jobs.queue.worker"

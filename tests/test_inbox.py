@@ -164,3 +164,22 @@ def _epoch(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso).timestamp()
+
+
+def test_an_empty_inbox_is_quiet_and_a_missing_one_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a poster")
+    env = {"ANIGENRE_DATA_DIR": str(tmp_path / "data"), "ANIGENRE_INBOX": str(tmp_path / "empty")}
+    settings = load_settings(env=env)
+    app = create_app(settings)  # never asked to publish: nothing connects
+    quiet = tick(app, settings)
+    assert (quiet.error, quiet.run_id, quiet.line()) == (
+        None,
+        None,
+        f"inbox {tmp_path / 'empty'}: no images",
+    )
+    missing = load_settings(env=env | {"ANIGENRE_INBOX": str(tmp_path / "nope")})
+    record = tick(app, missing)
+    assert record.error == f"{tmp_path / 'nope'} does not exist; give image files or folders"
+    assert last_tick(missing).error == record.error
+    assert list_runs(settings.data_dir) == []

@@ -63,7 +63,9 @@ def plan_inbox(settings: Settings) -> RunPlan | None:
     complete; None when the inbox holds no image at all. A plan without inputs is nothing
     new (it is not recorded)."""
     inbox = _inbox(settings)
-    if not discover([inbox]):  # an empty inbox is quiet, not an error
+    # An empty local inbox is quiet, not an error (an empty s3:// one is the planner's
+    # "no image files found", recorded as the tick's error).
+    if isinstance(inbox, Path) and not discover([inbox]):
         return None
     plan = plan_prediction(
         settings,

@@ -169,9 +169,13 @@ def _epoch(iso: str) -> float:
 def test_an_empty_inbox_is_quiet_and_a_missing_one_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not a poster")
-    env = {"ANIGENRE_DATA_DIR": str(tmp_path / "data"), "ANIGENRE_INBOX": str(tmp_path / "empty")}
+    env = {
+        "ANIGENRE_DATA_DIR": str(tmp_path / "data"),
+        "ANIGENRE_INBOX": str(tmp_path / "empty"),
+        "ANIGENRE_BROKER_URL": "redis://127.0.0.1:1/0",  # nothing must be published
+    }
     settings = load_settings(env=env)
-    app = create_app(settings)  # never asked to publish: nothing connects
+    app = create_app(settings)
     quiet = tick(app, settings)
     assert (quiet.error, quiet.run_id, quiet.line()) == (
         None,
@@ -183,3 +187,29 @@ def test_an_empty_inbox_is_quiet_and_a_missing_one_is_one_line(tmp_path):
     assert record.error == f"{tmp_path / 'nope'} does not exist; give image files or folders"
     assert last_tick(missing).error == record.error
     assert list_runs(settings.data_dir) == []
+
+
+def test_a_report_that_cannot_be_written_does_not_stop_the_inbox(model, tmp_path):
+    from jobs.stages import predict_in_process
+    from jobs.stages.inbox import plan_inbox
+
+    data, model_id = model
+    assert main(["--data-dir", str(data), "models", "promote", model_id], env={}) == 0
+    inbox = poster_folder(tmp_path / "inbox", 2, seed=500)
+    env = {
+        "ANIGENRE_DATA_DIR": str(data),
+        "ANIGENRE_INBOX": str(inbox),
+        "ANIGENRE_INBOX_OUT": str(tmp_path / "out"),
+    }
+    settings = load_settings(env=env)
+    plan = plan_inbox(settings)
+    predict_in_process(settings, plan)  # complete, and no worker wrote its report
+    report_page(tmp_path / "out", plan.run_id).parent.parent.mkdir(parents=True)
+    report_page(tmp_path / "out", plan.run_id).parent.write_text("a file where a folder goes")
+    poster_folder(inbox, 1, seed=600, name="late{i}")
+    with own_redis(tmp_path / "redis") as (url, client):
+        settings = load_settings(env=env | {"ANIGENRE_BROKER_URL": url})
+        record = tick(create_app(settings), settings)
+        assert client.llen("predict") == 1  # the new poster's one chunk
+    assert record.reported == [] and record.error is None
+    assert record.run_id is not None and record.files == 1

@@ -78,13 +78,17 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
 def _report(task: Task, plan) -> str | None:
     """The report a finished inbox run asked for. Its rows are written whatever happens
     here, so a report that fails is logged, not raised; the next inbox tick retries it."""
-    from core.errors import AnigenreError
     from jobs.stages.inbox import report_if_due
 
     try:
         folder = report_if_due(_settings(task), plan)
-    except (AnigenreError, OSError) as exc:
-        log.error("run %s: no report (%s); the next inbox tick tries again", plan.run_id, exc)
+    except Exception as exc:  # noqa: BLE001 - the run is complete whatever the report does
+        log.error(
+            "run %s: no report (%s: %s); the next inbox tick tries again",
+            plan.run_id,
+            type(exc).__name__,
+            exc,
+        )
         return None
     return str(folder) if folder else None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from jobs.runs.index import indexed_run_dir, list_runs, load_plan
 from jobs.runs.layout import MANIFEST
 from jobs.runs.plan import RunPlan, discover, run_dir_for
 from jobs.stages.predict import plan_prediction, report_run
+
+log = logging.getLogger(__name__)
 
 TICK_FILE = "_inbox_tick.json"  # in the inbox's output dir: what the last tick did
 
@@ -117,8 +120,11 @@ def overdue_reports(settings: Settings) -> list[str]:
             continue  # an index entry removed or damaged meanwhile is not ours to mend
         if not (folder / MANIFEST).exists() or report_page(out, run_id).exists():
             continue
-        if report_if_due(settings, load_plan(settings.data_dir, run_id)) is not None:
-            written.append(run_id)
+        try:
+            if report_if_due(settings, load_plan(settings.data_dir, run_id)) is not None:
+                written.append(run_id)
+        except Exception as exc:  # noqa: BLE001 - a report must never stop the inbox
+            log.error("run %s: no report (%s: %s)", run_id, type(exc).__name__, exc)
     return written
 
 

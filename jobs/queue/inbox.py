@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def tick(app: Celery, settings: Settings) -> inbox.Tick:
-    """One tick: write overdue reports, then queue a run of what has no ok row for the
+    """One tick: write overdue reports, then queue a run of what has no row for the
     inbox's model yet, or record that there is nothing new. A setting that is wrong (no
     such alias, no inbox folder) is logged and recorded, and the next tick tries again."""
     record = inbox.Tick(at=inbox.now_iso(), inbox=settings.inbox)

@@ -4,10 +4,9 @@ Each tick plans a run over the whole inbox with the same planner as ``predict``,
 posters that already have an ok row for the model, or that a live run is predicting, are
 left out, and so is a poster whose same bytes already got an error row (a broken file
 would otherwise make a run on every tick); a tick that finds nothing left records that
-and makes no run. Inbox runs carry
-``report_when_complete``: the worker that finalises one writes its report, and a tick
-writes any that a dead worker left unwritten. No Celery here (``jobs.queue.inbox``
-publishes).
+and makes no run. Inbox runs carry ``report_when_complete``: the worker that finalises
+one writes its report, and a tick writes any that a dead worker left unwritten. No
+Celery here (``jobs.queue.inbox`` publishes).
 """
 
 from __future__ import annotations

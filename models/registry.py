@@ -25,6 +25,7 @@ from pathlib import Path
 from core.atomic import write_bytes_atomic, write_text_atomic
 from core.errors import ConfigError, DataError, StorageError
 from core.genres import Vocabulary
+from models import aliases
 
 MODELS_DIR = Path("models")
 MANIFEST_VERSION = 1
@@ -103,10 +104,13 @@ def resolve_model_id(data_dir: Path, model_id: str) -> str:
     ids = [m["model_id"] for m in models]
     if model_id in ids:
         return model_id
+    aliased = aliases.alias_target(data_dir, model_id, ids)  # an alias beats an id prefix
+    if aliased is not None:
+        return aliased
     matches = [i for i in ids if i.startswith(model_id)]
     if len(matches) == 1:
         return matches[0]
-    raise ConfigError(f"no single model matches '{model_id}'; 'anigenre models list' shows them")
+    raise ConfigError(aliases.no_match(model_id))
 
 
 def load_manifest(data_dir: Path, model_id: str) -> dict:

@@ -82,13 +82,26 @@ def test_beat_schedules_the_incremental_scrape_from_settings():
     assert (
         entry["task"] == "jobs.tasks.scrape" and entry["kwargs"]["request"]["incremental"] is True
     )
-    assert entry["schedule"] == crontab("15", "3", "*", "*", "1")
+    assert entry["schedule"] == crontab(minute="15", hour="3", day_of_week="1")
     assert (
         create_app(
             load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": ""})
         ).conf.beat_schedule
         == {}
     )
+
+
+def test_beat_ticks_the_inbox_only_when_one_is_set():
+    assert "inbox" not in create_app(load_settings(env={})).conf.beat_schedule
+    env = {"ANIGENRE_INBOX": "/srv/inbox", "ANIGENRE_INBOX_SCHEDULE": "5 */2 1 * *"}
+    entry = create_app(load_settings(env=env)).conf.beat_schedule["inbox"]
+    assert entry["task"] == "jobs.tasks.predict_inbox"
+    assert entry["schedule"] == crontab(minute="5", hour="*/2", day_of_month="1")
+    env["ANIGENRE_INBOX_SCHEDULE"] = "2"
+    app = create_app(load_settings(env=env))
+    entry = app.conf.beat_schedule["inbox"]
+    assert entry["schedule"] == 2.0 and entry["options"] == {"expires": 2.0}
+    assert app.conf.task_routes["jobs.tasks.predict_inbox"] == {"queue": "predict"}
 
 
 def test_app_is_json_only_with_late_acks():

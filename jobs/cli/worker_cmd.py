@@ -32,7 +32,7 @@ def register(sub) -> None:
     w.add_argument("--loglevel", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     w.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
     w.set_defaults(run=run_worker, settings_overrides=_broker)
-    b = sub.add_parser("beat", help="start Celery beat: the scheduled incremental scrape")
+    b = sub.add_parser("beat", help="start Celery beat: the scheduled incremental scrape and inbox")
     b.add_argument("--loglevel", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     b.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
     b.set_defaults(run=run_beat, settings_overrides=_broker)

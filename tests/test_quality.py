@@ -141,9 +141,9 @@ def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, 
     rows = pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
     for genre in ("Action", "Drama"):
         observed = rows["predicted"].map(lambda g, x=genre: x in list(g)).mean()
-        assert decisions.loc[genre, "observed_rate"] == pytest.approx(observed)
+        assert decisions.loc[genre, "observed"] == pytest.approx(observed)
         assert decisions.loc[genre, "threshold"] == manifest["thresholds"][genre]
-        assert decisions.loc[genre, "expected_rate"] == manifest["expected_rates"][genre]
+        assert decisions.loc[genre, "expected"] == manifest["expected_rates"][genre]
     assert "Decisions: thresholds and rates" in page and "1.25x its training" in page
 
     everything = stages.report_run(settings, plan.run_id, include_seen=True)

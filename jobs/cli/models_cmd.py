@@ -1,4 +1,4 @@
-"""``anigenre train``, ``anigenre models list`` and ``anigenre evaluate``."""
+"""``anigenre train``, ``anigenre models list|card`` and ``anigenre evaluate``."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ def register(sub) -> None:
     msub = m.add_subparsers(dest="models_command", required=True, parser_class=type(m))
     ls = msub.add_parser("list", help="id, backbone, created, test mAP")
     ls.set_defaults(run=run_list, settings_overrides=lambda a: {})
+    register_card(msub)
 
     e = sub.add_parser("evaluate", help="per-genre table and summary against the baselines")
     e.add_argument("model", help="model id (or a unique prefix, or 'latest')")
@@ -152,6 +153,28 @@ def run_list(args, settings: Settings) -> int:
             f"{s['test']['macro_map']:>9.3f}{s['prior']['macro_map']:>8.3f}"
         )
     return 0
+
+
+# --- models card --------------------------------------------------------------------------
+
+
+def register_card(msub) -> None:
+    c = msub.add_parser("card", help="print a model's card (MODEL_CARD.md in its folder)")
+    c.add_argument("model", help="model id (or a unique prefix, or 'latest')")
+    c.set_defaults(run=run_card, settings_overrides=lambda a: {})
+
+
+def run_card(args, settings: Settings) -> int:
+    from models.registry import model_card
+
+    text, path, written = model_card(settings.data_dir, args.model)
+    print(text, end="")
+    if written:
+        print(f"(this model had no card file: wrote {path})", file=sys.stderr)
+    return 0
+
+
+# --- evaluate ------------------------------------------------------------------------------
 
 
 def run_evaluate(args, settings: Settings) -> int:

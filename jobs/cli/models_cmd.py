@@ -117,6 +117,7 @@ def run_train(args, settings: Settings) -> int:
         f"{t['features_computed']} backbone embeddings computed (the rest from the cache)"
     )
     print(format_summary(manifest["metrics_summary"]))
+    print(f"  its model card: anigenre models card {model_id}")
     return 0
 
 

@@ -115,6 +115,13 @@ def test_train_and_evaluate_give_the_same_baseline_figures(trained):
     metrics = json.loads((settings.data_dir / MODELS_DIR / model_id / "metrics.json").read_text())
     top_k = metrics["baselines"]["top_k_frequent"]
     assert result.report["baselines"]["top_k_frequent"] == top_k
+    # Per-genre AP intervals too: the same resampling of the same posters.
+    intervals = metrics["bootstrap_95"]["per_genre_ap"]
+    assert {"Action", "Drama", "Comedy"} <= intervals.keys()  # the genres test posters have
+    assert as_json(result.report["bootstrap_95"]["per_genre_ap"]) == intervals
+    table = result.table.set_index("genre")
+    for genre, (lo, hi) in intervals.items():
+        assert table.loc[genre, ["ap_lo", "ap_hi"]].tolist() == [round(lo, 3), round(hi, 3)]
 
 
 def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, tmp_path):

@@ -1,4 +1,4 @@
-"""``anigenre train``, ``anigenre models list|promote|demote`` and ``anigenre evaluate``."""
+"""``anigenre train``, ``anigenre models list|card|promote|demote`` and ``anigenre evaluate``."""
 
 from __future__ import annotations
 
@@ -85,6 +85,7 @@ def register(sub) -> None:
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(run=run_list, settings_overrides=lambda a: {})
     register_aliases(msub)
+    register_card(msub)
 
     e = sub.add_parser("evaluate", help="per-genre table and summary against the baselines")
     e.add_argument("model", help="model id (or a unique prefix, or 'latest')")
@@ -118,6 +119,7 @@ def run_train(args, settings: Settings) -> int:
         f"{t['features_computed']} backbone embeddings computed (the rest from the cache)"
     )
     print(format_summary(manifest["metrics_summary"]))
+    print(f"  its model card: anigenre models card {model_id}")
     return 0
 
 
@@ -176,6 +178,28 @@ def run_list(args, settings: Settings) -> int:
             f"  {', '.join(tags[m['model_id']])}".rstrip()
         )
     return 0
+
+
+# --- models card --------------------------------------------------------------------------
+
+
+def register_card(msub) -> None:
+    c = msub.add_parser("card", help="print a model's card (MODEL_CARD.md in its folder)")
+    c.add_argument("model", help="model id (or a unique prefix, or 'latest')")
+    c.set_defaults(run=run_card, settings_overrides=lambda a: {})
+
+
+def run_card(args, settings: Settings) -> int:
+    from models.registry import model_card
+
+    text, path, written = model_card(settings.data_dir, args.model)
+    print(text, end="")
+    if written:
+        print(f"(this model had no card file: wrote {path})", file=sys.stderr)
+    return 0
+
+
+# --- evaluate ------------------------------------------------------------------------------
 
 
 def run_evaluate(args, settings: Settings) -> int:

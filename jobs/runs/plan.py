@@ -66,6 +66,9 @@ class RunPlan:
     # What runs the network, for every chunk wherever it runs. Plans from before engines
     # existed ran on Keras, and a resumed run finishes on the engine it started with.
     engine: str = "keras"
+    # Write the run's report once it is complete (the worker that finalises it, or the next
+    # inbox tick): scheduled inbox runs have no one waiting to run 'anigenre report'.
+    report_when_complete: bool = False
     # How to reach an s3:// output dir and inputs; from the settings, never saved.
     s3: S3Options | None = field(default=None, repr=False, compare=False)
 
@@ -179,10 +182,15 @@ def _part_files(out: Store) -> list[str]:
 
 
 def ok_rows(
-    out: Store, model_id: str, exclude_run: str | None = None, since: str | None = None
+    out: Store,
+    model_id: str,
+    exclude_run: str | None = None,
+    since: str | None = None,
+    statuses: tuple[str, ...] = ("ok",),
 ) -> set[tuple[str, str]]:
     """(path, sha256) of every file this model already predicted ok under ``out``
-    (by runs other than ``exclude_run``; at or after the ISO time ``since``)."""
+    (by runs other than ``exclude_run``; at or after the ISO time ``since``; with
+    ``statuses``, rows of those statuses instead)."""
     parts = _part_files(out)
     if not parts:
         return set()
@@ -193,7 +201,7 @@ def ok_rows(
         partition_base_dir=out.path(PREDICTIONS),
         partitioning=pads.partitioning(RUN_PARTITION, flavor="hive"),
     )
-    wanted = (pads.field("model_id") == model_id) & (pads.field("status") == "ok")
+    wanted = (pads.field("model_id") == model_id) & pads.field("status").isin(list(statuses))
     if exclude_run is not None:
         wanted &= pads.field("run_id") != exclude_run
     if since is not None:
@@ -278,6 +286,7 @@ def plan_run(
     now: dt.datetime | None = None,
     hold: bool = False,
     engine: str = "keras",
+    retry_errors: bool = True,
     genre_columns: list[str] | None = None,
     s3: S3Options | None = None,
     lock: live.PlanningLock | None = None,
@@ -285,8 +294,10 @@ def plan_run(
     """Hash the inputs, then, under the output dir's planning lock, claim those with no
     ok row and no live owner (``force``: every file, whatever rows or runs exist). Writes
     the plan only when there is something to predict; with ``hold``, this process keeps
-    the run's lock (it will run it, or queue it). ``genre_columns``: the model's ``p_``
-    columns, refused when the folder's parts have others (:func:`check_genre_columns`).
+    the run's lock (it will run it, or queue it). Without ``retry_errors``, a file whose
+    content already has an error row counts as predicted too (the inbox: a broken poster
+    must not make a run on every tick). ``genre_columns``: the model's ``p_`` columns,
+    refused when the folder's parts have others (:func:`check_genre_columns`).
     ``out_dir`` and ``paths`` may be ``s3://`` URIs (reached with ``s3``); planning into
     object storage takes ``lock`` (see :func:`live.planning`)."""
     now = now or dt.datetime.now(dt.UTC)
@@ -314,7 +325,8 @@ def plan_run(
     with live.planning(plan.out, lock):
         if genre_columns is not None:
             check_genre_columns(plan.out, genre_columns)
-        done = set() if force else ok_rows(plan.out, model_id)
+        statuses = ("ok",) if retry_errors else ("ok", "error")
+        done = set() if force else ok_rows(plan.out, model_id, statuses=statuses)
         owners = {} if force else live.live_inputs(plan.out, model_id)
         todo, plan.already_predicted, left = _claim(entries, done, owners)
         plan.inputs, plan.duplicates = group_copies(todo)

@@ -54,12 +54,12 @@ class PredictTask(Task):
 )
 def predict_chunk(self, run_id: str, index: int) -> dict:
     from jobs.runs.chunks import execute_chunk
-    from jobs.runs.index import load_plan
+    from jobs.runs.index import index_home, load_plan
     from jobs.runs.markers import finalize
     from jobs.runs.parts import chunk_done, missing_chunks
 
     settings = _settings(self)
-    plan = load_plan(settings.data_dir, run_id, settings.s3)
+    plan = load_plan(index_home(settings), run_id, settings.s3)
     if chunk_done(plan, index):
         # A message delivered twice (restored after a slow start, or re-queued by the
         # sweeper) finds its part written: the rows are there, so skip the model.

@@ -21,6 +21,13 @@ from jobs.runs.plan import RunPlan
 RUNS_INDEX = Path("runs")
 
 
+def index_home(settings) -> Path | str:
+    """Where the runs index lives: the data dir's ``s3://`` URI when it is in a bucket
+    (``settings.data_uri``: every machine reads the bucket's index, never its own mirror of
+    the data dir), else the data dir."""
+    return getattr(settings, "data_uri", None) or settings.data_dir
+
+
 def _index(data_dir: Path | str, s3: S3Options | None) -> Store:
     return open_store(data_dir, s3).child(str(RUNS_INDEX))
 

@@ -12,7 +12,7 @@ from core.errors import AnigenreError, ConfigError
 from core.storage import is_remote, open_store
 from jobs.runs import live
 from jobs.runs.chunks import execute_chunk
-from jobs.runs.index import load_plan, record_run
+from jobs.runs.index import index_home, load_plan, record_run
 from jobs.runs.lease import hold_lease
 from jobs.runs.markers import finalize
 from jobs.runs.parts import chunk_done, missing_chunks
@@ -47,7 +47,7 @@ def plan_prediction(
     from models.registry import check_artifact, vocabulary_of
 
     manifest = check_artifact(settings.data_dir, model_id)
-    out = out_dir or settings.data_dir
+    out = out_dir or index_home(settings)  # the data dir's URI when it is in a bucket
     store = open_store(out, settings.s3)
     if store.is_file():
         flag = "--out" if out_dir else "--data-dir"
@@ -69,7 +69,7 @@ def plan_prediction(
     if not plan.inputs:
         return plan
     try:
-        record_run(settings.data_dir, plan, settings.s3)
+        record_run(index_home(settings), plan, settings.s3)
     except BaseException:
         # Unrecorded, the plan is a run no command can find: do not leave it behind.
         with contextlib.suppress(AnigenreError, OSError):
@@ -161,7 +161,7 @@ def report_run(
     tune on, unless ``include_seen``."""
     from models.registry import load_manifest, vocabulary_of
 
-    plan = load_plan(settings.data_dir, run_id, settings.s3)
+    plan = load_plan(index_home(settings), run_id, settings.s3)
     manifest = load_manifest(settings.data_dir, plan.model_id)
     return build_report(
         plan,

@@ -10,7 +10,6 @@ byte-identical copy gets its own row with the probabilities computed once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import secrets
@@ -167,14 +166,6 @@ def fs_path(entry: dict) -> str:
     """The name to open an input by: its shown path, or the exact bytes when that differs."""
     raw = entry.get("fs_path_hex")
     return os.fsdecode(bytes.fromhex(raw)) if raw else entry["path"]
-
-
-def file_digest(path: Path) -> tuple[int | None, str | None]:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None, None
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def _part_files(out: Store) -> list[str]:

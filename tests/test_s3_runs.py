@@ -6,6 +6,8 @@ are read back from the bucket with pyarrow, as a user of the bucket would."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import pyarrow.dataset as ds
@@ -19,7 +21,7 @@ from jobs.runs.live import hold, live_inputs, release
 from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
-from tests.procs import Worker, own_redis, run_cli
+from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import poster_png, trained_tiny_model
 
 
@@ -215,3 +217,47 @@ def test_the_run_index_can_live_in_a_bucket(s3):
     assert again.inputs == plan.inputs and again.out_dir == plan.out_dir
     with pytest.raises(ConfigError, match="no run 'r2'"):
         load_plan(data, "r2", s3.options)
+
+
+def test_two_planners_of_one_bucket_take_turns_on_the_brokers_lock(trained, s3, tmp_path):
+    """Two `jobs submit predict` at once into one s3:// output dir (no flock reaches a
+    bucket): the broker's Redis lock lets one plan at a time, so no poster is in both."""
+    settings, _ = trained
+    bucket = s3.new_bucket()
+    posters = upload_posters(bucket, 12, 500)
+    with own_redis(tmp_path / "redis") as (url, client):
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))},
+            **s3.env,
+            "ANIGENRE_DATA_DIR": str(settings.data_dir),
+            "ANIGENRE_BROKER_URL": url,
+        }
+        argv = [sys.executable, "-m", "jobs.cli", "jobs", "submit", "predict", posters,
+                "--out", bucket.uri_of("preds")]  # fmt: skip
+        procs = [
+            subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0]
+        assert not client.keys("anigenre:planning:*"), "released"
+    run_ids = [o.split()[0] for o in outs if o.strip()]
+    assert len(run_ids) == 1, "the second planner found every poster in the first's run"
+    plan = load_plan(settings.data_dir, run_ids[0], s3.options)
+    assert len(plan.inputs) == 12
+
+
+def test_the_brokers_planning_lock_expires_when_its_holder_dies(tmp_path):
+    from jobs.queue.locks import PREFIX, planning_lock
+
+    with own_redis(tmp_path / "redis") as (url, client):
+        killed = planning_lock(url, "s3://b/out", timeout_s=1.0)()
+        killed.__enter__()  # a planner killed while holding it never lets go
+        assert client.keys(PREFIX + "*")
+        start = time.monotonic()
+        with planning_lock(url, "s3://b/out", timeout_s=1.0)():
+            waited = time.monotonic() - start
+        assert 0.5 < waited < 5, waited
+        start = time.monotonic()
+        with planning_lock(url, "s3://b/other", timeout_s=1.0)():
+            assert time.monotonic() - start < 0.5, "another output dir's lock is its own"

@@ -23,6 +23,7 @@ from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import poster_png, trained_tiny_model
+from tests.test_readers import readme_block
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,20 @@ def bucket_rows(bucket, prefix: str = "preds"):
     return data.to_table().to_pandas()
 
 
+def readme_s3_rows(server, out: str):
+    """The README's S3 reader, with the AWS variables set, on this test's bucket."""
+    snippet = readme_block("readers-s3").replace("s3://results/genres", out)
+    scope: dict = {}
+    saved = dict(os.environ)
+    os.environ.update(server.env)
+    try:
+        exec(snippet, scope)  # noqa: S102 - the README, verbatim but for the bucket
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return scope["rows"].to_pandas()
+
+
 def test_in_process_run_reads_and_writes_the_bucket_exactly_once(trained, s3, tmp_path):
     settings, model_id = trained
     settings = s3_settings(settings, s3, cache_dir=tmp_path / "cache")
@@ -71,6 +86,7 @@ def test_in_process_run_reads_and_writes_the_bucket_exactly_once(trained, s3, tm
     rows = bucket_rows(bucket)
     assert len(rows) == 10 and rows["path"].is_unique and (rows["status"] == "ok").all()
     assert set(rows["run_id"].astype(str)) == {plan.run_id}
+    assert len(readme_s3_rows(s3, out)) == 10
     listed = [f.path for f in bucket.child("preds", "predictions").list_files()]
     assert listed == [f"run_id={plan.run_id}/part-0000{i}.parquet" for i in range(4)]
     assert bucket.exists("preds", "prediction-runs", plan.run_id, "_manifest.json")

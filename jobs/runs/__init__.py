@@ -18,4 +18,8 @@ delivered again, two workers racing) replaces rows and can never duplicate them.
 predictions folder holds parts and nothing else, so pandas, pyarrow.dataset, DuckDB and
 Polars read it as one hive-partitioned table at any moment, ``run_id`` included. Runs
 written before the bookkeeping moved out are migrated on first touch (jobs.runs.legacy).
+
+The output dir (and the inputs) may be an ``s3://`` prefix: every file goes through the
+run's Store (``RunPlan.out``), a part is one object written whole, and the flocks give way
+to a planning lock passed in and the run's lease (jobs.runs.live).
 """

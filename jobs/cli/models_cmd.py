@@ -109,7 +109,7 @@ def run_train(args, settings: Settings) -> int:
         disable=None,
     ) as bar:
         model_id, manifest = stages.train_model(settings, config, bar)
-    print(f"model {model_id} saved under {settings.data_dir / 'models' / model_id}")
+    print(f"model {model_id} saved under {settings.data_location('models', model_id)}")
     t = manifest["training"]
     print(
         f"  {t['mode']} training, {t['epochs_run']} epochs (best {t['best_epoch']}), "
@@ -139,10 +139,12 @@ def format_summary(summary: dict) -> str:
 
 def run_list(args, settings: Settings) -> int:
     from models.registry import list_models
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     models = list_models(settings.data_dir)
     if not models:
-        print(f"no models in {settings.data_dir / 'models'}; train one with 'anigenre train'")
+        print(f"no models in {settings.data_location('models')}; train one with 'anigenre train'")
         return 0
     print(f"{'model id':<44}{'backbone':<20}{'created':<27}{'test mAP':>9}{'prior':>8}")
     for m in models:

@@ -91,12 +91,18 @@ def write_checksums(folder: Path) -> None:
 
 
 def read_checksums(folder: Path) -> dict[str, str]:
-    """``{file name: sha256}`` of an artifact; empty for one saved before they were kept."""
+    """``{file name: sha256}`` of an artifact; empty for one saved before they were kept.
+    An unreadable file is a ``DataError``: it must not turn the checks off."""
+    path = Path(folder) / CHECKSUMS_FILE
     try:
-        sums = json.loads((Path(folder) / CHECKSUMS_FILE).read_text())
-    except (OSError, ValueError):
+        sums = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
-    return sums if isinstance(sums, dict) else {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} ({exc}); copy the artifact again") from None
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise DataError(f"{path} is not a map of file names to sha256; copy the artifact again")
+    return sums
 
 
 def list_models(data_dir: Path) -> list[dict]:

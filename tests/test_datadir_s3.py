@@ -239,3 +239,25 @@ def test_scrape_refuses_an_s3_data_dir_in_one_line(s3, tmp_path):
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "scrape needs a local data dir" in line and "aws s3 sync" in line
+
+
+def test_a_model_whose_checksums_cannot_be_read_is_refused_not_loaded_unchecked(s3, tmp_path):
+    from models.registry import list_models
+    from models.remote import fetch_model, sync_listing
+
+    store = s3.new_bucket("data")
+    manifest = {"model_id": "m1", "created": "2026-01-01T00:00:00", "genres": ["Action"]}
+    store.write_json("models/m1/manifest.json", manifest)
+    store.write_bytes("models/m1/model.keras", b"weights")
+    store.write_bytes("models/m1/checksums.json", b"{not json")
+    store.write_json("models/_aliases.json", {"prod": "m1"})
+    env = {**s3.env, "ANIGENRE_CACHE_DIR": str(tmp_path / "cache")}
+    settings = load_settings(overrides={"data_dir": store.uri}, env=env)
+    sync_listing(settings)
+    # The listing needs no weights; top-level files of models/ (aliases) come with it.
+    assert [m["model_id"] for m in list_models(settings.data_dir)] == ["m1"]
+    assert (settings.data_dir / "models" / "_aliases.json").exists()
+    assert not (settings.data_dir / "models" / "m1" / "model.keras").exists()
+    with pytest.raises(DataError, match="checksums.json"):
+        fetch_model(settings, "latest")
+    assert not (settings.data_dir / "models" / "m1" / "model.keras").exists()

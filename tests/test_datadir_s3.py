@@ -15,6 +15,7 @@ import pytest
 from config import load_settings
 from core.errors import ConfigError, DataError, StorageError
 from core.mirror import STATE_DIR, Mirror, pull, pull_paths, push
+from core.storage import open_store
 from tests.conftest import ROOT
 from tests.synthetic import labelled_folder, poster_folder
 
@@ -261,3 +262,24 @@ def test_a_model_whose_checksums_cannot_be_read_is_refused_not_loaded_unchecked(
     with pytest.raises(DataError, match="checksums.json"):
         fetch_model(settings, "latest")
     assert not (settings.data_dir / "models" / "m1" / "model.keras").exists()
+
+
+def test_imports_from_two_machines_in_turn_both_land_in_the_bucket_dataset(s3, tmp_path):
+    from jobs import stages
+
+    uri = s3.new_bucket().uri_of("data")
+    labelled_folder(tmp_path / "one", 6, seed=0, other="Drama")
+    labelled_folder(tmp_path / "two", 6, seed=100, other="Comedy")
+    a, b = (
+        load_settings(
+            overrides={"data_dir": uri}, env={**s3.env, "ANIGENRE_CACHE_DIR": str(tmp_path / m)}
+        )
+        for m in ("a", "b")
+    )
+    assert stages.import_dataset(a, tmp_path / "one").total == 6
+    # B has never seen the bucket: its import starts from A's dataset, not an empty one.
+    assert stages.import_dataset(b, tmp_path / "two").total == 12
+    assert stages.import_dataset(a, tmp_path / "two").added == 0  # A pulls B's rows first
+    data = open_store(uri, s3.options)
+    assert data.read_table("processed/dataset.parquet").num_rows == 12
+    assert len(data.list_files("images")) == 12

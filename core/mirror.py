@@ -8,14 +8,15 @@ so the stages call them unconditionally.
 
 The API (paths are relative to the data dir, with ``/``):
 
-- ``pull(settings, *prefixes)``: bring each folder (prefix) up to date from the bucket.
+- ``pull(settings, *prefixes)``: bring each folder (prefix), or single file, up to date.
   Only files whose remote size or mtime differ from what this mirror last saw are
   downloaded; a file deleted in the bucket is deleted here too unless it changed here
   since. Local files the bucket does not have are left alone.
-- ``push(settings, *prefixes, last=...)``: upload each file under the prefixes that changed
-  here since it was last pulled or pushed, one whole object per file (a reader of the
-  bucket never sees half a file); files whose basename is in ``last`` go after the rest,
-  so a manifest appears only once what it describes is there. Push never deletes.
+- ``push(settings, *prefixes, last=...)``: upload each file under the prefixes (or the
+  file a prefix names) that changed here since it was last pulled or pushed, one whole
+  object per file (a reader of the bucket never sees half a file); files whose basename
+  is in ``last`` go after the rest, so a manifest appears only once what it describes is
+  there. Push never deletes.
 - ``pull_paths(settings, paths)``: just these files (a dataset's images, say).
 - ``mirror_of(settings)``: the ``Mirror`` itself, or None for a local data dir.
 
@@ -78,7 +79,7 @@ class Mirror:
         ``expect[path]`` is a ``DataError`` and is not written."""
         remote = {
             f.path: f
-            for f in self.store.list_files(prefix, recursive=recursive)
+            for f in self._remote(prefix, recursive)
             if not _hidden(f.path) and (select is None or select(f.path))
         }
         fetched = []
@@ -121,7 +122,7 @@ class Mirror:
             if not changed:
                 return []
             changed.sort(key=lambda rel: (PurePosixPath(rel).name in last, rel))
-            remote = {f.path: f for f in self.store.list_files(prefix)}
+            remote = {f.path: f for f in self._remote(prefix, True)}
             for rel in changed:
                 local = self.root / rel
                 data = local.read_bytes()
@@ -139,11 +140,20 @@ class Mirror:
                     self.store.write_bytes(rel, data)
                 state[rel] = {"remote": None, "local": _local_sig(local)}
             # The objects' new size and mtime, so the next pull knows them as ours.
-            after = {f.path: f for f in self.store.list_files(prefix)}
+            after = {f.path: f for f in self._remote(prefix, True)}
             for rel in changed:
                 if rel in after:
                     state[rel]["remote"] = _sig(after[rel])
         return changed
+
+    def _remote(self, prefix: str, recursive: bool) -> list[StoredFile]:
+        files = self.store.list_files(prefix, recursive=recursive)
+        if files or not prefix.strip("/"):
+            return files
+        # Nothing under it as a folder: it may name one file (runs/<id>.json).
+        parent = PurePosixPath(prefix.strip("/")).parent.as_posix()
+        siblings = self.store.list_files("" if parent == "." else parent, recursive=False)
+        return [f for f in siblings if f.path == prefix.strip("/")]
 
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
@@ -156,12 +166,14 @@ class Mirror:
         with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = _read_state(folder / STATE_FILE)
+            before = json.dumps(state, sort_keys=True)
             try:
                 yield state
             finally:
                 # Also after a failure: what was fetched or pushed before it is recorded.
                 body = {"version": STATE_VERSION, "store": self.store.uri, "files": state}
-                write_text_atomic(folder / STATE_FILE, json.dumps(body, sort_keys=True))
+                if json.dumps(state, sort_keys=True) != before:
+                    write_text_atomic(folder / STATE_FILE, json.dumps(body, sort_keys=True))
 
 
 def mirror_of(settings) -> Mirror | None:
@@ -221,6 +233,8 @@ def _hidden(rel: str) -> bool:
 
 def _under(rel: str, prefix: str, recursive: bool) -> bool:
     prefix = prefix.strip("/")
+    if rel == prefix:
+        return True
     if prefix and not rel.startswith(prefix + "/"):
         return False
     rest = rel[len(prefix) + 1 :] if prefix else rel
@@ -229,6 +243,11 @@ def _under(rel: str, prefix: str, recursive: bool) -> bool:
 
 def _walk(root: Path, prefix: str) -> Iterator[tuple[str, list]]:
     base = root / prefix if prefix else root
+    if base.is_file():  # a prefix may name one file
+        sig = _local_sig(base)
+        if sig is not None and not _hidden(prefix):
+            yield base.relative_to(root).as_posix(), sig
+        return
     for folder, dirs, files in os.walk(base):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):

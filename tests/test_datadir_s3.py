@@ -283,3 +283,17 @@ def test_imports_from_two_machines_in_turn_both_land_in_the_bucket_dataset(s3, t
     data = open_store(uri, s3.options)
     assert data.read_table("processed/dataset.parquet").num_rows == 12
     assert len(data.list_files("images")) == 12
+
+
+def test_a_prefix_may_name_one_file(pair):
+    store, a, b = pair
+    (a.root / "runs").mkdir(parents=True)
+    (a.root / "runs" / "r1.json").write_text("{}")
+    (a.root / "runs" / "r2.json").write_text("{}")
+    assert a.push("runs/r1.json") == ["runs/r1.json"]
+    assert [f.path for f in store.list_files()] == ["runs/r1.json"]
+    assert b.pull("runs/r1.json") == ["runs/r1.json"]
+    assert b.pull("runs/r1.json") == []
+    store.delete("runs/r1.json")
+    b.pull("runs/r1.json")
+    assert not (b.root / "runs" / "r1.json").exists()

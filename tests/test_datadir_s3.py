@@ -175,6 +175,7 @@ def test_import_train_then_list_evaluate_predict_from_another_machine(s3, tmp_pa
     a, b = machine("machine-a"), machine("machine-b")
     done = _cli("--data-dir", uri, "dataset", "import", str(tmp_path / "labelled"), env=a, cwd=cwd)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith(f"dataset {uri}/processed/dataset.parquet: 60")
     done = _cli("--data-dir", uri, "train", *TINY, env=a, cwd=cwd)
     assert done.returncode == 0, done.stderr
     assert f"saved under {uri}/models/" in done.stdout

@@ -24,9 +24,10 @@ Two machines that write the same file: a push first compares the bucket's object
 what this mirror last saw of it. If another machine changed it since (two imports into
 one dataset at once), the push stops with a ``StorageError`` naming the file, rather than
 silently replacing the other's work; an identical object (a content-addressed image both
-imported) is not a conflict. The check narrows the window, it cannot close it: S3 offers
-pyarrow no compare-and-swap. Writers of different files (two trainings, two models) never
-meet.
+imported) is not a conflict, and ``keep_theirs`` leaves the bucket's copy of a cache file
+(feature parts, named by their rows) without stopping. The check narrows the window, it
+cannot close it: S3 offers pyarrow no compare-and-swap. Writers of different files (two
+trainings, two models) never meet.
 
 What this mirror last saw lives in ``<mirror>/.mirror/state.json`` (never in the bucket:
 it describes one machine's copy); a lock file beside it serialises the processes of one
@@ -110,9 +111,13 @@ class Mirror:
                 del state[rel]
         return fetched
 
-    def push(self, prefix: str = "", *, last: Collection[str] = ()) -> list[str]:
+    def push(
+        self, prefix: str = "", *, last: Collection[str] = (), keep_theirs: bool = False
+    ) -> list[str]:
         """Upload the files under ``prefix`` that changed here since they were last pulled
-        or pushed; returns their paths. Basenames in ``last`` are uploaded last."""
+        or pushed; returns their paths. Basenames in ``last`` are uploaded last. With
+        ``keep_theirs``, a file another machine changed meanwhile is left as it is in the
+        bucket instead of stopping the push (a cache whose copies are equivalent)."""
         with self._state() as state:
             changed = [
                 rel
@@ -123,12 +128,16 @@ class Mirror:
                 return []
             changed.sort(key=lambda rel: (PurePosixPath(rel).name in last, rel))
             remote = {f.path: f for f in self._remote(prefix, True)}
+            pushed: list[str] = []
             for rel in changed:
                 local = self.root / rel
                 data = local.read_bytes()
                 seen = state.get(rel, {}).get("remote")
                 there = remote.get(rel)
                 if there is not None and _sig(there) != seen:
+                    if keep_theirs:
+                        state[rel] = {"remote": _sig(there), "local": _local_sig(local)}
+                        continue
                     if self.store.read_bytes(rel) != data:
                         raise StorageError(
                             f"{self.store.uri_of(rel)} changed in the bucket since this machine "
@@ -139,12 +148,13 @@ class Mirror:
                 else:
                     self.store.write_bytes(rel, data)
                 state[rel] = {"remote": None, "local": _local_sig(local)}
+                pushed.append(rel)
             # The objects' new size and mtime, so the next pull knows them as ours.
             after = {f.path: f for f in self._remote(prefix, True)}
-            for rel in changed:
+            for rel in pushed:
                 if rel in after:
                     state[rel]["remote"] = _sig(after[rel])
-        return changed
+        return pushed
 
     def _remote(self, prefix: str, recursive: bool) -> list[StoredFile]:
         files = self.store.list_files(prefix, recursive=recursive)
@@ -191,12 +201,14 @@ def pull(settings, *prefixes: str, recursive: bool = True) -> list[str]:
     return [rel for p in prefixes for rel in mirror.pull(p, recursive=recursive)]
 
 
-def push(settings, *prefixes: str, last: Collection[str] = ()) -> list[str]:
+def push(
+    settings, *prefixes: str, last: Collection[str] = (), keep_theirs: bool = False
+) -> list[str]:
     """Upload what changed here under each prefix; a no-op locally."""
     mirror = mirror_of(settings)
     if mirror is None:
         return []
-    return [rel for p in prefixes for rel in mirror.push(p, last=last)]
+    return [rel for p in prefixes for rel in mirror.push(p, last=last, keep_theirs=keep_theirs)]
 
 
 def pull_paths(settings, paths: Iterable[str]) -> list[str]:

@@ -115,6 +115,15 @@ def test_a_file_another_machine_changed_meanwhile_is_not_overwritten(pair):
     a.push("images")
     assert b.push("images") == ["images/ab.png"]
     assert b.push("images") == []
+    # A cache whose copies are equivalent keeps the bucket's and does not stop the push.
+    (a.root / "features").mkdir()
+    (b.root / "features").mkdir()
+    (a.root / "features" / "part-1.parquet").write_bytes(b"from a")
+    (b.root / "features" / "part-1.parquet").write_bytes(b"from b")
+    (b.root / "features" / "part-2.parquet").write_bytes(b"only b")
+    a.push("features")
+    assert b.push("features", keep_theirs=True) == ["features/part-2.parquet"]
+    assert store.read_bytes("features/part-1.parquet") == b"from a"
 
 
 def test_a_pull_that_fails_its_hash_writes_nothing(pair):

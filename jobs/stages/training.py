@@ -46,8 +46,10 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
     model_id = registry.new_model_id(outcome.spec.name, created, fingerprint)
     manifest = build_manifest(model_id, created, outcome, config, dataset, vocab, fingerprint)
     registry.save_artifact(settings.data_dir, model_id, outcome.model, manifest, outcome.report)
-    mirror.push(settings, "features")
     push_model(settings, model_id)
+    # After the model: an hour's training must not hang on the cache. Parts are named by
+    # their rows, so another machine's part of the same name holds the same embeddings.
+    mirror.push(settings, "features", keep_theirs=True)
     return model_id, manifest
 
 

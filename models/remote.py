@@ -7,7 +7,8 @@ top of ``models/`` (aliases) and each model's small files (manifest, metrics,
 checksums), not the weights. ``fetch_model`` then fetches one model's files, each checked
 against the sha256 its ``checksums.json`` records before it is written to the mirror:
 a damaged or half-replaced object in the bucket is refused in one line, never loaded,
-and the mirror keeps the last good copy. A model already fetched is not downloaded again
+and the mirror keeps the last good copy; a copy damaged on this machine's disk is
+fetched again. A model already fetched is not downloaded again
 unless its objects changed in the bucket (size or mtime; see core.mirror).
 
 With a local data dir every function here is a no-op, so callers need not ask.
@@ -18,6 +19,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from core.mirror import Mirror, mirror_of
+from core.seen import file_sha256
 from models.registry import (
     CHECKSUMS_FILE,
     KERAS_FILE,
@@ -50,6 +52,17 @@ def fetch_model(settings, model_id: str) -> str:
     sums = read_checksums(mirror.root / folder)
     expect = {f"{folder}/{name}": sha for name, sha in sums.items()}
     mirror.pull(folder, expect=expect)
+    # The copy here is checked too (a process loads a model once, and hashing it costs
+    # little next to loading it): one damaged on this disk is fetched again, not run.
+    damaged = [
+        rel
+        for rel, sha in expect.items()
+        if (mirror.root / rel).exists() and file_sha256(mirror.root / rel) != sha
+    ]
+    if damaged:
+        for rel in damaged:
+            (mirror.root / rel).unlink()
+        mirror.pull(folder, expect=expect)
     return resolved
 
 

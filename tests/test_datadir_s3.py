@@ -307,3 +307,29 @@ def test_a_prefix_may_name_one_file(pair):
     store.delete("runs/r1.json")
     b.pull("runs/r1.json")
     assert not (b.root / "runs" / "r1.json").exists()
+
+
+def test_a_fetched_model_damaged_on_this_disk_is_fetched_again(s3, tmp_path):
+    import hashlib
+
+    from models.remote import fetch_model
+
+    store = s3.new_bucket("data")
+    files = {
+        "manifest.json": json.dumps(
+            {"model_id": "m2", "created": "2026-01-01T00:00:00", "genres": ["Action"]}
+        ).encode(),
+        "model.keras": b"weights" * 100,
+    }
+    for name, data in files.items():
+        store.write_bytes(f"models/m2/{name}", data)
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    store.write_json("models/m2/checksums.json", sums)
+    env = {**s3.env, "ANIGENRE_CACHE_DIR": str(tmp_path / "cache")}
+    settings = load_settings(overrides={"data_dir": store.uri}, env=env)
+    assert fetch_model(settings, "m2") == "m2"
+    local = settings.data_dir / "models" / "m2" / "model.keras"
+    assert local.read_bytes() == files["model.keras"]
+    local.write_bytes(b"x" * len(files["model.keras"]))  # same size: only the hash tells
+    fetch_model(settings, "latest")
+    assert local.read_bytes() == files["model.keras"]

@@ -24,7 +24,7 @@ from pydantic import (
 
 from core.errors import ConfigError
 from core.parsing import parse_year_range
-from core.storage import S3Options, is_remote, open_store
+from core.storage import SCHEMES, S3Options, is_remote, open_store
 
 ENV_PREFIX = "ANIGENRE_"
 DEFAULT_CONFIG_FILE = Path("anigenre.toml")
@@ -120,6 +120,20 @@ class Settings(BaseModel):
         "30 4 * * *", description="Beat's crontab for the incremental scrape; unset: none"
     )
     schedule_scrape_years: str = Field("2013-2030", description="Years the scheduled scrape covers")
+    # The inbox: a folder (or s3:// prefix) of posters that beat has predicted on a
+    # schedule, each tick queueing only the posters with no ok row for inbox_model yet.
+    inbox: str | None = Field(None, description="Posters beat predicts on a schedule; unset: none")
+    # A number is seconds between ticks (Celery beat's own interval schedule): for tests and
+    # for inboxes that must be answered within seconds.
+    inbox_schedule: str = Field(
+        "*/10 * * * *", description="Beat's crontab for the inbox, or seconds between ticks"
+    )
+    inbox_model: str = Field(
+        "production", description="Model id or alias the inbox is predicted with"
+    )
+    inbox_out: Path | None = Field(
+        None, description="Where inbox runs and reports land; unset: <data_dir>/inbox-predictions"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -171,26 +185,66 @@ class Settings(BaseModel):
     def _crontab(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        fields = value.split()
-        if len(fields) != 5:
-            raise ValueError(
-                f"'{value}' is not a crontab: write five fields, minute hour day month weekday,"
-                " e.g. '30 4 * * *'"
-            )
-        # celery.schedules is Celery's pure crontab parser (no app, no broker): the same
-        # code beat will run, so what passes here cannot fail there.
-        from celery.schedules import crontab_parser
+        return check_crontab(value)
 
-        limits = ((60, 0), (24, 0), (31, 1), (12, 1), (7, 0))
+    @field_validator("inbox_schedule", mode="before")
+    @classmethod
+    def _inbox_schedule(cls, value: Any) -> str:
+        value = str(value).strip()  # a TOML file may give the seconds as a number
+        if interval_seconds(value) is not None:
+            return value
         try:
-            for text, (size, first) in zip(fields, limits, strict=True):
-                crontab_parser(size, first).parse(text)
-        except Exception as exc:  # celery raises ParseException and ValueError
-            raise ValueError(f"'{value}' is not a valid crontab ({exc})") from None
-        return value
+            return check_crontab(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or give seconds between ticks, e.g. 30") from None
+
+    @field_validator("inbox")
+    @classmethod
+    def _inbox(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if is_remote(value) and not value.startswith(tuple(f"{s}://" for s in SCHEMES)):
+            raise ValueError(f"'{value}' is neither a local folder nor an s3://bucket/prefix")
+        return value.removeprefix("file://")  # the planner takes local folders as paths
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
+
+    def inbox_out_dir(self) -> Path:
+        return self.inbox_out or self.data_dir / "inbox-predictions"
+
+
+def check_crontab(value: str) -> str:
+    """``value`` if it is a five-field crontab beat can run, else a ValueError saying why."""
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"'{value}' is not a crontab: write five fields, minute hour day month weekday,"
+            " e.g. '30 4 * * *'"
+        )
+    # celery.schedules is Celery's pure crontab parser (no app, no broker): the same
+    # code beat will run, so what passes here cannot fail there.
+    from celery.schedules import crontab_parser
+
+    limits = ((60, 0), (24, 0), (31, 1), (12, 1), (7, 0))
+    try:
+        for text, (size, first) in zip(fields, limits, strict=True):
+            crontab_parser(size, first).parse(text)
+    except Exception as exc:  # celery raises ParseException and ValueError
+        raise ValueError(f"'{value}' is not a valid crontab ({exc})") from None
+    return value
+
+
+def interval_seconds(value: str) -> float | None:
+    """The seconds a schedule given as a plain number means; None for anything else (a
+    crontab). A number that is not a positive, finite count of seconds is a ValueError."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"'{value}' is no interval: give seconds between ticks above 0")
+    return seconds
 
 
 def load_settings(

@@ -41,3 +41,66 @@ def summarize(rows: pd.DataFrame, genres: Sequence[str], columns: Sequence[str])
 def error_reason(message: str) -> str:
     """``"corrupt: image file is truncated"`` -> ``"corrupt"``."""
     return message.split(":", 1)[0].strip() or "unknown"
+
+
+# A run whose rate for a genre is outside this band around the rate the model showed on
+# its validation posters is flagged: a hint that these posters differ from the training
+# data (another era, another kind of artwork), or that the run is too small to say.
+RATE_BAND = (0.5, 2.0)
+DECISION_COLUMNS = ("threshold", "train_rate", "expected", "observed", "ratio", "flagged")
+
+
+def decision_rows(manifest: dict, summary: pd.DataFrame, genres: Sequence[str]) -> pd.DataFrame:
+    """Rows to append to :func:`summarize`'s table: per genre (section ``decision``) the
+    threshold of the ``predicted`` column, the training prevalence, the expected rate (share
+    of validation posters predicted), this run's observed rate, observed / expected, and
+    whether that ratio is outside :data:`RATE_BAND`; then (section ``genres_per_poster``,
+    name ``mean``) the mean number of predicted genres per poster, expected vs observed.
+    ``count`` is the number of posters (labels) predicted. Expected figures a manifest does
+    not record are NaN, never guessed."""
+    totals = summary[summary.section == "totals"].set_index("name")["count"]
+    ok = int(totals.get("ok", 0))
+    counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
+    thresholds = manifest.get("thresholds", {})
+    expected = manifest.get("expected_rates", {})
+    prevalence = manifest.get("train_prevalence", {})
+    out = []
+    for g in genres:
+        n = int(counts.get(g, 0))
+        out.append(
+            _row("decision", g, n, thresholds.get(g), prevalence.get(g), expected.get(g), n, ok)
+        )
+    total = int(counts.reindex(list(genres)).fillna(0).sum())
+    mean_expected = manifest.get("expected_genres_per_poster")
+    if mean_expected is None and expected:  # recorded rates sum to the same figure
+        mean_expected = sum(expected.get(g, 0.0) for g in genres)
+    mean_train = manifest.get("train_genres_per_poster")
+    if mean_train is None and prevalence:
+        mean_train = sum(prevalence.get(g, 0.0) for g in genres)
+    out.append(_row("genres_per_poster", "mean", total, None, mean_train, mean_expected, total, ok))
+    table = pd.DataFrame(out, columns=["section", "name", "count", *DECISION_COLUMNS])
+    table["flagged"] = table["flagged"].astype("boolean")
+    return table.astype({"count": "int64"})
+
+
+def _row(section, name, count, threshold, train_rate, expected, predicted, ok) -> tuple:
+    observed = predicted / ok if ok else None
+    ratio = flagged = None
+    if expected is not None and observed is not None:
+        if expected > 0:
+            ratio = observed / expected
+        elif observed > 0:
+            ratio = float("inf")  # never predicted on validation, predicted here
+        flagged = ratio is not None and not RATE_BAND[0] <= ratio <= RATE_BAND[1]
+    nan = float("nan")
+    return (
+        section,
+        name,
+        count,
+        nan if threshold is None else float(threshold),
+        nan if train_rate is None else float(train_rate),
+        nan if expected is None else float(expected),
+        nan if observed is None else float(observed),
+        nan if ratio is None else float(ratio),
+        flagged,
+    )

@@ -38,30 +38,21 @@ def evaluation_report(
 ) -> dict:
     """Thresholds are tuned on validation only; every figure is on test, beside the
     label-frequency prior (its thresholds tuned the same way) and top-k-most-frequent."""
-    global_t = m.tune_global_threshold(P_val, Y_val)
+    rule = decision_rule(P_val, Y_val, Y_train, genres)
     prevalence = np.asarray(Y_train, dtype=np.float64).mean(axis=0)
-    thresholds = m.rate_capped_thresholds(
-        np.full(len(genres), global_t), P_val, prevalence, RATE_CAP
-    )
+    thresholds = np.array([rule["thresholds"][g] for g in genres], dtype=np.float64)
     prior_val = m.prior_scores(prevalence[None, :], len(Y_val))
     prior_global = m.tune_global_threshold(prior_val, Y_val)
     prior_t = m.tune_thresholds(prior_val, Y_val, default=prior_global, min_positives=MIN_POSITIVES)
     decisions = {
         "thresholds": thresholds,
-        "global_threshold": global_t,
+        "global_threshold": rule["global_threshold"],
         "train_prevalence": prevalence,
         "prior_thresholds": prior_t,
         "prior_global_threshold": prior_global,
     }
     return {
-        "thresholds": dict(zip(genres, thresholds.tolist(), strict=True)),
-        "global_threshold": global_t,
-        "decision_rule": {"rule": "global-rate-capped", "cap": RATE_CAP, "text": DECISION_RULE},
-        # The share of posters each genre is predicted on, as measured on validation.
-        "expected_rates": dict(
-            zip(genres, m.predicted_rates(P_val, thresholds).tolist(), strict=True)
-        ),
-        "train_prevalence": dict(zip(genres, prevalence.tolist(), strict=True)),
+        **rule,
         "prior_thresholds": dict(zip(genres, prior_t.tolist(), strict=True)),
         "prior_global_threshold": prior_global,
         "val": {
@@ -69,6 +60,39 @@ def evaluation_report(
             "n": len(Y_val),
         },
         **score(P_test, Y_test, genres, decisions, n_boot=n_boot, seed=seed),
+    }
+
+
+def decision_rule(
+    P_val: np.ndarray, Y_val: np.ndarray, Y_train: np.ndarray, genres: Sequence[str]
+) -> dict:
+    """The ``predicted`` column's rule as the manifest records it: its name and parameters,
+    each genre's threshold, and what it is expected to do to posters like the validation
+    ones (each genre's predicted rate, genres per poster) beside what the training labels
+    show (each genre's prevalence, true genres per poster). Pure: arrays in, JSON out."""
+    Y_train = np.asarray(Y_train, dtype=np.float64)
+    prevalence = Y_train.mean(axis=0)
+    global_t = m.tune_global_threshold(P_val, Y_val)
+    thresholds = m.rate_capped_thresholds(
+        np.full(len(genres), global_t), P_val, prevalence, RATE_CAP
+    )
+    rates = m.predicted_rates(P_val, thresholds)
+    return {
+        "thresholds": dict(zip(genres, thresholds.tolist(), strict=True)),
+        "global_threshold": global_t,
+        "decision_rule": {
+            "rule": "global-rate-capped",
+            "cap": RATE_CAP,
+            "global_threshold": global_t,
+            "tuned_on": "validation",
+            "n_posters": len(P_val),
+            "text": DECISION_RULE,
+        },
+        # The share of posters each genre is predicted on, as measured on validation.
+        "expected_rates": dict(zip(genres, rates.tolist(), strict=True)),
+        "expected_genres_per_poster": float(rates.sum()),
+        "train_prevalence": dict(zip(genres, prevalence.tolist(), strict=True)),
+        "train_genres_per_poster": float(Y_train.sum(axis=1).mean()) if len(Y_train) else None,
     }
 
 
@@ -104,8 +128,22 @@ def score(
         "bootstrap_95": {
             "model": m.bootstrap_ci(P, Y, thresholds, n_boot=n_boot, seed=seed),
             "prior": m.bootstrap_ci(prior, Y, prior_t, n_boot=n_boot, seed=seed),
+            "per_genre_ap": per_genre_ap_ci(P, Y, genres, n_boot=n_boot, seed=seed),
         },
     }
+
+
+def per_genre_ap_ci(
+    P: np.ndarray, Y: np.ndarray, genres: Sequence[str], *, n_boot: int, seed: int
+) -> dict[str, list[float]]:
+    """95% bootstrap interval of each genre's AP (genres whose positives no resample keeps
+    are left out), by the same resampling as the headline intervals."""
+    aps = {
+        g: lambda P_, Y_, _t, j=j: m.average_precision(Y_[:, j], P_[:, j])
+        for j, g in enumerate(genres)
+    }
+    cis = m.bootstrap_ci(P, Y, np.zeros(len(genres)), n_boot=n_boot, seed=seed, metrics=aps)
+    return {g: list(ci) for g, ci in cis.items()}
 
 
 def decisions_of(manifest: dict, genres: Sequence[str]) -> tuple[dict, bool]:

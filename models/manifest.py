@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 
 from core.genres import Vocabulary
@@ -39,13 +40,15 @@ def build_manifest(
         "global_threshold": report["global_threshold"],
         "decision_rule": report["decision_rule"],
         "expected_rates": report["expected_rates"],
+        "expected_genres_per_poster": report["expected_genres_per_poster"],
+        "train_genres_per_poster": report["train_genres_per_poster"],
         # The prior baseline, fixed at training time so `evaluate` scores it as `train` did.
         "train_prevalence": report["train_prevalence"],
         "prior_thresholds": report["prior_thresholds"],
         "prior_global_threshold": report["prior_global_threshold"],
         # What `evaluate` and `report` leave out by default: posters it learnt or tuned on.
         SEEN_KEY: seen_record(dataset["split"].tolist(), dataset["sha256"].tolist()),
-        "dataset": {"fingerprint": fingerprint, "rows": dataset["split"].value_counts().to_dict()},
+        "dataset": {"fingerprint": fingerprint, **describe_dataset(dataset, vocab)},
         "seed": config.seed,
         "config": config.as_dict(),
         "training": {
@@ -58,4 +61,22 @@ def build_manifest(
         },
         "libraries": library_versions(),
         "metrics_summary": summary(report),
+    }
+
+
+def describe_dataset(dataset: pd.DataFrame, vocab: Vocabulary) -> dict:
+    """What the model card says about the training data: posters per split and per source,
+    positives per genre and split, and the years covered (None where no row has one)."""
+    counts = {}
+    for split, rows in dataset.groupby("split"):
+        Y = np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(vocab)))
+        counts[str(split)] = dict(
+            zip(vocab.genres, Y.sum(axis=0).astype(int).tolist(), strict=True)
+        )
+    years = pd.to_numeric(dataset["year"], errors="coerce").dropna()
+    return {
+        "rows": {str(k): int(v) for k, v in dataset["split"].value_counts().items()},
+        "sources": {str(k): int(v) for k, v in dataset["source"].value_counts().items()},
+        "genre_counts": counts,
+        "years": [int(years.min()), int(years.max())] if len(years) else None,
     }

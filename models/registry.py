@@ -1,5 +1,6 @@
-"""The model registry: ``<data>/models/<model_id>/{model.keras, manifest.json, metrics.json}``,
-and beside them the LiteRT export ``model.tflite`` with its key ``model.tflite.json``.
+"""The model registry: ``<data>/models/<model_id>/{model.keras, manifest.json, metrics.json,
+MODEL_CARD.md}``, and beside them the LiteRT export ``model.tflite`` with its key
+``model.tflite.json``.
 
 An artifact is written into a hidden temp folder and renamed into place, so a listing
 never shows a half-written model. The manifest carries everything inference needs:
@@ -25,12 +26,15 @@ from pathlib import Path
 from core.atomic import write_bytes_atomic, write_text_atomic
 from core.errors import ConfigError, DataError, StorageError
 from core.genres import Vocabulary
+from models import aliases
+from models.card import render_card
 
 MODELS_DIR = Path("models")
 MANIFEST_VERSION = 1
 KERAS_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
 LITERT_KEY = "model.tflite.json"  # which model.keras (by hash) the export was made from
+CARD_FILE = "MODEL_CARD.md"
 # sha256 of every other file of the artifact, written last: what a machine that fetches the
 # model from object storage checks each file against (models.remote).
 CHECKSUMS_FILE = "checksums.json"
@@ -71,6 +75,7 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
         _export_at_save(model, tmp)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (tmp / CARD_FILE).write_text(render_card(manifest, metrics), encoding="utf-8")
         write_checksums(tmp)
         os.replace(tmp, final)
     except BaseException as exc:
@@ -134,10 +139,13 @@ def resolve_model_id(data_dir: Path, model_id: str) -> str:
     ids = [m["model_id"] for m in models]
     if model_id in ids:
         return model_id
+    aliased = aliases.alias_target(data_dir, model_id, ids)  # an alias beats an id prefix
+    if aliased is not None:
+        return aliased
     matches = [i for i in ids if i.startswith(model_id)]
     if len(matches) == 1:
         return matches[0]
-    raise ConfigError(f"no single model matches '{model_id}'; 'anigenre models list' shows them")
+    raise ConfigError(aliases.no_match(model_id))
 
 
 def load_manifest(data_dir: Path, model_id: str) -> dict:
@@ -150,6 +158,30 @@ def load_manifest(data_dir: Path, model_id: str) -> dict:
     if not isinstance(manifest.get("genres"), list) or not manifest["genres"]:
         raise DataError(f"{path} lists no genres; copy the artifact again")
     return manifest
+
+
+def model_card(data_dir: Path, model_id: str) -> tuple[str, Path, bool]:
+    """(card text, ``MODEL_CARD.md`` path, whether it was written now) of ``model_id``.
+
+    Rendered afresh from the manifest and metrics.json. A model saved before cards were
+    written gets its file now: the card is no part of what check_artifact or the LiteRT
+    key hash, so adding it changes nothing they check. A read-only artifact just goes
+    without the file."""
+    manifest = load_manifest(data_dir, model_id)
+    folder = Path(data_dir) / MODELS_DIR / manifest["model_id"]
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = None
+    text = render_card(manifest, metrics if isinstance(metrics, dict) else None)
+    path = folder / CARD_FILE
+    if path.exists():
+        return text, path, False
+    try:
+        write_text_atomic(path, text)
+    except (OSError, StorageError):
+        return text, path, False
+    return text, path, True
 
 
 def check_artifact(data_dir: Path, model_id: str) -> dict:

@@ -88,6 +88,7 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
         "metrics.json",
         "model.tflite",  # the LiteRT export, made at save time
         "model.tflite.json",
+        "MODEL_CARD.md",  # what a person reads before trusting it
         "checksums.json",  # what a machine fetching it from object storage checks
     }
     sums = json.loads((folder / "checksums.json").read_text())
@@ -111,6 +112,8 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
     ):
         assert key in manifest, key
     assert manifest["genres"] == list(VOCAB.genres)
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "Pretrained weights: MobileNetV2 α 0.35 ImageNet weights, Apache-2.0" in card
     metrics = json.loads((folder / "metrics.json").read_text())
     assert [g["genre"] for g in metrics["test"]["per_genre"]] == list(VOCAB.genres)
     assert "Mecha" in metrics["test"]["absent"]  # absent, not averaged as zero

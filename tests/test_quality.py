@@ -115,6 +115,13 @@ def test_train_and_evaluate_give_the_same_baseline_figures(trained):
     metrics = json.loads((settings.data_dir / MODELS_DIR / model_id / "metrics.json").read_text())
     top_k = metrics["baselines"]["top_k_frequent"]
     assert result.report["baselines"]["top_k_frequent"] == top_k
+    # Per-genre AP intervals too: the same resampling of the same posters.
+    intervals = metrics["bootstrap_95"]["per_genre_ap"]
+    assert {"Action", "Drama", "Comedy"} <= intervals.keys()  # the genres test posters have
+    assert as_json(result.report["bootstrap_95"]["per_genre_ap"]) == intervals
+    table = result.table.set_index("genre")
+    for genre, (lo, hi) in intervals.items():
+        assert table.loc[genre, ["ap_lo", "ap_hi"]].tolist() == [round(lo, 3), round(hi, 3)]
 
 
 def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, tmp_path):
@@ -141,9 +148,9 @@ def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, 
     rows = pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
     for genre in ("Action", "Drama"):
         observed = rows["predicted"].map(lambda g, x=genre: x in list(g)).mean()
-        assert decisions.loc[genre, "observed_rate"] == pytest.approx(observed)
+        assert decisions.loc[genre, "observed"] == pytest.approx(observed)
         assert decisions.loc[genre, "threshold"] == manifest["thresholds"][genre]
-        assert decisions.loc[genre, "expected_rate"] == manifest["expected_rates"][genre]
+        assert decisions.loc[genre, "expected"] == manifest["expected_rates"][genre]
     assert "Decisions: thresholds and rates" in page and "1.25x its training" in page
 
     everything = stages.report_run(settings, plan.run_id, include_seen=True)

@@ -1,10 +1,13 @@
-"""The decision rule on synthetic scores: the cap holds genre rates to what labels show."""
+"""The decision rule on synthetic scores: the cap holds genre rates to what labels show,
+and the record of the rule says what it will do."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from core import metrics as m
+from models.evaluation import RATE_CAP, decision_rule
 
 
 def scores(n: int, prevalence: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,3 +39,31 @@ def test_cap_with_ties_predicts_at_most_the_allowed_count():
     P = np.array([[0.9], [0.5], [0.5], [0.5], [0.1]])
     t = m.rate_capped_thresholds(np.array([0.2]), P, np.array([0.4]), cap=1.0)  # 2 allowed
     assert (t <= P).sum() == 1  # the three tied posters go together or not at all
+
+
+def test_the_shipped_rule_records_rates_it_keeps_and_genres_per_poster_near_the_truth():
+    prevalence = np.array([0.07, 0.2, 0.5, 0.02, 0.35, 0.12])
+    genres = [f"g{j}" for j in range(len(prevalence))]
+    P_val, Y_val = scores(150, prevalence, seed=1)
+    _, Y_train = scores(600, prevalence, seed=11)
+    rule = decision_rule(P_val, Y_val, Y_train, genres)
+
+    assert rule["decision_rule"]["rule"] == "global-rate-capped"
+    assert rule["decision_rule"]["cap"] == RATE_CAP and rule["decision_rule"]["n_posters"] == 150
+    thresholds = np.array([rule["thresholds"][g] for g in genres])
+    assert (thresholds >= rule["global_threshold"]).all()  # the cap only ever raises
+    train_rate = Y_train.mean(axis=0)
+    rates = np.array([rule["expected_rates"][g] for g in genres])
+    # Expected rates are what the thresholds do to the validation posters, within the cap.
+    assert np.allclose(rates, m.predicted_rates(P_val, thresholds))
+    assert (rates <= RATE_CAP * train_rate + 1e-12).all()
+    assert rule["expected_genres_per_poster"] == pytest.approx(rates.sum())
+    assert rule["train_genres_per_poster"] == pytest.approx(Y_train.sum(axis=1).mean())
+    assert [rule["train_prevalence"][g] for g in genres] == pytest.approx(train_rate)
+
+    # On fresh posters the capped rule puts about the true number of genres on a poster,
+    # where the plain global threshold over-predicts.
+    P_new, Y_new = scores(4000, prevalence, seed=21)
+    true_mean = Y_new.sum(axis=1).mean()
+    assert 0.8 * true_mean <= (thresholds <= P_new).sum(axis=1).mean() <= 1.25 * true_mean
+    assert (rule["global_threshold"] <= P_new).sum(axis=1).mean() > 1.25 * true_mean

@@ -43,6 +43,10 @@ def test_config_file_can_be_named_by_env(tmp_path):
         ({"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": "30 4 * * funday"}, "not a valid crontab"),
         ({"ANIGENRE_SCHEDULE_SCRAPE_YEARS": "2030-2013"}, "schedule_scrape_years"),
         ({"ANIGENRE_SCHEDULE_SCRAPE_YEARS": "recent"}, "write it like 2013-2021"),
+        ({"ANIGENRE_INBOX_SCHEDULE": "0"}, "give seconds between ticks above 0"),
+        ({"ANIGENRE_INBOX_SCHEDULE": "*/10 * * *"}, "or give seconds between ticks"),
+        ({"ANIGENRE_INBOX_SCHEDULE": "every hour"}, "write five fields"),
+        ({"ANIGENRE_INBOX": "gs://bucket/inbox"}, "neither a local folder nor an s3://"),
     ],
 )
 def test_bad_values_are_one_clear_line(env, fragment):
@@ -66,3 +70,16 @@ def test_valid_schedules_load_and_an_empty_one_means_none():
         load_settings(env={"ANIGENRE_SCHEDULE_INCREMENTAL_SCRAPE": ""}).schedule_incremental_scrape
         is None
     )
+
+
+def test_inbox_settings_take_seconds_or_a_crontab_and_default_their_output(tmp_path):
+    s = load_settings(env={"ANIGENRE_INBOX": "s3://bucket/in", "ANIGENRE_DATA_DIR": "d"})
+    assert s.inbox == "s3://bucket/in" and s.inbox_model == "production"
+    assert s.inbox_schedule == "*/10 * * * *"
+    assert s.inbox_out_dir() == Path("d") / "inbox-predictions"
+    assert load_settings(env={"ANIGENRE_INBOX_SCHEDULE": " 2.5 "}).inbox_schedule == "2.5"
+    cfg = tmp_path / "i.toml"
+    cfg.write_text('inbox = "file:///srv/inbox"\ninbox_schedule = 30\ninbox_out = "o"\n')
+    s = load_settings(env={}, config_file=cfg)
+    assert (s.inbox, s.inbox_schedule, s.inbox_out_dir()) == ("/srv/inbox", "30", Path("o"))
+    assert load_settings(env={"ANIGENRE_INBOX": ""}).inbox is None

@@ -1,4 +1,4 @@
-"""``anigenre train``, ``anigenre models list`` and ``anigenre evaluate``."""
+"""``anigenre train``, ``anigenre models list|card|promote|demote`` and ``anigenre evaluate``."""
 
 from __future__ import annotations
 
@@ -81,8 +81,11 @@ def register(sub) -> None:
 
     m = sub.add_parser("models", help="list trained models")
     msub = m.add_subparsers(dest="models_command", required=True, parser_class=type(m))
-    ls = msub.add_parser("list", help="id, backbone, created, test mAP")
+    ls = msub.add_parser("list", help="id, backbone, created, test mAP, aliases")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ls.set_defaults(run=run_list, settings_overrides=lambda a: {})
+    register_aliases(msub)
+    register_card(msub)
 
     e = sub.add_parser("evaluate", help="per-genre table and summary against the baselines")
     e.add_argument("model", help="model id (or a unique prefix, or 'latest')")
@@ -116,6 +119,7 @@ def run_train(args, settings: Settings) -> int:
         f"{t['features_computed']} backbone embeddings computed (the rest from the cache)"
     )
     print(format_summary(manifest["metrics_summary"]))
+    print(f"  its model card: anigenre models card {model_id}")
     return 0
 
 
@@ -138,22 +142,66 @@ def format_summary(summary: dict) -> str:
 
 
 def run_list(args, settings: Settings) -> int:
+    import json
+
+    from models.aliases import names_by_model
     from models.registry import list_models
     from models.remote import sync_listing
 
     sync_listing(settings)
     models = list_models(settings.data_dir)
+    named = names_by_model(settings.data_dir)
+    tags = {m["model_id"]: named.get(m["model_id"], []) for m in models}
+    if models:
+        tags[models[-1]["model_id"]] = ["latest", *tags[models[-1]["model_id"]]]
+    if args.json:
+        rows = [
+            {
+                "model_id": m["model_id"],
+                "backbone": m["backbone"],
+                "created": m["created"],
+                "test_macro_map": m["metrics_summary"]["test"]["macro_map"],
+                "prior_macro_map": m["metrics_summary"]["prior"]["macro_map"],
+                "aliases": tags[m["model_id"]],
+            }
+            for m in models
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     if not models:
         print(f"no models in {settings.data_location('models')}; train one with 'anigenre train'")
         return 0
-    print(f"{'model id':<44}{'backbone':<20}{'created':<27}{'test mAP':>9}{'prior':>8}")
+    print(f"{'model id':<44}{'backbone':<20}{'created':<27}{'test mAP':>9}{'prior':>8}  aliases")
     for m in models:
         s = m["metrics_summary"]
         print(
             f"{m['model_id']:<44}{m['backbone']:<20}{m['created']:<27}"
             f"{s['test']['macro_map']:>9.3f}{s['prior']['macro_map']:>8.3f}"
+            f"  {', '.join(tags[m['model_id']])}".rstrip()
         )
     return 0
+
+
+# --- models card --------------------------------------------------------------------------
+
+
+def register_card(msub) -> None:
+    c = msub.add_parser("card", help="print a model's card (MODEL_CARD.md in its folder)")
+    c.add_argument("model", help="model id (or a unique prefix, or 'latest')")
+    c.set_defaults(run=run_card, settings_overrides=lambda a: {})
+
+
+def run_card(args, settings: Settings) -> int:
+    from models.registry import model_card
+
+    text, path, written = model_card(settings.data_dir, args.model)
+    print(text, end="")
+    if written:
+        print(f"(this model had no card file: wrote {path})", file=sys.stderr)
+    return 0
+
+
+# --- evaluate ------------------------------------------------------------------------------
 
 
 def run_evaluate(args, settings: Settings) -> int:
@@ -175,4 +223,41 @@ def run_evaluate(args, settings: Settings) -> int:
             + "; ".join(f"{p} ({r})" for p, r in result.skipped[:5])
         )
     print(format_summary(result.summary))
+    return 0
+
+
+# --- aliases: ``models promote ID --as NAME`` and ``models demote NAME`` -----------------
+
+
+def register_aliases(msub) -> None:
+    from models.aliases import DEFAULT_ALIAS
+
+    p = msub.add_parser(
+        "promote", help="point an alias (default 'production') at a model; --model NAME uses it"
+    )
+    p.add_argument("model", help="model id (or a unique prefix, 'latest', or another alias)")
+    p.add_argument("--as", dest="alias", default=DEFAULT_ALIAS, help="the alias to set")
+    p.set_defaults(run=run_promote, settings_overrides=lambda a: {})
+    d = msub.add_parser("demote", help="remove an alias (the model stays)")
+    d.add_argument("alias")
+    d.set_defaults(run=run_demote, settings_overrides=lambda a: {})
+
+
+def run_promote(args, settings: Settings) -> int:
+    from models.aliases import set_alias
+    from models.registry import list_models, resolve_model_id
+
+    model_id = resolve_model_id(settings.data_dir, args.model)
+    ids = [m["model_id"] for m in list_models(settings.data_dir)]
+    previous = set_alias(settings.data_dir, args.alias, model_id, ids)
+    was = "" if previous in (None, model_id) else f" (was {previous})"
+    print(f"{args.alias} -> {model_id}{was}")
+    return 0
+
+
+def run_demote(args, settings: Settings) -> int:
+    from models.aliases import remove_alias
+
+    model_id = remove_alias(settings.data_dir, args.alias)
+    print(f"removed alias {args.alias} (it pointed at {model_id})")
     return 0

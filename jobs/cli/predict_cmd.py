@@ -173,5 +173,21 @@ def run_report(args, settings: Settings) -> int:
         ap = report.per_genre_ap["ap"].dropna()
         seen = " (including seen posters)" if args.include_seen else ""
         print(f"  macro AP {ap.mean():.3f} over {len(ap)} genres{seen}")
+    if report.decisions is not None:
+        print(_rates_line(report.decisions))
     print(f"  wrote {report.folder / 'summary.parquet'} and {report.folder / 'report.html'}")
     return 0
+
+
+def _rates_line(decisions) -> str:
+    """Genres per poster expected vs observed, and the genres whose rate looks shifted."""
+    mean = decisions.attrs.get("per_poster") or {}
+    fmt = lambda v: "not recorded" if v is None or v != v else f"{v:.2f}"  # noqa: E731 - NaN
+    line = (
+        f"  genres per poster: expected {fmt(mean.get('expected'))}, "
+        f"observed {fmt(mean.get('observed'))}"
+    )
+    flagged = decisions.loc[decisions["flagged"].fillna(False).astype(bool), "genre"]
+    if len(flagged):
+        line += f"; rate far from expected (see report.html): {', '.join(flagged)}"
+    return line

@@ -32,9 +32,11 @@ def register(sub) -> None:
     w.add_argument("--loglevel", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     w.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
     w.set_defaults(run=run_worker, settings_overrides=_broker)
-    b = sub.add_parser("beat", help="start Celery beat: the scheduled incremental scrape")
+    b = sub.add_parser("beat", help="start Celery beat: the scheduled incremental scrape and inbox")
     b.add_argument("--loglevel", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     b.add_argument("--broker", help="broker URL (env ANIGENRE_BROKER_URL)")
+    # A local file even when the data dir is a bucket: beat rewrites it on every tick.
+    b.add_argument("--schedule", help="beat's state file (default: <data dir>/celerybeat-schedule)")
     b.set_defaults(run=run_beat, settings_overrides=_broker)
 
 
@@ -59,5 +61,6 @@ def run_worker(args, settings: Settings) -> int:
 
 def run_beat(args, settings: Settings) -> int:
     app = _app(settings)
-    app.start(["beat", "--loglevel", args.loglevel])
+    schedule = ["--schedule", args.schedule] if args.schedule else []
+    app.start(["beat", "--loglevel", args.loglevel, *schedule])
     return 0

@@ -10,6 +10,7 @@ from celery import Celery, signals
 from celery.schedules import crontab
 
 from config import Settings
+from config.settings import interval_seconds
 from jobs.queue.bootstep import SweeperStep
 
 QUEUES = ("scrape", "train", "predict")
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> Celery:
             "jobs.tasks.import_dataset": {"queue": "train"},
             "jobs.tasks.train": {"queue": "train"},
             "jobs.tasks.predict_chunk": {"queue": "predict"},
+            "jobs.tasks.predict_inbox": {"queue": "predict"},
         },
         # Beat's schedule file belongs with the data, not in whatever folder beat started in.
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
@@ -76,24 +78,48 @@ def _one_line_per_task(loglevel=logging.INFO, **_) -> None:
 
 
 def beat_schedule(settings: Settings) -> dict:
-    if not settings.schedule_incremental_scrape:
-        return {}
+    schedule = {}
+    if settings.schedule_incremental_scrape:
+        schedule["incremental-scrape"] = _scrape_entry(settings)
+    if settings.inbox:
+        schedule["inbox"] = _inbox_entry(settings)
+    return schedule
+
+
+def _scrape_entry(settings: Settings) -> dict:
     from core.parsing import parse_year_range
     from scraper.run import ScrapeRequest
 
-    minute, hour, day, month, weekday = settings.schedule_incremental_scrape.split()
     request = ScrapeRequest(
         years=parse_year_range(settings.schedule_scrape_years),
         incremental=True,
         overlap_s=settings.incremental_overlap_s,
     )
     return {
-        "incremental-scrape": {
-            "task": "jobs.tasks.scrape",
-            "schedule": crontab(minute, hour, day, month, weekday),
-            "kwargs": {"request": request.to_json()},
-        }
+        "task": "jobs.tasks.scrape",
+        "schedule": cron(settings.schedule_incremental_scrape),
+        "kwargs": {"request": request.to_json()},
     }
+
+
+def _inbox_entry(settings: Settings) -> dict:
+    """Ticks go to the predict workers. One given as seconds expires when the next is due,
+    so ticks seconds apart do not pile up behind a run's chunks: each plans the whole
+    inbox, so the next does what a dropped one would have."""
+    entry = {"task": "jobs.tasks.predict_inbox"}
+    seconds = interval_seconds(settings.inbox_schedule)
+    if seconds is None:
+        return entry | {"schedule": cron(settings.inbox_schedule)}
+    return entry | {"schedule": seconds, "options": {"expires": seconds}}
+
+
+def cron(text: str) -> crontab:
+    """A five-field crontab line as Celery's schedule. By keyword: Celery's positional
+    order (minute, hour, day of week, ...) is not crontab's."""
+    minute, hour, day, month, weekday = text.split()
+    return crontab(
+        minute=minute, hour=hour, day_of_month=day, month_of_year=month, day_of_week=weekday
+    )
 
 
 WORKER_MODULE = "jobs.queue.worker"

@@ -12,11 +12,14 @@ in beat or the CLI.
 
 from __future__ import annotations
 
+import logging
 import resource
 
 from celery import Task, shared_task
 
 from core.errors import RetryableError
+
+log = logging.getLogger(__name__)
 
 
 def _settings(task: Task):
@@ -66,8 +69,28 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
     if not missing_chunks(plan):
         finalize(plan)
         result["finalized"] = True
+        if plan.report_when_complete:
+            result["report"] = _report(self, plan)
     result["rss_kb"] = current_rss_kb()
     return result
+
+
+def _report(task: Task, plan) -> str | None:
+    """The report a finished inbox run asked for. Its rows are written whatever happens
+    here, so a report that fails is logged, not raised; the next inbox tick retries it."""
+    from jobs.stages.inbox import report_if_due
+
+    try:
+        folder = report_if_due(_settings(task), plan)
+    except Exception as exc:  # noqa: BLE001 - the run is complete whatever the report does
+        log.error(
+            "run %s: no report (%s: %s); the next inbox tick tries again",
+            plan.run_id,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+    return str(folder) if folder else None
 
 
 def current_rss_kb() -> int:
@@ -132,3 +155,13 @@ def train(self, config: dict) -> dict:
 
     model_id, manifest = stages.train_model(_settings(self), TrainConfig.from_dict(config))
     return {"model_id": model_id, "test": manifest["metrics_summary"]["test"]}
+
+
+@shared_task(name="jobs.tasks.predict_inbox", bind=True)
+def predict_inbox(self) -> dict:
+    """Beat's inbox tick (jobs.queue.inbox)."""
+    from dataclasses import asdict
+
+    from jobs.queue.inbox import tick
+
+    return asdict(tick(self.app, _settings(self)))

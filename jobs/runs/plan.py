@@ -51,6 +51,9 @@ class RunPlan:
     # What runs the network, for every chunk wherever it runs. Plans from before engines
     # existed ran on Keras, and a resumed run finishes on the engine it started with.
     engine: str = "keras"
+    # Write the run's report once it is complete (the worker that finalises it, or the next
+    # inbox tick): scheduled inbox runs have no one waiting to run 'anigenre report'.
+    report_when_complete: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -127,17 +130,22 @@ def file_digest(path: Path) -> tuple[int | None, str | None]:
 
 
 def ok_rows(
-    out_dir: Path, model_id: str, exclude_run: str | None = None, since: str | None = None
+    out_dir: Path,
+    model_id: str,
+    exclude_run: str | None = None,
+    since: str | None = None,
+    statuses: tuple[str, ...] = ("ok",),
 ) -> set[tuple[str, str]]:
     """(path, sha256) of every file this model already predicted ok under ``out_dir``
-    (by runs other than ``exclude_run``; at or after the ISO time ``since``)."""
+    (by runs other than ``exclude_run``; at or after the ISO time ``since``; with
+    ``statuses``, rows of those statuses instead)."""
     root = predictions_dir(out_dir)
     if not any(root.glob("run_id=*/part-*.parquet")):
         return set()
     data = pads.dataset(
         root, format="parquet", partitioning=pads.partitioning(RUN_PARTITION, flavor="hive")
     )
-    wanted = (pads.field("model_id") == model_id) & (pads.field("status") == "ok")
+    wanted = (pads.field("model_id") == model_id) & pads.field("status").isin(list(statuses))
     if exclude_run is not None:
         wanted &= pads.field("run_id") != exclude_run
     if since is not None:
@@ -202,11 +210,14 @@ def plan_run(
     now: dt.datetime | None = None,
     hold: bool = False,
     engine: str = "keras",
+    retry_errors: bool = True,
 ) -> RunPlan:
     """Hash the inputs, then, under the output dir's planning lock, claim those with no
     ok row and no live owner (``force``: every file, whatever rows or runs exist). Writes
     the plan only when there is something to predict; with ``hold``, this process keeps
-    the run's lock (it will run it, or queue it)."""
+    the run's lock (it will run it, or queue it). Without ``retry_errors``, a file whose
+    content already has an error row counts as predicted too (the inbox: a broken poster
+    must not make a run on every tick)."""
     now = now or dt.datetime.now(dt.UTC)
     files = discover(paths)
     if not files:
@@ -225,7 +236,8 @@ def plan_run(
         engine=engine,
     )
     with live.planning(plan.out_dir):
-        done = set() if force else ok_rows(plan.out_dir, model_id)
+        statuses = ("ok",) if retry_errors else ("ok", "error")
+        done = set() if force else ok_rows(plan.out_dir, model_id, statuses=statuses)
         owners = {} if force else live.live_inputs(plan.out_dir, model_id)
         todo, plan.already_predicted, left = _claim(entries, done, owners)
         plan.inputs, plan.duplicates = group_copies(todo)

@@ -19,7 +19,7 @@ from core.atomic import write_bytes_atomic, write_text_atomic
 from core.charts import barh_png, histogram_png
 from core.genres import Vocabulary
 from core.importer import parse_genres, read_labels
-from core.run_summary import summarize
+from core.run_summary import DECISION_COLUMNS, RATE_BAND, decision_rows, summarize
 from core.seen import split_seen
 from core.tables import write_table
 from jobs.runs.plan import RunPlan
@@ -75,6 +75,10 @@ def build_report(
     columns = vocab.columns()
     folder = Path(plan.out_dir) / "reports" / plan.run_id
     summary = summarize(rows, vocab.genres, columns)
+    if "thresholds" in (manifest or {}):
+        summary = pd.concat(
+            [summary, decision_rows(manifest, summary, vocab.genres)], ignore_index=True
+        )
     write_table(folder / "summary.parquet", pa.Table.from_pandas(summary, preserve_index=False))
 
     counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
@@ -98,30 +102,30 @@ def build_report(
         )
     for name, data in charts.items():
         write_bytes_atomic(folder / name, data)
-    decisions = decision_table(manifest or {}, summary, vocab)
+    decisions = decision_table(summary, manifest or {})
     page = _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions)
     write_text_atomic(folder / "report.html", page)
     return Report(folder, summary, ap_table, seen_note, decisions)
 
 
-def decision_table(manifest: dict, summary: pd.DataFrame, vocab: Vocabulary) -> pd.DataFrame | None:
-    """Per genre: the threshold of the ``predicted`` column, the share of posters the model
-    expected to predict it on (validation), and the share this run predicted it on."""
-    if "thresholds" not in manifest:
+def decision_table(summary: pd.DataFrame, manifest: dict) -> pd.DataFrame | None:
+    """The summary's ``decision`` rows as a per-genre table (None without them), with the
+    rule and the genres-per-poster row in ``attrs`` for the page."""
+    rows = summary[summary.section == "decision"]
+    if rows.empty:
         return None
-    ok = int(summary[(summary.section == "totals") & (summary.name == "ok")]["count"].sum())
-    counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
-    expected = manifest.get("expected_rates", {})
-    table = pd.DataFrame(
-        {
-            "genre": list(vocab.genres),
-            "threshold": [manifest["thresholds"][g] for g in vocab.genres],
-            "expected_rate": [expected.get(g) for g in vocab.genres],
-            "observed_rate": [counts.get(g, 0) / ok if ok else None for g in vocab.genres],
-        }
+    table = rows.rename(columns={"name": "genre"})[["genre", "count", *DECISION_COLUMNS]]
+    table = table.reset_index(drop=True)
+    rule = manifest.get("decision_rule", {})
+    table.attrs["rule"] = (
+        f"Rule: {rule['text']}." if rule.get("text") else "Rule: not recorded (an older model)."
     )
-    rule = manifest.get("decision_rule", {}).get("text")
-    table.attrs["rule"] = f"Rule: {rule}." if rule else "Rule: not recorded (an older model)."
+    if rule.get("n_posters"):
+        table.attrs["rule"] += (
+            f" Expected rates measured on {rule['n_posters']} validation posters."
+        )
+    mean = summary[summary.section == "genres_per_poster"]
+    table.attrs["per_poster"] = mean.iloc[0].to_dict() if len(mean) else None
     return table
 
 
@@ -188,9 +192,7 @@ def _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen,
         _img(charts["confidence.png"], "confidence histogram"),
     ]
     if decisions is not None:
-        rule = decisions.attrs.get("rule", "")
-        parts += ["<h2>Decisions: thresholds and rates</h2>", f"<p>{e(rule)}</p>"]
-        parts.append(decisions.to_html(index=False, float_format="%.3f", na_rep="-"))
+        parts += _decisions_html(decisions)
     if seen_note is not None:
         label = " (including posters the model was trained on)" if include_seen else ""
         parts += [f"<h2>Per-genre AP against the labels{label}</h2>", f"<p>{e(seen_note)}</p>"]
@@ -209,3 +211,47 @@ def _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen,
         parts.append(f'<div class="g">{img}<b>{e(Path(r.path).name)}</b><br>{genres}</div>')
     parts.append("</div></body></html>")
     return "\n".join(parts)
+
+
+def _decisions_html(decisions: pd.DataFrame) -> list[str]:
+    e = html.escape
+    lo, hi = RATE_BAND
+
+    def num(value) -> str:
+        return "not recorded" if pd.isna(value) else f"{value:.3f}"
+
+    parts = ["<h2>Decisions: thresholds and rates</h2>", f"<p>{e(decisions.attrs['rule'])}</p>"]
+    mean = decisions.attrs.get("per_poster")
+    if mean is not None:
+        parts.append(
+            f"<p>Genres predicted per poster: expected {num(mean['expected'])} (validation), "
+            f"observed {num(mean['observed'])} in this run (ratio {num(mean['ratio'])}); "
+            f"the training labels have {num(mean['train_rate'])}.</p>"
+        )
+    flagged = decisions[decisions["flagged"].fillna(False).astype(bool)]
+    if len(flagged):
+        parts.append(
+            f"<p><b>{len(flagged)} genre(s) predicted at under {lo}x or over {hi}x their "
+            f"expected rate</b> ({e(', '.join(flagged['genre']))}): a hint that these posters "
+            "differ from the ones the model was tuned on, or that the run is small.</p>"
+        )
+    shown = pd.DataFrame(
+        {
+            "genre": decisions["genre"],
+            "threshold": decisions["threshold"].map(num),
+            "training prevalence": decisions["train_rate"].map(num),
+            "expected rate": decisions["expected"].map(num),
+            "observed rate": decisions["observed"].map(num),
+            # Without an expected rate there is no ratio; with one of 0 and none observed
+            # the ratio is undefined, which is no news.
+            "observed / expected": [
+                num(r) if pd.isna(x) or not pd.isna(r) else "-"
+                for x, r in zip(decisions["expected"], decisions["ratio"], strict=True)
+            ],
+            f"outside [{lo}, {hi}]": decisions["flagged"].map(
+                lambda f: "" if pd.isna(f) or not f else "shift?"
+            ),
+        }
+    )
+    parts.append(shown.to_html(index=False))
+    return parts

@@ -28,6 +28,7 @@ def plan_prediction(
     force: bool = False,
     hold: bool = False,
     engine: str | None = None,
+    retry_errors: bool = True,
 ):
     """Check the model, hash the inputs and write the run plan; needs no TensorFlow.
 
@@ -38,7 +39,7 @@ def plan_prediction(
     already has an ok row, or belongs to a live run) is neither written nor recorded. With
     ``hold``, this process keeps the run's lock until it exits or runs it: the CLI holds
     it, so no other planner can take the run's files in the moment between planning and
-    running (or queueing) them.
+    running (or queueing) them. ``retry_errors=False``: see :func:`jobs.runs.plan.plan_run`.
     """
     from models.registry import check_artifact
     from models.remote import fetch_model
@@ -57,6 +58,7 @@ def plan_prediction(
         force=force,
         hold=hold,
         engine=engine or settings.predict_engine,
+        retry_errors=retry_errors,
     )
     if not plan.inputs:
         return plan

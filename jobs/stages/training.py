@@ -141,4 +141,7 @@ def evaluate_model(
         seed=manifest.get("seed", 0),
     )
     table = pd.DataFrame(full["test"]["per_genre"])[["genre", "support", "ap", "f1", "threshold"]]
+    intervals = full["bootstrap_95"]["per_genre_ap"]
+    table.insert(3, "ap_lo", [intervals.get(g, (None, None))[0] for g in table["genre"]])
+    table.insert(4, "ap_hi", [intervals.get(g, (None, None))[1] for g in table["genre"]])
     return Evaluation(table.round(3), summary(full), full, skipped, notes)

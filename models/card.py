@@ -1,0 +1,288 @@
+"""The model card: what a person needs to know before trusting a model, as Markdown.
+
+Pure: a manifest and its ``metrics.json`` report in, text out. ``models.registry`` writes it
+as ``MODEL_CARD.md`` beside the model at save time; ``anigenre models card`` renders it for
+any model, older ones included (whatever they did not record says "not recorded").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+# A genre with fewer test positives than this has an AP that a handful of posters decides:
+# the card lists such genres among the failure modes.
+FEW_POSITIVES = 10
+NOT_RECORDED = "not recorded"
+SPLITS = ("train", "val", "test")
+
+# Weights files known to the project and their licences (../shared/weights/README.md).
+WEIGHT_LICENCES = {
+    "mobilenet_v2_0.35_224_no_top.weights.h5": "MobileNetV2 α 0.35 ImageNet weights, Apache-2.0",
+    "mobilenet_v2_1.0_224.weights.h5": "MobileNetV2 α 1.0 ImageNet weights (rebuilt from "
+    "Google's TFLite model), Apache-2.0",
+}
+
+
+def render_card(manifest: dict, metrics: dict | None) -> str:
+    """The card of the model ``manifest`` describes; ``metrics`` is its ``metrics.json``
+    (None when it cannot be read: the card then says what it lacks)."""
+    metrics = metrics or {}
+    genres = list(manifest["genres"])
+    sections = [
+        _header(manifest),
+        _intended_use(genres),
+        _training_data(manifest.get("dataset") or {}, genres),
+        _performance(manifest, metrics, genres),
+        _decision_rule(manifest, genres),
+        _failure_modes(manifest, metrics, genres),
+        _licences(manifest),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _num(value, digits: int = 3, missing: str = NOT_RECORDED) -> str:
+    return missing if value is None else f"{value:.{digits}f}"
+
+
+def _ci(bounds) -> str:
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else NOT_RECORDED
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _header(manifest: dict) -> str:
+    h, w = manifest["input_size"]
+    training = manifest.get("training") or {}
+    weights = (manifest.get("weights") or {}).get("source", NOT_RECORDED)
+    tta = "+".join(manifest.get("tta") or []) or "none"
+    return "\n".join(
+        [
+            f"# Model card: {manifest['model_id']}",
+            "",
+            f"- Backbone: {manifest['backbone']} (weights: {weights}), "
+            f"{training.get('mode', NOT_RECORDED)} training, "
+            f"{training.get('epochs_run', '?')} epochs (best {training.get('best_epoch', '?')})",
+            f"- Input: {h}x{w} RGB, resize policy {manifest['resize_policy']}, "
+            f"test-time augmentation {tta}",
+            f"- Created {manifest['created']}, seed {manifest.get('seed', NOT_RECORDED)}",
+            f"- Genres ({len(manifest['genres'])}): {', '.join(manifest['genres'])}",
+        ]
+    )
+
+
+def _intended_use(genres: list[str]) -> str:
+    return "\n".join(
+        [
+            "## Intended use",
+            "",
+            f"- Suggesting which of AniList's {len(genres)} genres an anime has, from its "
+            "poster alone: a ranked list and per-genre probabilities for a person to "
+            "confirm, tagging aid, triage and statistics over large poster folders.",
+            "- Comparing runs: the report of a prediction run sets each genre's predicted "
+            "rate beside the rate expected from validation (below).",
+            "",
+            "## Out-of-scope use",
+            "",
+            "- Deciding a title's genres without a person's check: even the best genres "
+            "are far from exact (figures below).",
+            "- Anything that is not an anime poster (photographs, manga pages, screenshots, "
+            "other artwork), and genres outside the list above.",
+            "- Content rating or moderation (age ratings, adult content): the model was not "
+            "trained or evaluated for it.",
+            "- Judging people, studios or artists.",
+        ]
+    )
+
+
+def _training_data(dataset: dict, genres: list[str]) -> str:
+    rows = dataset.get("rows") or {}
+    sources = dataset.get("sources")
+    years = dataset.get("years", "missing")
+    if years == "missing":
+        years_text = NOT_RECORDED
+    elif years is None:
+        years_text = "no poster has a year"
+    else:
+        years_text = f"{years[0]}–{years[1]}"
+    source_text = (
+        ", ".join(f"{k} {v}" for k, v in sorted(sources.items())) if sources else NOT_RECORDED
+    )
+    lines = [
+        "## Training data",
+        "",
+        f"- Sources (dataset `source` column): {source_text}. `scrape` rows come from "
+        "AniList's API; `import` rows from labelled folders (the folders' paths are not "
+        "recorded in the dataset).",
+        "- Posters per split: "
+        + (", ".join(f"{s} {rows.get(s, 0)}" for s in SPLITS) if rows else NOT_RECORDED)
+        + " (franchises never straddle splits; thresholds are tuned on val, figures are on "
+        "test)",
+        f"- Years: {years_text}",
+        f"- Dataset fingerprint: `{dataset.get('fingerprint', NOT_RECORDED)}`",
+        "",
+    ]
+    counts = dataset.get("genre_counts")
+    if not counts:
+        return "\n".join([*lines, f"Positives per genre and split: {NOT_RECORDED}."])
+    table = [[g, *(counts.get(s, {}).get(g, 0) for s in SPLITS)] for g in genres]
+    lines += ["Positives per genre and split:", "", _table(["genre", *SPLITS], table)]
+    return "\n".join(lines)
+
+
+def _performance(manifest: dict, metrics: dict, genres: list[str]) -> str:
+    summary = manifest.get("metrics_summary") or {}
+    test = metrics.get("test") or {}
+    n = summary.get("n_test", test.get("n"))
+    lines = [
+        "## Held-out performance",
+        "",
+        f"On the {n if n is not None else '?'} test posters (never used to train or tune). "
+        "95% intervals from a bootstrap over posters. The label-frequency prior gives every "
+        "poster each genre's training prevalence: a model must beat it to have learnt "
+        "anything from the image.",
+        "",
+    ]
+    headline = []
+    for name, key, ci in (("model", "test", "test_ci95"), ("prior", "prior", "prior_ci95")):
+        figures, bounds = summary.get(key) or {}, summary.get(ci) or {}
+        headline.append(
+            [
+                name,
+                *(
+                    f"{_num(figures.get(k))} {_ci(bounds.get(k))}"
+                    for k in ("macro_map", "micro_map", "p@3", "micro_f1")
+                ),
+            ]
+        )
+    lines.append(_table(["", "macro mAP", "micro mAP", "P@3", "micro F1"], headline))
+    per_genre = {r["genre"]: r for r in test.get("per_genre", [])}
+    intervals = (metrics.get("bootstrap_95") or {}).get("per_genre_ap")
+    if not per_genre:
+        lines += ["", f"Per-genre figures: {NOT_RECORDED} (metrics.json missing or unreadable)."]
+        return "\n".join(lines)
+    lines += ["", "Per genre on test (AP: average precision; support: test positives):", ""]
+    table = []
+    for g in genres:
+        r = per_genre.get(g, {})
+        if intervals is None:
+            ci = NOT_RECORDED
+        elif g in intervals:
+            ci = _ci(intervals[g])
+        else:  # no positives in test, or none a resample kept
+            ci = "-"
+        ap, auc = _num(r.get("ap"), missing="-"), _num(r.get("roc_auc"), missing="-")
+        table.append([g, r.get("support", "?"), ap, ci, auc])
+    return "\n".join(lines) + "\n" + _table(["genre", "support", "AP", "AP 95%", "ROC AUC"], table)
+
+
+def _decision_rule(manifest: dict, genres: list[str]) -> str:
+    rule = manifest.get("decision_rule") or {}
+    expected = manifest.get("expected_rates") or {}
+    prevalence = manifest.get("train_prevalence") or {}
+    thresholds = manifest["thresholds"]
+    mean_expected = manifest.get("expected_genres_per_poster")
+    if mean_expected is None and expected:
+        mean_expected = sum(expected.values())
+    mean_train = manifest.get("train_genres_per_poster")
+    if mean_train is None and prevalence:
+        mean_train = sum(prevalence.values())
+    params = ", ".join(
+        f"{k} {rule[k]}" for k in ("rule", "cap", "tuned_on", "n_posters") if k in rule
+    )
+    lines = [
+        "## Decision rule (the `predicted` column)",
+        "",
+        f"- Rule: {rule.get('text', NOT_RECORDED)}" + (f" ({params})" if params else ""),
+        f"- Global threshold: {_num(manifest.get('global_threshold'))}",
+        f"- Genres predicted per poster: expected {_num(mean_expected, 2)} (on validation), "
+        f"against {_num(mean_train, 2)} in the training labels",
+        "- Expected rate: the share of validation posters the genre is predicted on. "
+        "`anigenre report` sets each run's observed rate beside it and flags a ratio "
+        "outside [0.5, 2]: a hint that the run's posters differ from these.",
+        "",
+    ]
+    table = [
+        [
+            g,
+            _num(thresholds.get(g)),
+            _num(expected.get(g)) if expected else NOT_RECORDED,
+            _num(prevalence.get(g)),
+        ]
+        for g in genres
+    ]
+    header = ["genre", "threshold", "expected rate", "training prevalence"]
+    return "\n".join([*lines, _table(header, table)])
+
+
+def _failure_modes(manifest: dict, metrics: dict, genres: list[str]) -> str:
+    per_genre = {r["genre"]: r for r in (metrics.get("test") or {}).get("per_genre", [])}
+    support = {g: per_genre[g]["support"] for g in genres if g in per_genre}
+    if support:
+        rare = [f"{g} ({n})" for g, n in support.items() if 0 < n < FEW_POSITIVES]
+        absent = [g for g, n in support.items() if n == 0]
+        rare_text = ", ".join(rare) if rare else "none"
+        absent_text = ", ".join(absent) if absent else "none"
+    else:
+        rare_text = absent_text = NOT_RECORDED
+    h, w = manifest["input_size"]
+    return "\n".join(
+        [
+            "## Known failure modes",
+            "",
+            f"- Rare genres: fewer than {FEW_POSITIVES} test positives: {rare_text}. Their AP "
+            "and interval rest on a handful of posters.",
+            f"- Genres with no test positives, so no held-out figure at all: {absent_text}.",
+            f"- Thumbnails and low-resolution posters: every poster is resized to {h}x{w}; "
+            "small images (e.g. 150 px list thumbnails) lose the detail the model reads "
+            "and score lower (docs/benchmarks.md, decision rule over five splits: micro F1 "
+            "0.489 with 150 px thumbnails among the test posters, 0.523 on full-size ones).",
+            "- Franchises seen in training score higher: a sequel's poster looks like its "
+            "predecessor's. `anigenre evaluate` and `anigenre report` leave out posters the "
+            "model trained or tuned on and say how many; `--include-seen` scores them too, "
+            "for comparison, never as the model's figure.",
+            "- Distribution shift: other eras, styles or kinds of artwork move each genre's "
+            "predicted rate; the run report flags genres at under 0.5x or over 2x their "
+            "expected rate.",
+            "- Genres are AniList's labels, which are incomplete and partly subjective; "
+            "imported labels may be mapped from another site's genres.",
+        ]
+    )
+
+
+def _licences(manifest: dict) -> str:
+    weights = manifest.get("weights") or {}
+    source = weights.get("source")
+    if source == "file":
+        name = Path(weights.get("path") or "").name
+        text = WEIGHT_LICENCES.get(
+            name, f"a local weights file ({name or NOT_RECORDED}): its own licence applies"
+        )
+    elif source == "imagenet":
+        text = "ImageNet weights downloaded by keras.applications: their own licence applies"
+    elif source == "none":
+        text = "none: the network was trained from scratch on the data above"
+    else:
+        text = NOT_RECORDED
+    sha = weights.get("sha256")
+    lines = [
+        "## Licences and data terms",
+        "",
+        "- Posters are copyrighted artwork of their owners (studios, publishers, "
+        "artists). They are used here to train and evaluate only; neither this model "
+        "nor its card grants any right to them, and they are not redistributed with it.",
+        "- Metadata and genres come from AniList's API, under AniList's terms of use; "
+        "check them before any commercial use or redistribution of the data or of "
+        "models trained on it.",
+        f"- Pretrained weights: {text}" + (f" (sha256 `{sha[:12]}…`)" if sha else "") + ".",
+    ]
+    if source in ("file", "imagenet"):
+        lines.append(
+            "- ImageNet images, which the pretrained weights were learnt from, have their "
+            "own terms of access."
+        )
+    return "\n".join(lines)

@@ -3,7 +3,7 @@
 A machine that shares nothing with the trainer but the bucket (a predict worker, say)
 keeps its models in the data dir's local mirror under ``ANIGENRE_CACHE_DIR``, keyed by
 model id. ``sync_listing`` fetches what listing and resolving ids need: the files at the
-top of ``models/`` (aliases) and each model's small files (manifest, metrics,
+top of ``models/`` (aliases) and each model's small files (manifest, metrics, card,
 checksums), not the weights. ``fetch_model`` then fetches one model's files, each checked
 against the sha256 its ``checksums.json`` records before it is written to the mirror:
 a damaged or half-replaced object in the bucket is refused in one line, never loaded,
@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 from core.mirror import Mirror, mirror_of
 from core.seen import file_sha256
 from models.registry import (
+    CARD_FILE,
     CHECKSUMS_FILE,
     KERAS_FILE,
     MODELS_DIR,
@@ -29,7 +30,7 @@ from models.registry import (
 )
 
 _MODELS = MODELS_DIR.as_posix()
-_SMALL = {"manifest.json", "metrics.json", CHECKSUMS_FILE}
+_SMALL = {"manifest.json", "metrics.json", CARD_FILE, CHECKSUMS_FILE}
 
 
 def sync_listing(settings) -> None:

@@ -221,17 +221,28 @@ def test_import_train_then_list_evaluate_predict_from_another_machine(s3, tmp_pa
     # The model was fetched once: the second use downloaded nothing.
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == fetched
 
-    # A damaged object in the bucket is refused by its hash, on B and on a fresh machine C.
+    # An alias set on B is seen on a fresh machine C, and the card comes without weights.
+    done = _cli("--data-dir", uri, "models", "promote", "latest", env=b, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    assert data.read_json("models/_aliases.json") == {"production": model_id}
+    c = machine("machine-c")
+    done = _cli("--data-dir", uri, "models", "list", env=c, cwd=cwd)
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith(model_id)]
+    assert "production" in row
+    done = _cli("--data-dir", uri, "models", "card", "production", env=c, cwd=cwd)
+    assert done.returncode == 0 and model_id in done.stdout, done.stderr
+    mirror_c = load_settings(overrides={"data_dir": uri}, env=c).data_dir
+    assert not (mirror_c / "models" / model_id / "model.keras").exists()
+
+    # A damaged object in the bucket is refused by its hash, on B and on C.
     keras_key = f"models/{model_id}/model.keras"
     data.write_bytes(keras_key, data.read_bytes(keras_key)[:-100])
-    c = machine("machine-c")
     for env in (b, c):
         done = _cli("--data-dir", uri, "predict", str(posters), "--force", env=env, cwd=cwd)
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "does not match the sha256" in lines[0], done.stderr
     assert folder.joinpath("model.keras").stat().st_mtime_ns == fetched["model.keras"]
-    mirror_c = load_settings(overrides={"data_dir": uri}, env=c).data_dir
     assert not (mirror_c / "models" / model_id / "model.keras").exists()
 
     done = _cli("--data-dir", "gs://bucket/data", "models", "list", env=b, cwd=cwd)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from config import Settings
+from core import mirror
 from core.errors import ConfigError
 from jobs.cli import args as types
 
@@ -193,7 +194,9 @@ def register_card(msub) -> None:
 
 def run_card(args, settings: Settings) -> int:
     from models.registry import model_card
+    from models.remote import sync_listing
 
+    sync_listing(settings)  # an s3:// data dir: cards come with the listing, not the weights
     text, path, written = model_card(settings.data_dir, args.model)
     print(text, end="")
     if written:
@@ -244,20 +247,27 @@ def register_aliases(msub) -> None:
 
 
 def run_promote(args, settings: Settings) -> int:
-    from models.aliases import set_alias
+    from models.aliases import ALIASES_FILE, set_alias
     from models.registry import list_models, resolve_model_id
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     model_id = resolve_model_id(settings.data_dir, args.model)
     ids = [m["model_id"] for m in list_models(settings.data_dir)]
     previous = set_alias(settings.data_dir, args.alias, model_id, ids)
+    # Refused if another machine changed the aliases since the listing: run it again.
+    mirror.push(settings, ALIASES_FILE.as_posix())
     was = "" if previous in (None, model_id) else f" (was {previous})"
     print(f"{args.alias} -> {model_id}{was}")
     return 0
 
 
 def run_demote(args, settings: Settings) -> int:
-    from models.aliases import remove_alias
+    from models.aliases import ALIASES_FILE, remove_alias
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     model_id = remove_alias(settings.data_dir, args.alias)
+    mirror.push(settings, ALIASES_FILE.as_posix())
     print(f"removed alias {args.alias} (it pointed at {model_id})")
     return 0

@@ -42,8 +42,9 @@ def plan_prediction(
     running (or queueing) them. ``retry_errors=False``: see :func:`jobs.runs.plan.plan_run`.
     """
     from models.registry import check_artifact
+    from models.remote import fetch_model
 
-    manifest = check_artifact(settings.data_dir, model_id)
+    manifest = check_artifact(settings.data_dir, fetch_model(settings, model_id))
     out = Path(out_dir or settings.data_dir)
     if out.exists() and not out.is_dir():
         flag = "--out" if out_dir else "--data-dir"
@@ -86,9 +87,12 @@ def claim_run(plan: RunPlan, resume: bool = False) -> tuple[RunPlan, int]:
 def load_predictor(settings: Settings, model_id: str, engine: str | None = None):
     """A predictor of ``model_id`` on ``engine`` (default: the ``predict_engine`` setting).
     LiteRT reads the manifest and model.tflite only (exporting it first for a model saved
-    before exports existed, which alone needs TensorFlow)."""
+    before exports existed, which alone needs TensorFlow). With an s3:// data dir the model
+    is fetched into the local mirror first, once, and verified (models.remote)."""
     from models.predictor import Predictor
+    from models.remote import fetch_model
 
+    model_id = fetch_model(settings, model_id)
     if (engine or settings.predict_engine) == "litert":
         from models.engines import LiteRTEngine
         from models.registry import litert_model_path
@@ -126,7 +130,9 @@ def report_run(
     """The run's report; against labels it scores only posters the model did not train or
     tune on, unless ``include_seen``."""
     from models.registry import load_manifest, vocabulary_of
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     plan = load_plan(settings.data_dir, run_id)
     manifest = load_manifest(settings.data_dir, plan.model_id)
     return build_report(

@@ -7,16 +7,24 @@ passed in as a mapping so that nothing but the CLI entry point reads ``os.enviro
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import ConfigError
 from core.parsing import parse_year_range
-from core.storage import SCHEMES, S3Options, is_remote
+from core.storage import SCHEMES, S3Options, is_remote, open_store
 
 ENV_PREFIX = "ANIGENRE_"
 DEFAULT_CONFIG_FILE = Path("anigenre.toml")
@@ -27,7 +35,13 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    data_dir: Path = Field(Path("data"), description="Root of raw/, processed/, models/ ...")
+    data_dir: Path = Field(
+        Path("data"), description="Root of raw/, processed/, models/ ...; or s3://bucket/prefix"
+    )
+    # Set when the data dir is an s3:// URI: then data_dir is this URI's local mirror under
+    # cache_dir (core.mirror), which every stage reads and writes, pulling from and pushing
+    # to the bucket at its edges. Derived, never set directly.
+    data_uri: str | None = Field(None, description="The s3:// data dir that data_dir mirrors")
     shared_dir: Path = Field(
         Path("../shared"),
         description="Read-only fixtures: recorded AniList pages, posters, weights",
@@ -120,6 +134,36 @@ class Settings(BaseModel):
     inbox_out: Path | None = Field(
         None, description="Where inbox runs and reports land; unset: <data_dir>/inbox-predictions"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_data_dir(cls, values: Any) -> Any:
+        if not isinstance(values, dict) or values.get("data_dir") is None:
+            return values
+        raw = values["data_dir"]
+        text = str(raw)
+        head = Path(text).parts[0] if Path(text).parts else ""
+        if not is_remote(text) and len(head) > 2 and head.endswith(":") and head[:-1].isalnum():
+            # Path("s3://b/p") is "s3:/b/p": a URI already folded into a local path.
+            raise ConfigError(
+                f"data dir '{text}' looks like a URI with its '//' lost; "
+                f"write {head}//bucket/prefix, or ./{text} for a local folder"
+            )
+        if not is_remote(text):
+            return values
+        # open_store: the one place that knows the schemes, and says so in one line.
+        store = open_store(text, values.get("s3"))
+        s3 = values.get("s3") or S3Options()
+        # The endpoint is part of the key: bucket "b" on MinIO is not bucket "b" on AWS.
+        key = hashlib.sha256(f"{s3.endpoint_url or ''}\n{store.uri}".encode()).hexdigest()[:16]
+        cache = Path(values.get("cache_dir") or cls.model_fields["cache_dir"].default)
+        return {**values, "data_uri": store.uri, "data_dir": cache.expanduser() / "data" / key}
+
+    def data_location(self, *parts: str) -> str:
+        """Where a data-dir path really lives, for messages: its s3:// URI or local path."""
+        if self.data_uri:
+            return "/".join([self.data_uri, *parts])
+        return str(self.data_dir.joinpath(*parts))
 
     @field_validator("cache_dir")
     @classmethod
@@ -229,7 +273,7 @@ def load_settings(
 
 
 # Filled from AWS_* only, never from ANIGENRE_* or the TOML file.
-_NOT_SETTABLE = {"s3"}
+_NOT_SETTABLE = {"s3", "data_uri"}
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, str]:

@@ -35,6 +35,9 @@ KERAS_FILE = "model.keras"
 LITERT_FILE = "model.tflite"
 LITERT_KEY = "model.tflite.json"  # which model.keras (by hash) the export was made from
 CARD_FILE = "MODEL_CARD.md"
+# sha256 of every other file of the artifact, written last: what a machine that fetches the
+# model from object storage checks each file against (models.remote).
+CHECKSUMS_FILE = "checksums.json"
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         (tmp / CARD_FILE).write_text(render_card(manifest, metrics), encoding="utf-8")
+        write_checksums(tmp)
         os.replace(tmp, final)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -82,14 +86,41 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
     return final
 
 
+def write_checksums(folder: Path) -> None:
+    sums = {
+        p.name: _sha256(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith(".") and p.name != CHECKSUMS_FILE
+    }
+    (folder / CHECKSUMS_FILE).write_text(json.dumps(sums, indent=2, sort_keys=True))
+
+
+def read_checksums(folder: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of an artifact; empty for one saved before they were kept.
+    An unreadable file is a ``DataError``: it must not turn the checks off."""
+    path = Path(folder) / CHECKSUMS_FILE
+    try:
+        sums = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} ({exc}); copy the artifact again") from None
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise DataError(f"{path} is not a map of file names to sha256; copy the artifact again")
+    return sums
+
+
 def list_models(data_dir: Path) -> list[dict]:
     """Manifests of every complete artifact, oldest first. A folder whose manifest cannot
-    be read is no model: one damaged folder must not hide every other model."""
+    be read is no model: one damaged folder must not hide every other model. A model
+    mirrored from object storage may have only its manifest and checksums here until it is
+    first used (models.remote fetches the rest)."""
     root = Path(data_dir) / MODELS_DIR
     out = []
     for folder in sorted(root.glob("[!.]*")):
         manifest = folder / "manifest.json"
-        if manifest.exists() and (folder / "model.keras").exists():
+        weights = folder / KERAS_FILE
+        if manifest.exists() and (weights.exists() or (folder / CHECKSUMS_FILE).exists()):
             try:
                 loaded = json.loads(manifest.read_text())
             except (OSError, ValueError):

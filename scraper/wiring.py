@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from config import Settings
+from core.errors import ConfigError
 from scraper.client import AniListClient
 from scraper.http import RetryPolicy, Timeout, new_session
 from scraper.posters import PosterDownloader
@@ -12,6 +13,13 @@ from scraper.store import RawStore
 
 
 def build_scraper(settings: Settings, on_page: PageCallback | None = None) -> Scraper:
+    if settings.data_uri:
+        # A scrape holds a file lock and checkpoints page by page: neither means anything
+        # in a mirror a second machine may be pushing to, so it keeps to a local folder.
+        raise ConfigError(
+            f"scrape needs a local data dir, not {settings.data_uri}; scrape into a local "
+            f"--data-dir, then copy it up (e.g. 'aws s3 sync DIR {settings.data_uri}')"
+        )
     timeout = Timeout(settings.connect_timeout_s, settings.read_timeout_s)
     retry = RetryPolicy(settings.max_retries, settings.backoff_base_s, settings.backoff_cap_s)
     client = AniListClient(

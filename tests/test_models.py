@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -88,6 +89,13 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
         "model.tflite",  # the LiteRT export, made at save time
         "model.tflite.json",
         "MODEL_CARD.md",  # what a person reads before trusting it
+        "checksums.json",  # what a machine fetching it from object storage checks
+    }
+    sums = json.loads((folder / "checksums.json").read_text())
+    assert sums == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.iterdir()
+        if p.name != "checksums.json"
     }
     for key in (
         "genres",

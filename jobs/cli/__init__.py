@@ -87,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="anigenre", description="Predict anime genres from posters.")
     parser.add_argument("--version", action="version", version=f"anigenre {_version()}")
     parser.add_argument("--config", help="TOML settings file (default ./anigenre.toml if present)")
-    parser.add_argument("--data-dir", help="data directory (env ANIGENRE_DATA_DIR, default ./data)")
+    parser.add_argument(
+        "--data-dir",
+        help="data directory, a path or s3://bucket/prefix (env ANIGENRE_DATA_DIR, default ./data)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module in _COMMANDS:
         module.register(sub)

@@ -51,7 +51,7 @@ def run_preprocess(args, settings: Settings) -> int:
     change = stages.preprocess(settings, filters)
     for name, removed in change.filtered:
         print(f"  filter {name:<22} removed {removed}")
-    _print_change(change)
+    _print_change(change, settings)
     return 0
 
 
@@ -63,14 +63,17 @@ def run_import(args, settings: Settings) -> int:
         print(f"  ... and {len(change.skipped) - _SHOW_SKIPPED} more skipped")
     for name, same in change.duplicate_files[:_SHOW_SKIPPED]:
         print(f"  duplicate {name}: same image as {same}")
-    _print_change(change)
+    _print_change(change, settings)
     return 0
 
 
-def _print_change(change: stages.DatasetChange) -> None:
+def _print_change(change: stages.DatasetChange, settings: Settings) -> None:
     splits = ", ".join(f"{k} {change.splits.get(k, 0)}" for k in ("train", "val", "test"))
+    where = change.path
+    if settings.data_uri:  # where it lives for every machine, not this one's mirror
+        where = settings.data_location(*change.path.relative_to(settings.data_dir).parts)
     print(
-        f"dataset {change.path}: {change.total} posters ({splits}); "
+        f"dataset {where}: {change.total} posters ({splits}); "
         f"{change.added} added, {change.duplicates} already present, {len(change.skipped)} skipped"
     )
 

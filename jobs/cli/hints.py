@@ -12,6 +12,8 @@ _DEFAULT_DATA_DIR = Path("data")
 
 def command(settings: Settings, rest: str) -> str:
     """``anigenre [--data-dir DIR] REST``; the flag only when the data dir is not ./data."""
+    if settings.data_uri:
+        return f"anigenre --data-dir {shlex.quote(settings.data_uri)} {rest}"
     if Path(settings.data_dir) == _DEFAULT_DATA_DIR:
         return f"anigenre {rest}"
     return f"anigenre --data-dir {shlex.quote(str(settings.data_dir))} {rest}"

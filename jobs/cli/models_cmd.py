@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from config import Settings
+from core import mirror
 from core.errors import ConfigError
 from jobs.cli import args as types
 
@@ -112,7 +113,7 @@ def run_train(args, settings: Settings) -> int:
         disable=None,
     ) as bar:
         model_id, manifest = stages.train_model(settings, config, bar)
-    print(f"model {model_id} saved under {settings.data_dir / 'models' / model_id}")
+    print(f"model {model_id} saved under {settings.data_location('models', model_id)}")
     t = manifest["training"]
     print(
         f"  {t['mode']} training, {t['epochs_run']} epochs (best {t['best_epoch']}), "
@@ -146,7 +147,9 @@ def run_list(args, settings: Settings) -> int:
 
     from models.aliases import names_by_model
     from models.registry import list_models
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     models = list_models(settings.data_dir)
     named = names_by_model(settings.data_dir)
     tags = {m["model_id"]: named.get(m["model_id"], []) for m in models}
@@ -167,7 +170,7 @@ def run_list(args, settings: Settings) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not models:
-        print(f"no models in {settings.data_dir / 'models'}; train one with 'anigenre train'")
+        print(f"no models in {settings.data_location('models')}; train one with 'anigenre train'")
         return 0
     print(f"{'model id':<44}{'backbone':<20}{'created':<27}{'test mAP':>9}{'prior':>8}  aliases")
     for m in models:
@@ -191,7 +194,9 @@ def register_card(msub) -> None:
 
 def run_card(args, settings: Settings) -> int:
     from models.registry import model_card
+    from models.remote import sync_listing
 
+    sync_listing(settings)  # an s3:// data dir: cards come with the listing, not the weights
     text, path, written = model_card(settings.data_dir, args.model)
     print(text, end="")
     if written:
@@ -242,20 +247,27 @@ def register_aliases(msub) -> None:
 
 
 def run_promote(args, settings: Settings) -> int:
-    from models.aliases import set_alias
+    from models.aliases import ALIASES_FILE, set_alias
     from models.registry import list_models, resolve_model_id
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     model_id = resolve_model_id(settings.data_dir, args.model)
     ids = [m["model_id"] for m in list_models(settings.data_dir)]
     previous = set_alias(settings.data_dir, args.alias, model_id, ids)
+    # Refused if another machine changed the aliases since the listing: run it again.
+    mirror.push(settings, ALIASES_FILE.as_posix())
     was = "" if previous in (None, model_id) else f" (was {previous})"
     print(f"{args.alias} -> {model_id}{was}")
     return 0
 
 
 def run_demote(args, settings: Settings) -> int:
-    from models.aliases import remove_alias
+    from models.aliases import ALIASES_FILE, remove_alias
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     model_id = remove_alias(settings.data_dir, args.alias)
+    mirror.push(settings, ALIASES_FILE.as_posix())
     print(f"removed alias {args.alias} (it pointed at {model_id})")
     return 0

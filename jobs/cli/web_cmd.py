@@ -82,7 +82,8 @@ def server_env(settings: Settings, config: str | None, base: dict[str, str]) -> 
     """The environment the page reads its settings from: this command's, plus what its
     flags decided (absolute paths: the server may resolve them from another folder)."""
     env = dict(base)
-    env["ANIGENRE_DATA_DIR"] = str(Path(settings.data_dir).resolve())
+    # An s3:// data dir is passed as its URI, so the page syncs its mirror as commands do.
+    env["ANIGENRE_DATA_DIR"] = settings.data_uri or str(Path(settings.data_dir).resolve())
     if config:
         env["ANIGENRE_CONFIG"] = str(Path(config).resolve())
     if settings.broker_url:
@@ -110,7 +111,9 @@ def run(args, settings: Settings) -> int:
     model = args.model
     if model != "latest":
         from models.registry import resolve_model_id
+        from models.remote import sync_listing
 
+        sync_listing(settings)
         model = resolve_model_id(settings.data_dir, model)  # a typo fails here, not later
     _check_port(args.address, args.port)
     env = server_env(settings, getattr(args, "config", None), dict(os.environ))

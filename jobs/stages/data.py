@@ -1,4 +1,8 @@
-"""Dataset stages: scrape tables or labelled folders into processed/dataset.parquet."""
+"""Dataset stages: scrape tables or labelled folders into processed/dataset.parquet.
+
+With an s3:// data dir each stage pulls what it reads from the bucket into the local
+mirror first and pushes what it wrote after (core.mirror); locally those are no-ops.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pandas as pd
 
 from config import Settings
 from core import dataset as ds
+from core import mirror
 from core.atomic import write_bytes_atomic, write_text_atomic
 from core.charts import split_counts_png
 from core.dataset_store import (
@@ -20,7 +25,7 @@ from core.dataset_store import (
 )
 from core.errors import DataError
 from core.genres import Vocabulary
-from core.importer import import_folder
+from core.importer import IMAGE_DIR, import_folder
 from scraper.store import RawStore
 
 
@@ -38,6 +43,9 @@ class DatasetChange:
 
 def preprocess(settings: Settings, filters: ds.Filters) -> DatasetChange:
     """Raw scrape tables -> dataset rows (source=scrape), replacing the previous scrape rows."""
+    # The tables only: the posters they name are fetched by whoever reads them (training).
+    mirror.pull(settings, "raw", recursive=False)
+    mirror.pull(settings, "processed")
     store = RawStore(settings.data_dir)
     if not store.media_path.exists():
         raise DataError(f"no scraped titles at {store.media_path}; run 'anigenre scrape' first")
@@ -45,11 +53,14 @@ def preprocess(settings: Settings, filters: ds.Filters) -> DatasetChange:
     rows, filtered = ds.from_scrape(
         store.media().to_pandas(), store.posters().to_pandas(), filters, vocab
     )
-    return _merge_and_write(settings, vocab, rows, replace_source="scrape", filtered=filtered)
+    change = _merge_and_write(settings, vocab, rows, replace_source="scrape", filtered=filtered)
+    mirror.push(settings, "processed")
+    return change
 
 
 def import_dataset(settings: Settings, folder: Path, *, replace: bool = False) -> DatasetChange:
     vocab = Vocabulary.for_content(settings.include_adult)
+    mirror.pull(settings, "processed")
     result = import_folder(folder, settings.data_dir, vocab, settings.max_image_pixels)
     if result.rows.empty and not replace:
         # Nothing usable: say why instead of writing (or failing to write) an empty merge.
@@ -59,6 +70,9 @@ def import_dataset(settings: Settings, folder: Path, *, replace: bool = False) -
             + (f" ({len(result.skipped)}; e.g. {reasons})" if result.skipped else "")
         )
     change = _merge_and_write(settings, vocab, result.rows, fresh=replace)
+    # Images first: a dataset in the bucket never names an image that is not there yet.
+    mirror.push(settings, IMAGE_DIR.as_posix())
+    mirror.push(settings, "processed")
     change.skipped, change.duplicate_files = result.skipped, result.duplicates
     return change
 
@@ -66,6 +80,7 @@ def import_dataset(settings: Settings, folder: Path, *, replace: bool = False) -
 def ensure_dataset(settings: Settings, folder: Path) -> tuple[pd.DataFrame, Vocabulary]:
     """The dataset, importing ``folder`` first if there is none yet (benchmarks, demos)."""
     path = settings.data_dir / DATASET_PATH
+    mirror.pull(settings, "processed")
     if not path.exists():
         import_dataset(settings, folder)
     return read_dataset(path)
@@ -105,6 +120,7 @@ class DatasetStats:
 
 
 def dataset_stats(settings: Settings, out_dir: Path | None = None) -> DatasetStats:
+    mirror.pull(settings, "processed")
     dataset, vocab = read_dataset(settings.data_dir / DATASET_PATH)
     table = ds.stats(dataset, vocab)
     out_dir = out_dir or settings.data_dir / "processed"
@@ -112,4 +128,6 @@ def dataset_stats(settings: Settings, out_dir: Path | None = None) -> DatasetSta
     write_text_atomic(csv_path, table.to_csv(index_label="genre"))
     title = f"Genres per split ({len(dataset)} posters, {dataset['group'].nunique()} groups)"
     write_bytes_atomic(png_path, split_counts_png(table, list(vocab.genres), title))
+    if out_dir == settings.data_dir / "processed":
+        mirror.push(settings, "processed")
     return DatasetStats(table, csv_path, png_path, ds.fingerprint(dataset))

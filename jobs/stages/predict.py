@@ -45,8 +45,9 @@ def plan_prediction(
     running (or queueing) them. ``retry_errors=False``: see :func:`jobs.runs.plan.plan_run`.
     """
     from models.registry import check_artifact, vocabulary_of
+    from models.remote import fetch_model
 
-    manifest = check_artifact(settings.data_dir, model_id)
+    manifest = check_artifact(settings.data_dir, fetch_model(settings, model_id))
     out = out_dir or index_home(settings)  # the data dir's URI when it is in a bucket
     store = open_store(out, settings.s3)
     if store.is_file():
@@ -120,9 +121,12 @@ def claim_run(plan: RunPlan, resume: bool = False, lock=None) -> tuple[RunPlan, 
 def load_predictor(settings: Settings, model_id: str, engine: str | None = None):
     """A predictor of ``model_id`` on ``engine`` (default: the ``predict_engine`` setting).
     LiteRT reads the manifest and model.tflite only (exporting it first for a model saved
-    before exports existed, which alone needs TensorFlow)."""
+    before exports existed, which alone needs TensorFlow). With an s3:// data dir the model
+    is fetched into the local mirror first, once, and verified (models.remote)."""
     from models.predictor import Predictor
+    from models.remote import fetch_model
 
+    model_id = fetch_model(settings, model_id)
     if (engine or settings.predict_engine) == "litert":
         from models.engines import LiteRTEngine
         from models.registry import litert_model_path
@@ -160,7 +164,9 @@ def report_run(
     """The run's report; against labels it scores only posters the model did not train or
     tune on, unless ``include_seen``."""
     from models.registry import load_manifest, vocabulary_of
+    from models.remote import sync_listing
 
+    sync_listing(settings)
     plan = load_plan(index_home(settings), run_id, settings.s3)
     manifest = load_manifest(settings.data_dir, plan.model_id)
     return build_report(

@@ -1,4 +1,9 @@
-"""Training and evaluation stages: the dataset into a registered model, and its scores."""
+"""Training and evaluation stages: the dataset into a registered model, and its scores.
+
+With an s3:// data dir, training pulls the dataset, the images it names and the feature
+cache into the local mirror, and pushes the new feature parts and the model; evaluation
+fetches the model (verified, models.remote) and the images it scores (core.mirror).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import pandas as pd
 
 from config import Settings
 from core import dataset as ds
+from core import mirror
 from core.dataset_store import DATASET_PATH, read_dataset
 from core.errors import DataError
 
@@ -19,9 +25,13 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
 
     from models import registry
     from models.manifest import build_manifest
+    from models.remote import push_model
     from models.train import train
 
+    mirror.pull(settings, "processed")
     dataset, vocab = read_dataset(settings.data_dir / DATASET_PATH)
+    mirror.pull_paths(settings, dataset["path"])
+    mirror.pull(settings, "features")
     outcome = train(
         dataset,
         vocab,
@@ -36,6 +46,10 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
     model_id = registry.new_model_id(outcome.spec.name, created, fingerprint)
     manifest = build_manifest(model_id, created, outcome, config, dataset, vocab, fingerprint)
     registry.save_artifact(settings.data_dir, model_id, outcome.model, manifest, outcome.report)
+    push_model(settings, model_id)
+    # After the model: an hour's training must not hang on the cache. Parts are named by
+    # their rows, so another machine's part of the same name holds the same embeddings.
+    mirror.push(settings, "features", keep_theirs=True)
     return model_id, manifest
 
 
@@ -66,8 +80,9 @@ def evaluate_model(
     from models.evaluation import decisions_of, score, summary
     from models.predictor import Predictor
     from models.registry import load_artifact, vocabulary_of
+    from models.remote import fetch_model
 
-    model, manifest = load_artifact(settings.data_dir, model_id)
+    model, manifest = load_artifact(settings.data_dir, fetch_model(settings, model_id))
     vocab = vocabulary_of(manifest)
     if folder is not None:
         records = read_labels(Path(folder) / "labels.csv")
@@ -75,11 +90,15 @@ def evaluate_model(
         Y = vocab.encode([parse_genres(r) for r in records])
         shas = [file_sha256(p) for p in paths]
     else:
+        if dataset is None:
+            mirror.pull(settings, "processed")
         path = dataset or settings.data_dir / DATASET_PATH
         rows, stored = read_dataset(path)
         if stored != vocab:
             raise DataError(f"{path} uses other genres than model {manifest['model_id']}")
         rows = rows[rows["split"] == "test"]
+        if dataset is None:
+            mirror.pull_paths(settings, rows["path"])
         root = Path(path).resolve().parent.parent  # paths are relative to the data dir
         paths = [root / p for p in rows["path"]]
         Y = np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(vocab)))

@@ -62,8 +62,10 @@ def poster_model(s: Settings, model: str):
     """The model ``model`` names (id, prefix or 'latest'), loaded and warmed once per
     server; 'latest' is re-resolved on each call, so a newly trained model is picked up."""
     from models.registry import resolve_model_id
+    from models.remote import fetch_model
 
-    model_id = resolve_model_id(s.data_dir, model)
+    # fetch_model: with an s3:// data dir, the model in the local mirror, fetched once.
+    model_id = resolve_model_id(s.data_dir, fetch_model(s, model))
     return _poster_model(str(s.data_dir), model_id, s.max_image_pixels)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 from jobs.web import cards, context
+from models.remote import sync_listing
 
 
 def render() -> None:
     st.title("Models")
     s = context.settings()
+    sync_listing(s)  # an s3:// data dir: models trained on other machines show up
     models = cards.models_newest_first(s.data_dir)
     if not models:
         st.info(

@@ -22,7 +22,7 @@ from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
 from tests.procs import ROOT, Worker, own_redis, run_cli
-from tests.synthetic import poster_png, trained_tiny_model
+from tests.synthetic import labelled_folder, poster_png, trained_tiny_model
 from tests.test_readers import readme_block
 
 
@@ -277,3 +277,74 @@ def test_the_brokers_planning_lock_expires_when_its_holder_dies(tmp_path):
         start = time.monotonic()
         with planning_lock(url, "s3://b/other", timeout_s=1.0)():
             assert time.monotonic() - start < 0.5, "another output dir's lock is its own"
+
+
+# --- the Done-when, with the data dir in the bucket too -------------------------------
+
+TINY = ("--backbone", "custom_cnn", "--weights", "none", "--input-size", "40x32",
+        "--epochs", "1", "--bootstrap", "10")  # fmt: skip
+
+
+def _cli(*args, env, cwd, timeout=600):
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+
+
+def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches(
+    s3, tmp_path, shared_dir
+):
+    """The issue's Done-when: `jobs submit predict s3://…/posters --out s3://…/preds`, the
+    data dir (model, run plans, index) in the bucket too, on two workers with separate
+    local caches, one SIGKILLed mid-run: exactly one ok row per poster in the bucket."""
+    bucket = s3.new_bucket()
+    data_uri = bucket.uri_of("data")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))}
+    trainer = {**clean, **s3.env, "ANIGENRE_CACHE_DIR": str(tmp_path / "trainer"),
+               "ANIGENRE_SHARED_DIR": str(shared_dir), "PYTHONPATH": str(ROOT)}  # fmt: skip
+    labelled_folder(tmp_path / "labelled", 60, seed=0, other="Drama")
+    done = _cli("--data-dir", data_uri, "dataset", "import", str(tmp_path / "labelled"),
+               env=trainer, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    done = _cli("--data-dir", data_uri, "train", *TINY, env=trainer, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    n = 40
+    for i in range(n):
+        bucket.write_bytes(f"posters/p{i:03d}.png", poster_png(900 + i))
+    with own_redis(tmp_path / "redis") as (url, _):
+        base = {**clean, **s3.env, **DRILL, "ANIGENRE_DATA_DIR": data_uri,
+                "ANIGENRE_BROKER_URL": url, "ANIGENRE_SHARED_DIR": str(shared_dir)}  # fmt: skip
+        doomed = Worker("doomed", {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "c1")},
+                        tmp_path / "doomed.log")  # fmt: skip
+        other = Worker("other", {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "c2")},
+                       tmp_path / "other.log")  # fmt: skip
+        client_env = {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "client")}
+        try:
+            doomed.start()
+            other.start()
+            done = _cli("jobs", "submit", "predict", bucket.uri_of("posters"), "--out",
+                       bucket.uri_of("preds"), "--chunk-size", "2", "--engine", "keras",
+                       env=client_env, cwd=tmp_path)  # fmt: skip
+            assert done.returncode == 0, done.stderr[-2000:]
+            run_id = done.stdout.split()[0]
+            settings = load_settings(overrides={"data_dir": data_uri}, env=client_env)
+            plan = load_plan(settings.data_uri, run_id, settings.s3)
+            deadline = time.monotonic() + 180
+            while run_status(plan).chunks_done < 2:
+                assert time.monotonic() < deadline, doomed.log.read_text()[-3000:]
+                time.sleep(0.05)
+            doomed.kill()
+            assert not run_status(plan).complete, "finished before the kill: proves nothing"
+            waited = _cli("jobs", "wait", run_id, "--timeout", "200", env=client_env,
+                         cwd=tmp_path, timeout=240)  # fmt: skip
+            assert waited.returncode == 0, waited.stdout + waited.stderr[-2000:]
+        finally:
+            doomed.kill()
+            other.stop()
+    rows = ds.dataset(bucket.path("preds", "predictions"), filesystem=bucket.fs,
+                      partitioning="hive").to_table().to_pandas()  # fmt: skip
+    assert len(rows) == n and rows["path"].is_unique and (rows["status"] == "ok").all()
+    assert set(rows["run_id"].astype(str)) == {run_id}
+    assert run_id in list_runs(data_uri, s3.options)
+    assert bucket.exists("data", "runs", f"{run_id}.json")
+    # Each worker fetched the model into its own cache; the survivor certainly did.
+    assert list((tmp_path / "c2").rglob("model.keras"))

@@ -312,7 +312,8 @@ def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches
         bucket.write_bytes(f"posters/p{i:03d}.png", poster_png(900 + i))
     with own_redis(tmp_path / "redis") as (url, _):
         base = {**clean, **s3.env, **DRILL, "ANIGENRE_DATA_DIR": data_uri,
-                "ANIGENRE_BROKER_URL": url, "ANIGENRE_SHARED_DIR": str(shared_dir)}  # fmt: skip
+                "ANIGENRE_BROKER_URL": url, "ANIGENRE_SHARED_DIR": str(shared_dir),
+                "PYTHONPATH": str(ROOT)}  # fmt: skip
         doomed = Worker("doomed", {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "c1")},
                         tmp_path / "doomed.log")  # fmt: skip
         other = Worker("other", {**base, "ANIGENRE_CACHE_DIR": str(tmp_path / "c2")},

@@ -18,10 +18,11 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def bench_dataset(args: argparse.Namespace, **overrides):
-    """(settings, dataset, vocabulary): ``../shared/data/posters`` imported once into the
-    bench's data dir and read back on later runs."""
+    """(settings, dataset, vocabulary): ``../shared/data/posters`` (or ``args.posters``)
+    imported once into the bench's data dir and read back on later runs."""
     settings: Settings = load_settings(
         overrides={"data_dir": args.data_dir, "shared_dir": args.shared, **overrides}, env={}
     )
-    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
+    folder = getattr(args, "posters", "posters")  # a bench may offer other shared sets
+    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / folder)
     return settings, dataset, vocab

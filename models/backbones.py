@@ -7,6 +7,7 @@ decoded pixels. No I/O here beyond reading a weights file the caller names.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ class BackboneSpec:
     scaling: str  # "tf" ([-1, 1]), "caffe", or "unit" ([0, 1])
     pretrained: bool = True  # False: no ImageNet weights exist (the custom CNN)
     local_file: str | None = None  # the file name in the weights dir, when there is one
+    # An int8 LiteRT file in the weights dir that the features come from (models.int8);
+    # the Keras network is then its float original, the reference engine.
+    features_file: str | None = None
 
 
 def _mobilenet(alpha: float) -> Callable[..., keras.Model]:
@@ -74,6 +78,17 @@ BACKBONES: dict[str, BackboneSpec] = {
             "tf",
             local_file="mobilenet_v2_1.0_224.weights.h5",
         ),
+        # The same network, its features from the int8 post-training-quantized file: the
+        # LiteRT engine runs it 2.5x faster than float32 (docs/benchmarks.md).
+        BackboneSpec(
+            "mobilenet_v2_1.0_int8",
+            (320, 224),
+            32,
+            _mobilenet(1.0),
+            "tf",
+            local_file="mobilenet_v2_1.0_224.weights.h5",
+            features_file="tf2_mobilenet_v2_1.0_224_ptq.tflite",
+        ),
         BackboneSpec("custom_cnn", (317, 230), 16, custom_cnn, "unit", pretrained=False),
     )
 }
@@ -84,13 +99,23 @@ class WeightsSource:
     kind: str  # "imagenet" | "file" | "none"
     path: Path | None = None
     sha256: str | None = None
+    features: Path | None = None  # the int8 LiteRT file the features come from, if any
+    features_sha256: str | None = None
 
     def describe(self) -> dict:
-        return {
+        out = {
             "source": self.kind,
             "path": str(self.path) if self.path else None,
             "sha256": self.sha256,
         }
+        if self.features:
+            out["features"] = {"path": str(self.features), "sha256": self.features_sha256}
+        return out
+
+    @property
+    def features_id(self) -> str:
+        """What the features depend on: the file they are computed with."""
+        return self.features_sha256 or self.sha256 or self.kind
 
 
 def spec_for(name: str) -> BackboneSpec:
@@ -104,7 +129,24 @@ def spec_for(name: str) -> BackboneSpec:
 
 def resolve_weights(spec: BackboneSpec, choice: str, weights_dir: Path) -> WeightsSource:
     """``auto`` | ``imagenet`` | ``none`` | a path. ``auto`` prefers a local file, then the
-    Keras cache/download, so offline machines work when the file is there."""
+    Keras cache/download, so offline machines work when the file is there. A backbone with
+    int8 features needs its int8 file in ``weights_dir`` too; the choice is then the float
+    reference's weights."""
+    source = _resolve(spec, choice, weights_dir)
+    if not spec.features_file:
+        return source
+    int8 = Path(weights_dir) / spec.features_file
+    if source.kind == "none":
+        raise ConfigError(f"{spec.name} reads ImageNet int8 features; it has no --weights none")
+    if not int8.exists():
+        raise ConfigError(
+            f"{spec.name} needs the int8 file {int8}; put it there (see the weights README) "
+            "or train mobilenet_v2_1.0"
+        )
+    return dataclasses.replace(source, features=int8, features_sha256=_file_source(int8).sha256)
+
+
+def _resolve(spec: BackboneSpec, choice: str, weights_dir: Path) -> WeightsSource:
     if choice == "none" or not spec.pretrained:
         if choice not in ("none", "auto"):
             raise ConfigError(f"{spec.name} has no pretrained weights; use --weights none")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
@@ -10,6 +10,28 @@ import numpy as np
 
 from core.errors import DataError
 from core.loader import decode_file, iter_batches, iter_decoded
+
+Extract = Callable[[np.ndarray], np.ndarray]  # (n, h, w, 3) 0..255 -> (n, features)
+
+KERAS_FEATURES = "keras"
+INT8_FEATURES = "litert-int8"
+
+
+def features_engine(weights) -> str:
+    """Which engine computes a backbone's features: part of their cache key."""
+    return INT8_FEATURES if weights.features is not None else KERAS_FEATURES
+
+
+def features_extractor(backbone: keras.Model, weights) -> Extract:
+    """The backbone's features, from the engine it is served with: the int8 LiteRT file
+    for a backbone with int8 features (so the head trains on what it will be served),
+    else the Keras network itself."""
+    if features_engine(weights) == INT8_FEATURES:
+        from models.engines import Int8Features
+        from models.int8 import extractor_bytes
+
+        return Int8Features(model_content=extractor_bytes(weights.features))
+    return lambda x: np.asarray(backbone.predict_on_batch(x.astype(np.float32)))
 
 
 def decode_all(
@@ -26,7 +48,7 @@ def decode_all(
 
 
 def embed_files(
-    model: keras.Model,
+    extract: Extract,
     paths: Sequence[Path],
     size: tuple[int, int],
     policy: str,
@@ -35,12 +57,12 @@ def embed_files(
     flip: bool = False,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """Backbone outputs for ``paths`` (optionally horizontally flipped), in order."""
+    """``extract``'s features of ``paths`` (optionally horizontally flipped), in order."""
     decoded = iter_decoded(paths, lambda p: decode_file(p, size, policy, max_pixels))
     out = []
     for batch in iter_batches(decoded, batch_size, size):
         if batch.errors:
             raise DataError(f"dataset image(s) cannot be decoded: {batch.errors}")
         x = batch.arrays[:, :, ::-1] if flip else batch.arrays
-        out.append(np.asarray(model.predict_on_batch(x.astype(np.float32))))
-    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+        out.append(np.asarray(extract(x), np.float32))
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

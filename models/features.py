@@ -3,7 +3,8 @@
 Layout: ``<data>/features/<key>/meta.json`` names what the key stands for, and
 ``part-<n>.parquet`` files (sha256, features) are only ever added, atomically, so a
 crash mid-way loses at most the part being written and never corrupts the cache.
-Invalidation is by key: other weights, size, resize policy or view give another folder.
+Invalidation is by key: other weights, size, resize policy, view or engine give another
+folder.
 """
 
 from __future__ import annotations
@@ -24,15 +25,25 @@ _SCHEMA = pa.schema([("sha256", pa.string()), ("features", pa.list_(pa.float32()
 
 
 def cache_key(
-    backbone: str, weights_id: str, size: tuple[int, int], policy: str, view: str
+    backbone: str,
+    weights_id: str,
+    size: tuple[int, int],
+    policy: str,
+    view: str,
+    engine: str = "keras",
 ) -> dict:
-    return {
+    key = {
         "backbone": backbone,
         "weights": weights_id,
         "size": list(size),
         "policy": policy,
         "view": view,  # "plain" or "flip": a test-time augmentation is its own embedding
     }
+    # Engines give (slightly) different numbers for the same image. Keras's features keep
+    # the key they had before engines existed, so caches made then stay valid.
+    if engine != "keras":
+        key["engine"] = engine
+    return key
 
 
 class FeatureCache:

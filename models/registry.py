@@ -72,7 +72,7 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
         raise StorageError.from_os(exc, root) from exc
     try:
         model.save(tmp / KERAS_FILE)
-        _export_at_save(model, tmp)
+        _export_at_save(model, tmp, manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         (tmp / CARD_FILE).write_text(render_card(manifest, metrics), encoding="utf-8")
@@ -316,11 +316,23 @@ def _sha256(path: Path) -> str:
 
 
 def litert_current(folder: Path) -> bool:
-    """Whether ``folder``'s model.tflite is the export of its model.keras as it is now."""
+    """Whether ``folder``'s model.tflite (and features.tflite, for a head on int8 features)
+    is the export of its model.keras as it is now."""
+    from models.engines import FEATURES_FILE
+
     try:
         key = json.loads((folder / LITERT_KEY).read_text())
         same_model = key["keras_sha256"] == _sha256(folder / KERAS_FILE)
-        return same_model and key["tflite_sha256"] == _sha256(folder / LITERT_FILE)
+        features = folder / FEATURES_FILE
+        # The engine runs features.tflite whenever it is there, so it must be this export's.
+        same_features = (
+            key["features_sha256"] == _sha256(features)
+            if "features_sha256" in key
+            else not features.exists()
+        )
+        return (
+            same_model and same_features and key["tflite_sha256"] == _sha256(folder / LITERT_FILE)
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -334,17 +346,28 @@ def convert_to_litert(model) -> bytes:
         return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
-def export_litert(model, folder: Path) -> Path:
+def export_litert(model, folder: Path, manifest: dict | None = None) -> Path:
     """Write ``folder``/model.tflite from ``model`` (the one saved in ``folder``), then its
     key. Each file is replaced atomically; a reader that sees a new export with an old key
-    (or the reverse) finds the hashes disagree and does not use it."""
-    flatbuffer = convert_to_litert(model)
-    write_bytes_atomic(folder / LITERT_FILE, flatbuffer)
+    (or the reverse) finds the hashes disagree and does not use it. A head trained on int8
+    features (``models.int8``) gets the int8 extractor beside it."""
+    from models.engines import FEATURES_FILE
+    from models.int8 import export_files, features_source
+
+    if manifest is not None and features_source(manifest) is not None:
+        files = export_files(model, manifest)
+    else:
+        files = {LITERT_FILE: convert_to_litert(model)}
+        (folder / FEATURES_FILE).unlink(missing_ok=True)
+    for name, data in files.items():
+        write_bytes_atomic(folder / name, data)
     key = {
         "keras_sha256": _sha256(folder / KERAS_FILE),
-        "tflite_sha256": hashlib.sha256(flatbuffer).hexdigest(),
+        "tflite_sha256": hashlib.sha256(files[LITERT_FILE]).hexdigest(),
         "tensorflow": _tf_version(),
     }
+    if FEATURES_FILE in files:
+        key["features_sha256"] = hashlib.sha256(files[FEATURES_FILE]).hexdigest()
     write_text_atomic(folder / LITERT_KEY, json.dumps(key, indent=2, sort_keys=True))
     return folder / LITERT_FILE
 
@@ -355,11 +378,11 @@ def _tf_version() -> str:
     return tf.__version__
 
 
-def _export_at_save(model, folder: Path) -> None:
+def _export_at_save(model, folder: Path, manifest: dict) -> None:
     """A model whose export fails is still a model: it serves with the Keras engine, and
     the first LiteRT use tries again (and says why it cannot)."""
     try:
-        export_litert(model, folder)
+        export_litert(model, folder, manifest)
     except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
         log.warning("no LiteRT export for this model (%s); it will predict with Keras", exc)
 
@@ -383,7 +406,7 @@ def litert_model_path(data_dir: Path, model_id: str) -> tuple[Path, dict]:
         if not litert_current(folder):
             model, manifest = load_artifact(data_dir, manifest["model_id"])
             try:
-                export_litert(model, folder)
+                export_litert(model, folder, manifest)
             except StorageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the converter raises many kinds

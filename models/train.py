@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from core.errors import DataError
+from core.errors import ConfigError, DataError
 from core.genres import Vocabulary
 from models.backbones import BackboneSpec, WeightsSource, build_backbone, resolve_weights, spec_for
 from models.callbacks import ProgressBar, ValMAPEarlyStopping
 from models.config import TrainConfig
-from models.embed import decode_all, embed_files
+from models.embed import decode_all, embed_files, features_engine, features_extractor
 from models.evaluation import evaluation_report
 from models.features import FeatureCache, cache_key
 from models.heads import average_heads, build_head, make_loss
@@ -63,6 +63,8 @@ def train(
     splits = dataset_splits(dataset, data_dir)
     backbone = build_backbone(spec, size, weights)
     end_to_end = config.fine_tune > 0 or not spec.pretrained
+    if end_to_end and weights.features is not None:
+        raise ConfigError(f"{spec.name}'s int8 features are frozen; fine-tune mobilenet_v2_1.0")
     runner = _EndToEnd if end_to_end else _Frozen
     run = runner(backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab))
 
@@ -125,15 +127,18 @@ def split_features(
     """Backbone embeddings of every split through the feature cache; (per split, computed)."""
     cache = FeatureCache(
         data_dir / "features",
-        cache_key(spec.name, weights.sha256 or weights.kind, size, policy, view),
+        cache_key(
+            spec.name, weights.features_id, size, policy, view, engine=features_engine(weights)
+        ),
     )
+    extract = None  # made on the first miss: the int8 extractor costs a TensorFlow import
     path_of = {s: p for part in splits.values() for s, p in zip(part.shas, part.paths, strict=True)}
 
     def compute(missing: list[str]) -> np.ndarray:
+        nonlocal extract
+        extract = extract or features_extractor(backbone, weights)
         paths = [path_of[s] for s in missing]
-        return embed_files(
-            backbone, paths, size, policy, max_pixels=max_pixels, flip=view == "flip"
-        )
+        return embed_files(extract, paths, size, policy, max_pixels=max_pixels, flip=view == "flip")
 
     out, computed = {}, 0
     for name, part in splits.items():

@@ -218,6 +218,21 @@ def _children(pid: int) -> list[int]:
 
 def test_a_worker_predicts_a_litert_run_without_tensorflow(trained, tmp_path):
     settings, _ = trained
+    assert not _worker_run(settings, tmp_path, "litert")
+
+
+def test_a_worker_predicts_a_keras_run_with_tensorflow(trained, tmp_path):
+    settings, _ = trained
+    assert _worker_run(settings, tmp_path, "keras")
+
+
+def test_a_worker_predicts_an_int8_run_without_tensorflow(trained_int8, tmp_path):
+    settings, _, _ = trained_int8
+    assert not _worker_run(settings, tmp_path, "litert")
+
+
+def _worker_run(settings, tmp_path, engine: str) -> bool:
+    """Predict 8 posters through one worker on ``engine``: whether it had TensorFlow."""
     posters(tmp_path / "in", 8)
     with own_redis(tmp_path / "redis") as (url, _):
         env = _env(settings, ANIGENRE_BROKER_URL=url)
@@ -231,7 +246,7 @@ def test_a_worker_predicts_a_litert_run_without_tensorflow(trained, tmp_path):
                 "--out",
                 str(tmp_path / "o"),
                 "--engine",
-                "litert",
+                engine,
                 "--chunk-size",
                 "4",
                 env=env,
@@ -241,10 +256,12 @@ def test_a_worker_predicts_a_litert_run_without_tensorflow(trained, tmp_path):
             waited = run_cli("jobs", "wait", run_id, "--timeout", "120", env=env, timeout=180)
             assert waited.returncode == 0 and "8 ok" in waited.stdout, waited.stderr
             pids = [worker.proc.pid, *_children(worker.proc.pid)]
-            assert len(pids) > 1 and not any(_tensorflow_mapped(p) for p in pids)
+            assert len(pids) > 1
+            with_tf = any(_tensorflow_mapped(p) for p in pids)
         finally:
             worker.stop()
-    assert load_plan(settings.data_dir, run_id).engine == "litert"
+    assert load_plan(settings.data_dir, run_id).engine == engine
+    return with_tf
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2_0.35", "resnet50"])
@@ -285,3 +302,134 @@ def test_without_the_litert_runtime_predict_says_what_to_do(trained, tmp_path):
     assert (
         "ai-edge-litert" in error and "--engine keras" in error and "Traceback" not in result.stderr
     )
+
+
+# --- a head trained on int8 features (backbone mobilenet_v2_1.0_int8) ----------------------
+
+
+@pytest.fixture(scope="module")
+def trained_int8(tmp_path_factory, shared_dir):
+    """A head on the shared int8 MobileNetV2's features, in its own dir. At half the
+    default input: at 64x48 the int8 features of noise-like synthetic posters are too far
+    from the float ones (cosine 0.92) to stand for real use; at 160x112 they are 0.996."""
+    from config import load_settings
+    from models.config import TrainConfig
+    from tests.synthetic import synthetic_dataset
+
+    data = tmp_path_factory.mktemp("int8-data")
+    synthetic_dataset(data, n=60)
+    settings = load_settings(overrides={"data_dir": data, "shared_dir": shared_dir}, env={})
+    config = TrainConfig(
+        backbone="mobilenet_v2_1.0_int8",
+        input_size=(160, 112),
+        epochs=3,
+        ensemble=2,
+        bootstrap=10,
+    )
+    model_id, manifest = stages.train_model(settings, config)
+    return settings, model_id, manifest
+
+
+def test_an_int8_model_exports_its_extractor_and_head(trained_int8, shared_dir):
+    from models.engines import FEATURES_FILE
+
+    settings, model_id, manifest = trained_int8
+    folder = folder_of(settings, model_id)
+    int8 = shared_dir / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+    assert manifest["weights"]["features"]["path"] == str(int8)
+    key = json.loads((folder / LITERT_KEY).read_text())
+    assert len(key["features_sha256"]) == 64 and litert_current(folder)
+    # The head alone (two 1280x18 heads): far smaller than the 4 MB extractor it reads.
+    assert (
+        (folder / LITERT_FILE).stat().st_size < 1_000_000 < (folder / FEATURES_FILE).stat().st_size
+    )
+    (folder / FEATURES_FILE).write_bytes(b"x")  # a damaged extractor is not served
+    assert not litert_current(folder)
+    stages.load_predictor(settings, model_id, "litert")
+    assert litert_current(folder)
+
+
+def test_int8_features_are_cached_by_engine_and_served_as_trained(trained_int8):
+    """The head's training features are the ones the LiteRT engine computes when serving:
+    the same numbers, from a cache folder keyed by the int8 engine."""
+    from core.dataset_store import DATASET_PATH, read_dataset
+    from core.images import decode_image
+    from models.features import FeatureCache
+
+    settings, model_id, manifest = trained_int8
+    metas = [
+        json.loads(p.read_text()) for p in (settings.data_dir / "features").glob("*/meta.json")
+    ]
+    assert [m.get("engine") for m in metas] == ["litert-int8"]
+    key = metas[0]
+    assert key["weights"] == manifest["weights"]["features"]["sha256"]
+    cached = FeatureCache(settings.data_dir / "features", key).load()
+    dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)
+    rows = dataset.head(5)
+    images = np.stack(
+        [decode_image((settings.data_dir / p).read_bytes(), (160, 112)) for p in rows.path]
+    )
+    engine = stages.load_predictor(settings, model_id, "litert").engine
+    served = engine.features(images)
+    assert served.shape == (5, 1280) and served.std() > 0
+    np.testing.assert_array_equal(served, np.stack([cached[s] for s in rows.sha256]))
+
+
+def test_float_features_keep_the_cache_key_they_had_before_engines():
+    from models.features import cache_key
+
+    old = {"backbone": "b", "weights": "w", "size": [2, 1], "policy": "stretch", "view": "plain"}
+    assert cache_key("b", "w", (2, 1), "stretch", "plain") == old
+    assert cache_key("b", "w", (2, 1), "stretch", "plain", engine="litert-int8") == {
+        **old,
+        "engine": "litert-int8",
+    }
+
+
+def test_int8_litert_agrees_with_its_float_keras_reference(trained_int8, shared_dir):
+    """The int8 engine and its float Keras reference are other networks, so they differ
+    by quantization noise only: here (a head trained three epochs on synthetic posters,
+    run on 40 real ones at 160x112) max 0.048, mean 0.005, same top-4 on 92.5%. The
+    issue's bar (0.02, 99%) is for the real model at 320x224: bench/predict.py."""
+    settings, model_id, _ = trained_int8
+    files = sorted((shared_dir / "data" / "posters" / "images").iterdir())[:40]
+    keras_p = probabilities(stages.load_predictor(settings, model_id, "keras"), files)
+    litert = stages.load_predictor(settings, model_id, "litert")
+    assert litert.engine.features is not None
+    litert_p = probabilities(litert, files)
+    assert keras_p.shape == litert_p.shape == (40, 18)
+    diff = np.abs(keras_p - litert_p)
+    assert 0 < diff.max() < 0.1 and diff.mean() < 0.01  # not 0: they are other engines
+    top4 = lambda p: np.sort(np.argsort(-p, axis=1, kind="stable")[:, :4], axis=1)  # noqa: E731
+    assert (top4(keras_p) == top4(litert_p)).all(axis=1).mean() >= 0.85
+
+
+def test_a_stray_extractor_beside_a_float_model_is_not_served(trained, tmp_path):
+    """An int8 extractor left in a float model's folder (a model.keras copied over an int8
+    one) would feed the float head wrong inputs: the export is made again without it."""
+    from models.engines import FEATURES_FILE
+
+    settings, model_id = trained
+    old, folder = copy_without_export(settings, model_id, tmp_path / "data")
+    files = posters(tmp_path / "in", 6)
+    keras_p = probabilities(stages.load_predictor(old, model_id, "keras"), files)
+    stages.load_predictor(old, model_id, "litert")
+    (folder / FEATURES_FILE).write_bytes(b"an extractor of another model")
+    assert not litert_current(folder)
+    litert = stages.load_predictor(old, model_id, "litert")
+    assert litert.engine.features is None and not (folder / FEATURES_FILE).exists()
+    assert_parity(keras_p, probabilities(litert, files))
+
+
+def test_int8_backbone_without_its_file_says_what_to_do(tmp_path, shared_dir):
+    from core.errors import ConfigError
+    from models.backbones import BACKBONES, resolve_weights
+
+    spec = BACKBONES["mobilenet_v2_1.0_int8"]
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shutil.copy(shared_dir / "weights" / spec.local_file, weights)
+    with pytest.raises(ConfigError, match="needs the int8 file .*tf2_mobilenet_v2"):
+        resolve_weights(spec, "auto", weights)
+    with pytest.raises(ConfigError, match="no --weights none"):
+        resolve_weights(spec, "none", shared_dir / "weights")

@@ -301,7 +301,9 @@ def test_sigkilled_worker_work_is_redone_not_duplicated(trained, tmp_path):
     first = Worker("killed", env, tmp_path / "killed.log").start()
     second = None
     try:
-        run_id = _submit(settings, server.url, folder, tmp_path / "out", chunk_size=1)
+        # Keras, the slower engine: a worker that reads only its own part per chunk runs
+        # 80 one-poster chunks on LiteRT before a poll sees three of them.
+        run_id = _submit(settings, server.url, folder, tmp_path / "out", 1, "--engine", "keras")
         plan = load_plan(settings.data_dir, run_id)
         _wait_for_parts(plan, 3, first)
         first.kill()
@@ -362,7 +364,9 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
     env = _worker_env(settings, server.url, visibility=5)
     worker = Worker("survivor", env, tmp_path / "survivor.log").start()
     try:
-        run_id = _submit(settings, server.url, folder, tmp_path / "out", chunk_size=1)
+        run_id = _submit(
+            settings, server.url, folder, tmp_path / "out", 1, "--engine", "keras"
+        )  # Keras: on LiteRT the run can be over before the kill lands
         plan = load_plan(settings.data_dir, run_id)
         _wait_for_parts(plan, 3, worker)
         server.kill()

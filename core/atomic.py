@@ -12,11 +12,13 @@ from core.errors import StorageError
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
+def atomic_path(target: Path, tmp_dir: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``.
 
     The temp file lives in the same directory so ``os.replace`` is a rename on one
     filesystem, which POSIX makes atomic. On failure the temp file is removed.
+    ``tmp_dir`` puts it elsewhere, for a folder that readers list while it is written;
+    it must be on ``target``'s filesystem.
 
     An ``OSError`` on the way (a full disk, a read-only mount, a file where a folder must
     be) becomes a ``StorageError`` that names ``target``: the temp name would mean nothing
@@ -25,7 +27,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        folder = Path(tmp_dir) if tmp_dir is not None else target.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
         os.close(fd)
     except OSError as exc:
         raise StorageError.from_os(exc, target) from exc
@@ -43,8 +47,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
+def write_bytes_atomic(target: Path, data: bytes, tmp_dir: Path | None = None) -> None:
+    with atomic_path(target, tmp_dir) as tmp:
         tmp.write_bytes(data)
 
 

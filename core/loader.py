@@ -40,11 +40,12 @@ def decode_file(
     policy: str,
     max_pixels: int,
     expect_sha256: str | None = None,
+    read: Callable[[str], bytes] | None = None,
 ) -> Decoded:
     """Read and decode one file; with ``expect_sha256``, a file whose bytes changed since
     it was hashed is an error rather than a prediction for content nobody planned."""
     try:
-        data = Path(path).read_bytes()
+        data = read(str(path)) if read is not None else Path(path).read_bytes()
     except OSError as exc:
         return Decoded(str(path), None, f"unreadable: {exc.strerror or exc}")
     if expect_sha256 is not None and hashlib.sha256(data).hexdigest() != expect_sha256:

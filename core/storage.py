@@ -193,10 +193,13 @@ class Store:
         return sorted(files, key=lambda f: f.path)
 
     # --- writing ---------------------------------------------------------------------
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        """The whole of ``data`` at ``rel``, replacing what was there, never half-written."""
+    def write_bytes(self, rel: str, data: bytes, tmp_dir: str | None = None) -> None:
+        """The whole of ``data`` at ``rel``, replacing what was there, never half-written.
+        ``tmp_dir`` (under the root): where a local write keeps its temp file, for a
+        folder that readers list while it is written. S3 needs none."""
         if self.is_local:
-            write_bytes_atomic(Path(self.path(rel)), data)
+            staging = Path(self.path(tmp_dir)) if tmp_dir else None
+            write_bytes_atomic(Path(self.path(rel)), data, staging)
             return
         try:
             # One object per call; S3 makes it visible only once the upload completes.
@@ -208,10 +211,10 @@ class Store:
     def write_json(self, rel: str, obj: Any) -> None:
         self.write_bytes(rel, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"))
 
-    def write_table(self, rel: str, table: pa.Table) -> None:
+    def write_table(self, rel: str, table: pa.Table, tmp_dir: str | None = None) -> None:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        self.write_bytes(rel, sink.getvalue().to_pybytes())
+        self.write_bytes(rel, sink.getvalue().to_pybytes(), tmp_dir)
 
     def delete(self, *parts: str) -> None:
         """Remove a file; no error when it is already gone."""

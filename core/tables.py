@@ -17,8 +17,8 @@ def rows_to_table(rows: Sequence[dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema)
 
 
-def write_table(path: Path, table: pa.Table) -> None:
-    with atomic_path(path) as tmp:
+def write_table(path: Path, table: pa.Table, tmp_dir: Path | None = None) -> None:
+    with atomic_path(path, tmp_dir) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 

@@ -6,7 +6,7 @@ LiteRT predictor never loads it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,15 +53,21 @@ class Predictor:
         return np.mean(outs, axis=0).astype(np.float32)
 
     def predict_files(
-        self, paths: Iterable[str | Path], shas: Iterable[str | None] | None = None
+        self,
+        paths: Iterable[str | Path],
+        shas: Iterable[str | None] | None = None,
+        read: Callable[[str], bytes] | None = None,
     ) -> Iterator[tuple[Batch, np.ndarray]]:
         """Decode in parallel while the model runs; each batch with its probabilities
         (rows only for the files that decoded: ``batch.ok`` says which). With ``shas``,
-        a file whose content no longer matches its hash becomes an error."""
+        a file whose content no longer matches its hash becomes an error. ``read``: how
+        to get a file's bytes (an object store's reader); default, the local file."""
         items = zip(paths, shas, strict=True) if shas is not None else ((p, None) for p in paths)
         decoded = iter_decoded(
             items,
-            lambda item: decode_file(item[0], self.size, self.policy, self.max_pixels, item[1]),
+            lambda item: decode_file(
+                item[0], self.size, self.policy, self.max_pixels, item[1], read=read
+            ),
             workers=self.workers,
             prefetch=self.batch_size * 2,
         )

@@ -111,7 +111,7 @@ def test_top_k_table_keeps_its_columns_with_long_file_names(tmp_path):
         run_id="r", model_id="m", out_dir=str(tmp_path), created="2026-01-01T00:00:00+00:00",
         top_k=2, chunk_size=4, inputs=[{"path": f"/in/{n}"} for n in names], chunks=[[0, 4]],
     )  # fmt: skip
-    plan.run_dir.mkdir(parents=True)
+    plan.parts_dir.mkdir(parents=True)
     pq.write_table(
         pa.table(
             {

@@ -225,8 +225,8 @@ def test_a_read_only_output_dir_is_one_line(namespaces, data, posters, tmp_path)
         read_only(out), "predict", str(posters), "--out", str(out), env=_env(data)
     )
     line = one_line(result, 1)
-    # The planning lock under predictions/ is the first thing written there.
-    assert "read-only" in line and re.search(rf"{out}/predictions\S*:", line), line
+    # The planning lock under prediction-runs/ is the first thing written there.
+    assert "read-only" in line and re.search(rf"{out}/prediction-runs\S*:", line), line
     assert no_runs(data) and not any(out.iterdir())
 
 

@@ -57,7 +57,7 @@ def make_folder(path, n_good: int, with_bad: bool = True):
 
 def read_run(plan) -> pd.DataFrame:
     """The run's rows as a user reads them: the hive-partitioned folder, filtered by run."""
-    return pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
+    return pd.read_parquet(plan.parts_dir.parent, filters=[("run_id", "==", plan.run_id)])
 
 
 def test_status_polls_reread_only_parts_that_changed(tmp_path):
@@ -66,7 +66,7 @@ def test_status_polls_reread_only_parts_that_changed(tmp_path):
         run_id="r1", model_id="m", out_dir=str(tmp_path), created="2026-01-01T00:00:00+00:00",
         top_k=4, chunk_size=3, inputs=inputs, chunks=[[0, 3], [3, 6]],
     )  # fmt: skip
-    plan.run_dir.mkdir(parents=True)
+    plan.parts_dir.mkdir(parents=True)
     pq.write_table(pa.table({"status": ["ok", "ok", "error"]}), plan.part_path(0))
     pq.write_table(pa.table({"status": ["ok"]}), plan.part_path(1))  # short: not done
     counts = PartCounts()
@@ -77,7 +77,7 @@ def test_status_polls_reread_only_parts_that_changed(tmp_path):
     second = run_status(plan, counts=counts)
     assert (second.chunks_done, second.rows_ok, second.rows_error) == (2, 5, 1)
     finalize(plan)
-    for part in plan.run_dir.glob("part-*.parquet"):
+    for part in plan.parts_dir.glob("part-*.parquet"):
         part.unlink()  # a complete run is read from its manifest, not its parts
     done = run_status(plan)
     assert done.complete and (done.chunks_done, done.rows_ok, done.rows_error) == (2, 5, 1)
@@ -301,7 +301,9 @@ def test_sigkilled_worker_work_is_redone_not_duplicated(trained, tmp_path):
     first = Worker("killed", env, tmp_path / "killed.log").start()
     second = None
     try:
-        run_id = _submit(settings, server.url, folder, tmp_path / "out", chunk_size=1)
+        # Keras, the slower engine: a worker that reads only its own part per chunk runs
+        # 80 one-poster chunks on LiteRT before a poll sees three of them.
+        run_id = _submit(settings, server.url, folder, tmp_path / "out", 1, "--engine", "keras")
         plan = load_plan(settings.data_dir, run_id)
         _wait_for_parts(plan, 3, first)
         first.kill()
@@ -362,7 +364,9 @@ def test_redis_restart_mid_run_completes(trained, tmp_path):
     env = _worker_env(settings, server.url, visibility=5)
     worker = Worker("survivor", env, tmp_path / "survivor.log").start()
     try:
-        run_id = _submit(settings, server.url, folder, tmp_path / "out", chunk_size=1)
+        run_id = _submit(
+            settings, server.url, folder, tmp_path / "out", 1, "--engine", "keras"
+        )  # Keras: on LiteRT the run can be over before the kill lands
         plan = load_plan(settings.data_dir, run_id)
         _wait_for_parts(plan, 3, worker)
         server.kill()

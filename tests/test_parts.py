@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import DataError
 from jobs.runs.markers import finalize
-from jobs.runs.parts import PartCounts, chunk_done, missing_chunks, part_counts
+from jobs.runs.parts import PartCounts, all_written, chunk_done, missing_chunks, part_counts
 from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
 
@@ -21,7 +21,7 @@ def _plan(tmp_path) -> RunPlan:
         run_id="r1", model_id="m", out_dir=str(tmp_path), created="2026-01-01T00:00:00+00:00",
         top_k=4, chunk_size=3, inputs=inputs, chunks=[[0, 3], [3, 5]],
     )  # fmt: skip
-    plan.run_dir.mkdir(parents=True)
+    plan.parts_dir.mkdir(parents=True)
     return plan
 
 
@@ -61,3 +61,11 @@ def test_finalize_counts_what_the_parts_hold_and_keeps_its_first_finish(tmp_path
     first = finalize(plan)
     assert (first["rows"], first["ok"], first["error"]) == (5, 3, 2)
     assert finalize(plan)["finished"] == first["finished"]  # a second finalize changes nothing
+
+
+def test_all_written_asks_one_listing_and_missing_chunks_still_reads(tmp_path):
+    plan = _plan(tmp_path)
+    _part(plan, 0, ["ok", "ok", "error"])
+    assert not all_written(plan)
+    _part(plan, 1, ["ok"])  # short: a file, but not a complete part
+    assert all_written(plan) and missing_chunks(plan) == [1]

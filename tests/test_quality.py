@@ -145,7 +145,7 @@ def test_report_scores_unseen_labelled_posters_and_labels_include_seen(trained, 
     # Each genre's threshold and expected rate from the manifest, beside the run's rate.
     manifest = json.loads((settings.data_dir / MODELS_DIR / model_id / "manifest.json").read_text())
     decisions = report.decisions.set_index("genre")
-    rows = pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
+    rows = pd.read_parquet(plan.parts_dir.parent, filters=[("run_id", "==", plan.run_id)])
     for genre in ("Action", "Drama"):
         observed = rows["predicted"].map(lambda g, x=genre: x in list(g)).mean()
         assert decisions.loc[genre, "observed"] == pytest.approx(observed)

@@ -121,6 +121,6 @@ def test_predict_chunk_size_comes_from_the_environment(trained, tmp_path):  # no
     }
     done = run_cli("predict", str(folder), "--out", str(tmp_path / "out"), env=env)
     assert done.returncode == 0, done.stderr
-    (run_dir,) = (tmp_path / "out" / "predictions").glob("run_id=*")
+    (run_dir,) = (tmp_path / "out" / "prediction-runs").glob("*/")
     plan = json.loads((run_dir / "_plan.json").read_text())
     assert plan["chunk_size"] == 2 and len(plan["chunks"]) == 3

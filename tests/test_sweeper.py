@@ -85,6 +85,7 @@ def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path
         tags = [m.delivery_tag for m in held]
         publish_holdings(client, holdings_key("w@host", 1), tags, heartbeat_s=60)  # alive
         assert client.rpop("predict") is not None and client.llen("predict") == 0
+        plan.parts_dir.mkdir(parents=True, exist_ok=True)
         for i in (0, 1):
             pq.write_table(pa.table({"status": ["ok"]}), plan.part_path(i))
         assert in_flight(client.hvals("unacked")) == {(plan.run_id, i) for i in (0, 1, 2)}

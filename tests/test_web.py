@@ -363,7 +363,7 @@ def test_state_reads_stalled_and_interrupted_when_status_has_them():
 def test_downloads_round_trip_the_filtered_rows(site):
     settings, _, run_id = site
     plan = load_plan(settings.data_dir, run_id)
-    rows = data.with_labels(data.load_rows(plan.run_dir))
+    rows = data.with_labels(data.load_rows(plan.parts_dir))
     back = pd.read_parquet(__import__("io").BytesIO(data.parquet_bytes(rows)))
     assert back["path"].tolist() == rows["path"].tolist()
     assert [list(x) for x in back["top_genres"].dropna()] == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from core.errors import ConfigError
 from core.parsing import parse_formats, parse_year_range
@@ -58,3 +59,16 @@ def add_include_seen(parser) -> None:
         action="store_true",
         help="also score posters the model was trained or tuned on (flattering)",
     )
+
+
+def storage_location(text: str):
+    """A local path (a Path) or an ``s3://bucket/prefix`` URI (kept as text: a Path would
+    fold its ``//``). An unknown scheme is refused here, in one line."""
+    from core.storage import is_remote, open_store
+
+    if not is_remote(text):
+        return Path(text)
+    try:
+        return open_store(text).uri
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -215,7 +215,7 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> str:
     from jobs.queue.app import worker_argv
     from jobs.queue.broker import broker_app
     from jobs.queue.publish import send_chunks, send_task
-    from jobs.runs.index import load_plan
+    from jobs.runs.index import index_home, load_plan
     from jobs.runs.status import run_status
     from models.config import TrainConfig
 
@@ -267,7 +267,7 @@ def _through_workers(settings: Settings, labelled: Path, inbox: Path) -> str:
             settings, [inbox / "images"], model_id=model_id, out_dir=settings.data_dir, force=True
         )
         send_chunks(app, plan)
-        plan = load_plan(settings.data_dir, plan.run_id)
+        plan = load_plan(index_home(settings), plan.run_id, settings.s3)
         deadline = time.monotonic() + 1800
         while not plan.manifest_path.exists():
             s = run_status(plan)

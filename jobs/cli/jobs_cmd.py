@@ -142,9 +142,9 @@ def _status_line(s) -> str:
 
 def run_status(args, settings: Settings) -> int:
     from jobs.cli.status_view import FAILED_STATES, run_view, task_line
-    from jobs.runs.index import list_runs
+    from jobs.runs.index import index_home, list_runs
 
-    if args.id in list_runs(settings.data_dir):
+    if args.id in list_runs(index_home(settings), settings.s3):
         s = _read_status(settings, args.id)  # a DataError when its files are gone
         _show(args, run_view(s), _status_line(s))
         return 1 if s.failed and not s.complete else 0
@@ -198,9 +198,9 @@ def _task_state(app, task_id: str):
 
 
 def run_wait(args, settings: Settings) -> int:
-    from jobs.runs.index import list_runs
+    from jobs.runs.index import index_home, list_runs
 
-    if args.id in list_runs(settings.data_dir):
+    if args.id in list_runs(index_home(settings), settings.s3):
         return _wait_run(args, settings)
     return _wait_task(args, settings)
 
@@ -235,12 +235,12 @@ def _wait_run(args, settings: Settings) -> int:
     from tqdm import tqdm
 
     from core.errors import AnigenreError, DataError
-    from jobs.runs.index import load_plan
+    from jobs.runs.index import index_home, load_plan
     from jobs.runs.markers import finalize
     from jobs.runs.parts import PartCounts
     from jobs.runs.status import run_status
 
-    plan = load_plan(settings.data_dir, args.id)
+    plan = load_plan(index_home(settings), args.id, settings.s3)
     counts = PartCounts()
     deadline = time.monotonic() + args.timeout
     told = None
@@ -298,11 +298,11 @@ def _no_worker_suffix(settings: Settings, queue: str) -> str:
 
 def run_resume(args, settings: Settings) -> int:
     from jobs import stages
-    from jobs.runs.index import load_plan
+    from jobs.runs.index import index_home, load_plan
     from jobs.runs.parts import missing_chunks
-    from jobs.stages.predict import claim_run
+    from jobs.stages.predict import claim_run, planning_lock
 
-    plan = load_plan(settings.data_dir, args.run_id)
+    plan = load_plan(index_home(settings), args.run_id, settings.s3)
     app = None
     if settings.broker_url:
         from jobs.queue.broker import broker_app
@@ -310,7 +310,7 @@ def run_resume(args, settings: Settings) -> int:
         app = broker_app(settings)  # fail before touching the plan
     # Files that other runs predicted (or own) since this one was planned leave its
     # missing chunks: a resume never writes a second row for a file.
-    plan, dropped = claim_run(plan, resume=True)
+    plan, dropped = claim_run(plan, resume=True, lock=planning_lock(settings, plan.out))
     missing = missing_chunks(plan)
     note = f"; {dropped} file(s) left to the other runs that predict them" if dropped else ""
     if app is not None:
@@ -334,10 +334,10 @@ def run_list(args, settings: Settings) -> int:
     from core.errors import DataError
     from jobs.cli.status_view import run_view, task_line
     from jobs.cli.task_records import list_tasks
-    from jobs.runs.index import list_runs
+    from jobs.runs.index import index_home, list_runs
 
     runs = []  # (view, line) in run order, newest last
-    for run_id in list_runs(settings.data_dir):
+    for run_id in list_runs(index_home(settings), settings.s3):
         try:
             s = _read_status(settings, run_id)
             runs.append((run_view(s), _status_line(s)))
@@ -378,10 +378,11 @@ def _task_views(settings: Settings, records) -> list[dict]:
 def _read_status(settings: Settings, run_id: str):
     """The status of ``run_id``; a run whose files are gone or damaged is a DataError."""
     from core.errors import AnigenreError, DataError, StorageError
-    from jobs.runs.index import load_plan
+    from jobs.runs.index import index_home, load_plan
     from jobs.runs.status import run_status
 
-    plan = load_plan(settings.data_dir, run_id)  # a DataError when its plan is gone
+    # A DataError when its plan is gone.
+    plan = load_plan(index_home(settings), run_id, settings.s3)
     try:
         return run_status(plan, stall_after_s=settings.run_stall_after_s)
     except FileNotFoundError as exc:

@@ -14,10 +14,17 @@ TABLE_LIMIT = 20  # print the paper's Table 4-style listing for inputs up to thi
 
 def add_predict_arguments(p) -> None:
     p.add_argument(
-        "paths", nargs="+", type=Path, help="image files or folders (searched recursively)"
+        "paths",
+        nargs="+",
+        type=types.storage_location,
+        help="image files or folders (searched recursively); local or s3://bucket/prefix",
     )
     p.add_argument("--model", default="latest", help="model id, unique prefix, or 'latest'")
-    p.add_argument("--out", type=Path, help="output dir (default: the data dir)")
+    p.add_argument(
+        "--out",
+        type=types.storage_location,
+        help="output dir, local or s3://bucket/prefix (default: the data dir)",
+    )
     p.add_argument("--top-k", type=types.positive_int, default=4)
     p.add_argument(
         "--chunk-size",
@@ -115,7 +122,7 @@ def run(args, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.run_dir}")
+    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.parts.uri}")
     if len(plan.inputs) <= TABLE_LIMIT:
         print(format_top_k(plan))
     return 0
@@ -127,7 +134,7 @@ NAME_WIDTH = 40
 def format_top_k(plan) -> str:
     import pandas as pd
 
-    parts = [pd.read_parquet(plan.part_path(i)) for i in range(len(plan.chunks))]
+    parts = [plan.parts.read_table(plan.part_name(i)).to_pandas() for i in range(len(plan.chunks))]
     if not parts:
         return ""
     rows = pd.concat(parts)
@@ -175,7 +182,8 @@ def run_report(args, settings: Settings) -> int:
         print(f"  macro AP {ap.mean():.3f} over {len(ap)} genres{seen}")
     if report.decisions is not None:
         print(_rates_line(report.decisions))
-    print(f"  wrote {report.folder / 'summary.parquet'} and {report.folder / 'report.html'}")
+    folder = str(report.folder).rstrip("/")
+    print(f"  wrote {folder}/summary.parquet and {folder}/report.html")
     return 0
 
 

@@ -11,6 +11,7 @@ from celery import bootsteps
 
 from jobs.queue.publish import send_chunks
 from jobs.queue.sweeper import PREDICT_QUEUE, Sweeper, holdings_key, publish_holdings
+from jobs.runs.index import index_home
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,12 @@ class SweeperStep(bootsteps.StartStopStep):
         self.heartbeat_s = settings.worker_heartbeat_s
         self.sweeper = Sweeper(
             self.client,
-            settings.data_dir,
+            index_home(settings),
             lambda plan, chunks: send_chunks(app, plan, chunks),
             interval_s=settings.sweep_interval_s,
             max_resends=settings.sweep_max_resends,
             heartbeat_s=settings.worker_heartbeat_s,
+            s3=settings.s3,
         )
         self.trefs = [
             worker.timer.call_repeatedly(settings.worker_heartbeat_s, self._beat),

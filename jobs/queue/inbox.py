@@ -36,7 +36,7 @@ def tick(app: Celery, settings: Settings) -> inbox.Tick:
             try:
                 send_chunks(app, plan)  # marks it queued: from here the sweeper watches it
             finally:
-                live.release(plan.run_dir)
+                live.release(plan.files)
             record.run_id, record.files = plan.run_id, len(plan.inputs)
             record.chunks = len(plan.chunks)
     inbox.record_tick(settings, record)  # the task's own log line shows the same

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 
 from kombu.transport.redis import Channel
 
-from core.errors import ConfigError, DataError
-from jobs.runs.index import indexed_run_dir, list_runs, load_plan
+from core.errors import ConfigError, DataError, StorageError
+from jobs.runs.index import indexed_run_files, list_runs, load_plan
 from jobs.runs.markers import finalize, mark_failed
 from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import FAILED, MANIFEST, QUEUED, RunPlan
@@ -127,17 +127,15 @@ class SweepResult:
     orphaned: dict[str, list[int]] = field(default_factory=dict)  # re-queued: worker gone
 
 
-def watched_runs(data_dir) -> Iterable[RunPlan]:
+def watched_runs(data_dir, s3=None) -> Iterable[RunPlan]:
     """Queued runs that are neither complete nor failed. Only their plans are read: a
     finished run's plan can list a hundred thousand files."""
-    for run_id in list_runs(data_dir):
+    for run_id in list_runs(data_dir, s3):
         try:
-            folder = indexed_run_dir(data_dir, run_id)
-            if (folder / QUEUED).exists() and not (
-                (folder / MANIFEST).exists() or (folder / FAILED).exists()
-            ):
-                yield load_plan(data_dir, run_id)
-        except (OSError, ValueError, ConfigError, DataError):
+            files = indexed_run_files(data_dir, run_id, s3)
+            if files.exists(QUEUED) and not (files.exists(MANIFEST) or files.exists(FAILED)):
+                yield load_plan(data_dir, run_id, s3)
+        except (OSError, ValueError, ConfigError, DataError, StorageError):
             continue  # a run whose files were removed by their owner is not ours to mend
 
 
@@ -153,10 +151,12 @@ class Sweeper:
         interval_s: float,
         max_resends: int,
         heartbeat_s: float,
+        s3=None,
         unacked_key: str = Channel.unacked_key,
         unacked_index_key: str = Channel.unacked_index_key,
     ) -> None:
         self.client, self.data_dir, self.requeue = client, data_dir, requeue
+        self.s3 = s3  # reaches an s3:// data dir and output dirs
         self.interval_s, self.max_resends, self.unacked_key = interval_s, max_resends, unacked_key
         self.unacked_index_key = unacked_index_key
         # A holder lists a message within a beat of taking it, and its key outlives it by
@@ -180,7 +180,7 @@ class Sweeper:
         depth = self.queue_depth()
         unacked = unacked_chunks(self.client.hgetall(self.unacked_key))
         plans, missing = {}, set()
-        for plan in watched_runs(self.data_dir):
+        for plan in watched_runs(self.data_dir, self.s3):
             gaps = missing_chunks(plan)
             if not gaps:
                 finalize(plan)  # the worker that wrote the last part died before finalising

@@ -54,11 +54,12 @@ class PredictTask(Task):
 )
 def predict_chunk(self, run_id: str, index: int) -> dict:
     from jobs.runs.chunks import execute_chunk
-    from jobs.runs.index import load_plan
+    from jobs.runs.index import index_home, load_plan
     from jobs.runs.markers import finalize
-    from jobs.runs.parts import chunk_done, missing_chunks
+    from jobs.runs.parts import all_written, chunk_done, missing_chunks
 
-    plan = load_plan(_settings(self).data_dir, run_id)
+    settings = _settings(self)
+    plan = load_plan(index_home(settings), run_id, settings.s3)
     if chunk_done(plan, index):
         # A message delivered twice (restored after a slow start, or re-queued by the
         # sweeper) finds its part written: the rows are there, so skip the model.
@@ -66,7 +67,7 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
     else:
         result = execute_chunk(plan, index, self.predictor(plan.model_id, plan.engine))
     # No chord: whichever chunk sees every part written finalises; doing it twice is harmless.
-    if not missing_chunks(plan):
+    if all_written(plan) and not missing_chunks(plan):
         finalize(plan)
         result["finalized"] = True
         if plan.report_when_complete:

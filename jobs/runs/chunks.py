@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import numpy as np
 
 from core.predictions import prediction_table
-from core.tables import write_table
-from jobs.runs.plan import RunPlan, file_digest, fs_path
+from jobs.runs.inputs import InputReader
+from jobs.runs.layout import parts_folder, run_folder
+from jobs.runs.plan import RunPlan, fs_path
 
 
 def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None = None) -> dict:
@@ -23,15 +23,16 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
     """
     start, end = plan.chunks[index]
     entries = plan.inputs[start:end]
+    reader = InputReader(plan.s3)
     first: dict[str, int] = {}
     source = [first.setdefault(e["sha256"], i) if e["sha256"] else i for i, e in enumerate(entries)]
-    results = _predict(predictor, entries, [i for i, s in enumerate(source) if s == i])
+    results = _predict(predictor, entries, [i for i, s in enumerate(source) if s == i], reader)
     retry = [
         i
         for i, s in enumerate(source)
-        if s != i and ("probs" not in results[s] or not _unchanged(entries[i]))
+        if s != i and ("probs" not in results[s] or not _unchanged(entries[i], reader))
     ]
-    results.update(_predict(predictor, entries, retry))
+    results.update(_predict(predictor, entries, retry, reader))
     items = [
         {"path": e["path"], "sha256": e["sha256"], **results.get(i, results[source[i]])}
         for i, e in enumerate(entries)
@@ -44,23 +45,31 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
         items=items,
         now=now or dt.datetime.now(dt.UTC),
     )
-    write_table(plan.part_path(index), table)
+    # One whole object on S3 (a PUT is atomic); locally the temp file goes in the run's
+    # bookkeeping folder, not beside the part: a reader of the predictions folder mid-run
+    # (Polars) refuses any file that is not a part.
+    name = f"{parts_folder(plan.run_id)}/{plan.part_name(index)}"
+    plan.out.write_table(name, table, tmp_dir=run_folder(plan.run_id))
     ok = sum(1 for i in items if "probs" in i)
     return {"run_id": plan.run_id, "chunk": index, "ok": ok, "error": len(items) - ok}
 
 
-def _unchanged(entry: dict) -> bool:
-    return file_digest(Path(fs_path(entry)))[1] == entry["sha256"]
+def _unchanged(entry: dict, reader: InputReader) -> bool:
+    return reader.digest(fs_path(entry))[1] == entry["sha256"]
 
 
-def _predict(predictor, entries: list[dict], positions: list[int]) -> dict[int, dict]:
+def _predict(
+    predictor, entries: list[dict], positions: list[int], reader: InputReader
+) -> dict[int, dict]:
     """Position -> {"probs": array} or {"error": "reason: detail"} for those ``positions``."""
     if not positions:
         return {}
     out: dict[int, dict] = {}
     order = iter(positions)
     for batch, probs in predictor.predict_files(
-        [fs_path(entries[i]) for i in positions], [entries[i]["sha256"] for i in positions]
+        [fs_path(entries[i]) for i in positions],
+        [entries[i]["sha256"] for i in positions],
+        read=reader,
     ):
         rows = iter(probs)
         for path, ok in zip(batch.paths, batch.ok, strict=True):

@@ -1,7 +1,10 @@
 """The runs index: ``<data>/runs/<run_id>.json`` says where each run writes.
 
-A run's files live under its output dir, which can be anywhere; the small index entry in
-the data dir is how ``jobs status|wait|resume|list`` find them from a run id alone.
+A run's files live under its output dir, which can be anywhere (a local folder, an
+``s3://`` prefix); the small index entry in the data dir is how ``jobs
+status|wait|resume|list`` and the workers find them from a run id alone. The data dir
+may be an ``s3://`` prefix too: workers that share nothing but the broker and the bucket
+find every run there.
 """
 
 from __future__ import annotations
@@ -9,42 +12,69 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.atomic import write_text_atomic
-from core.errors import ConfigError, DataError
-from jobs.runs.plan import PLAN, RunPlan, run_dir_for
+from core.errors import AnigenreError, ConfigError, DataError
+from core.storage import S3Options, Store, open_store
+from jobs.runs.layout import PLAN, run_dir_for, run_folder
+from jobs.runs.legacy import migrate_run
+from jobs.runs.plan import RunPlan
 
 RUNS_INDEX = Path("runs")
 
 
-def record_run(data_dir: Path, plan: RunPlan) -> None:
-    write_text_atomic(
-        Path(data_dir) / RUNS_INDEX / f"{plan.run_id}.json",
-        json.dumps({"run_id": plan.run_id, "out_dir": plan.out_dir, "created": plan.created}),
-    )
+def index_home(settings) -> Path | str:
+    """Where the runs index lives: the data dir's ``s3://`` URI when it is in a bucket
+    (``settings.data_uri``: every machine reads the bucket's index, never its own mirror of
+    the data dir), else the data dir."""
+    return getattr(settings, "data_uri", None) or settings.data_dir
+
+
+def _index(data_dir: Path | str, s3: S3Options | None) -> Store:
+    return open_store(data_dir, s3).child(str(RUNS_INDEX))
+
+
+def record_run(data_dir: Path | str, plan: RunPlan, s3: S3Options | None = None) -> None:
+    entry = {"run_id": plan.run_id, "out_dir": plan.out_dir, "created": plan.created}
+    _index(data_dir, s3).write_bytes(f"{plan.run_id}.json", json.dumps(entry).encode())
+
+
+def indexed_out_dir(data_dir: Path | str, run_id: str, s3: S3Options | None = None) -> str:
+    """Where run ``run_id`` writes (its output dir), from its small index entry. A local
+    run in the old layout has its files moved to their place first (jobs.runs.legacy)."""
+    try:
+        out_dir = json.loads(_index(data_dir, s3).read_bytes(f"{run_id}.json"))["out_dir"]
+    except FileNotFoundError:
+        raise ConfigError(f"no run '{run_id}'; 'anigenre jobs list' shows the runs") from None
+    if open_store(out_dir, s3).is_local:
+        migrate_run(out_dir, run_id)
+    return out_dir
+
+
+def indexed_run_files(data_dir: Path | str, run_id: str, s3: S3Options | None = None) -> Store:
+    """Run ``run_id``'s bookkeeping folder, as a Store (no plan is read)."""
+    return open_store(indexed_out_dir(data_dir, run_id, s3), s3).child(run_folder(run_id))
 
 
 def indexed_run_dir(data_dir: Path, run_id: str) -> Path:
-    """Where run ``run_id`` writes, from its small index entry (no plan is read)."""
-    index = Path(data_dir) / RUNS_INDEX / f"{run_id}.json"
-    try:
-        out_dir = json.loads(index.read_text())["out_dir"]
-    except FileNotFoundError:
-        raise ConfigError(f"no run '{run_id}'; 'anigenre jobs list' shows the runs") from None
-    return run_dir_for(out_dir, run_id)
+    """Run ``run_id``'s bookkeeping folder on a local disk."""
+    return run_dir_for(indexed_out_dir(data_dir, run_id), run_id)
 
 
-def load_plan(data_dir: Path, run_id: str) -> RunPlan:
+def load_plan(data_dir: Path | str, run_id: str, s3: S3Options | None = None) -> RunPlan:
     """The run's plan; a plan that is gone or damaged is a DataError that says which."""
-    plan_file = indexed_run_dir(data_dir, run_id) / PLAN
+    files = indexed_run_files(data_dir, run_id, s3)
     try:
-        return RunPlan(**json.loads(plan_file.read_text()))
+        return RunPlan(**json.loads(files.read_bytes(PLAN)), s3=s3)
     except FileNotFoundError:
-        why = f"{plan_file} is gone; was its output folder moved or deleted?"
-    except (ValueError, TypeError) as exc:
-        why = f"{plan_file} is damaged ({type(exc).__name__}: {exc})"
+        why = f"{files.uri_of(PLAN)} is gone; was its output folder moved or deleted?"
+    except (ValueError, TypeError, AnigenreError) as exc:
+        why = f"{files.uri_of(PLAN)} is damaged ({type(exc).__name__}: {exc})"
     raise DataError(f"run {run_id}: unreadable: {why}")
 
 
-def list_runs(data_dir: Path) -> list[str]:
-    folder = Path(data_dir) / RUNS_INDEX
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+def list_runs(data_dir: Path | str, s3: S3Options | None = None) -> list[str]:
+    index = _index(data_dir, s3)
+    return sorted(
+        f.path.removesuffix(".json")
+        for f in index.list_files(recursive=False)
+        if f.path.endswith(".json")
+    )

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.atomic import write_text_atomic
+from core.errors import AnigenreError
+from core.storage import Store, open_store
 from jobs.runs.layout import LEASE
 
 REFRESH_S = 2.0
@@ -33,19 +34,20 @@ class Lease:
     heartbeat: dt.datetime
 
 
-def lease_path(run_dir: Path) -> Path:
-    return Path(run_dir) / LEASE
+def _files(run: Store | Path | str) -> Store:
+    """The run's bookkeeping folder as a Store (a local path is accepted too)."""
+    return run if isinstance(run, Store) else open_store(run)
 
 
-def write_lease(run_dir: Path, now: dt.datetime | None = None) -> None:
+def write_lease(run: Store | Path, now: dt.datetime | None = None) -> None:
     beat = (now or dt.datetime.now(dt.UTC)).isoformat()
     record = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": beat}
-    write_text_atomic(lease_path(run_dir), json.dumps(record))
+    _files(run).write_bytes(LEASE, json.dumps(record).encode())
 
 
-def read_lease(run_dir: Path) -> Lease | None:
+def read_lease(run: Store | Path) -> Lease | None:
     try:
-        raw = json.loads(lease_path(run_dir).read_text())
+        raw = json.loads(_files(run).read_bytes(LEASE))
         return Lease(raw["host"], int(raw["pid"]), dt.datetime.fromisoformat(raw["heartbeat"]))
     except FileNotFoundError:
         return None
@@ -77,16 +79,18 @@ def _alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def hold_lease(run_dir: Path, refresh_s: float = REFRESH_S) -> Iterator[None]:
+def hold_lease(run: Store | Path, refresh_s: float = REFRESH_S) -> Iterator[None]:
     """Hold the run's lease for the ``with`` block; removed however the block ends, since
     a run that raised is interrupted too and only a live process may claim it."""
-    write_lease(run_dir)
+    files = _files(run)
+    write_lease(files)
     stop = threading.Event()
 
     def renew() -> None:
         while not stop.wait(refresh_s):
-            with contextlib.suppress(OSError):  # a full disk must not kill the prediction
-                write_lease(run_dir)
+            # A full disk or a bucket that blinks must not kill the prediction.
+            with contextlib.suppress(OSError, AnigenreError):
+                write_lease(files)
 
     thread = threading.Thread(target=renew, name="run-lease", daemon=True)
     thread.start()
@@ -95,4 +99,4 @@ def hold_lease(run_dir: Path, refresh_s: float = REFRESH_S) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-        lease_path(run_dir).unlink(missing_ok=True)
+        files.delete(LEASE)

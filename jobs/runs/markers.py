@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from core.atomic import write_text_atomic
 from core.errors import DataError
+from jobs.runs.layout import FAILED, MANIFEST, QUEUED
 from jobs.runs.parts import part_counts
 from jobs.runs.plan import RunPlan
 
@@ -14,8 +14,8 @@ from jobs.runs.plan import RunPlan
 def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
     """Verify every part, then write ``_manifest.json``. Safe to call twice: a complete
     run keeps the manifest (and so the finish time) it already has."""
-    if plan.manifest_path.exists():
-        return json.loads(plan.manifest_path.read_text())
+    if plan.files.exists(MANIFEST):
+        return json.loads(plan.files.read_bytes(MANIFEST))
     counts = [part_counts(plan, i) for i in range(len(plan.chunks))]
     missing = [i for i, c in enumerate(counts) if c is None]
     if missing:
@@ -29,13 +29,13 @@ def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
         "rows": ok + error,
         "ok": ok,
         "error": error,
-        "parts": [plan.part_path(i).name for i in range(len(plan.chunks))],
+        "parts": [plan.part_name(i) for i in range(len(plan.chunks))],
         "duplicates": plan.duplicates,
         "already_predicted": plan.already_predicted,
         "created": plan.created,
         "finished": (now or dt.datetime.now(dt.UTC)).isoformat(),
     }
-    write_text_atomic(plan.manifest_path, json.dumps(manifest, indent=2))
+    plan.files.write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
 
 
@@ -43,8 +43,8 @@ def mark_queued(plan: RunPlan, now: dt.datetime | None = None) -> None:
     """Written once a run's chunks are published: before that a missing chunk may just not
     be sent yet, and in-process runs never get it, so the sweeper leaves those alone."""
     at = (now or dt.datetime.now(dt.UTC)).isoformat()
-    write_text_atomic(plan.queued_path, json.dumps({"queued_at": at}))
-    plan.failed_path.unlink(missing_ok=True)
+    plan.files.write_bytes(QUEUED, json.dumps({"queued_at": at}).encode())
+    plan.files.delete(FAILED)
 
 
 def mark_failed(plan: RunPlan, chunks: list[int], resends: int) -> None:
@@ -52,12 +52,12 @@ def mark_failed(plan: RunPlan, chunks: list[int], resends: int) -> None:
         f"chunk(s) {chunks[:10]} still have no part after {resends} re-queues: "
         "their task fails on the workers (see the worker logs)"
     )
-    write_text_atomic(plan.failed_path, json.dumps({"chunks": chunks, "reason": reason}))
+    plan.files.write_bytes(FAILED, json.dumps({"chunks": chunks, "reason": reason}).encode())
 
 
 def failure(plan: RunPlan) -> str | None:
     """Why the run failed, or None."""
     try:
-        return json.loads(plan.failed_path.read_text())["reason"]
+        return json.loads(plan.files.read_bytes(FAILED))["reason"]
     except FileNotFoundError:
         return None

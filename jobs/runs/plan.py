@@ -10,23 +10,37 @@ byte-identical copy gets its own row with the probabilities computed once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import secrets
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
-from core.atomic import write_text_atomic
 from core.errors import ConfigError
 from core.schemas import RUN_PARTITION, UTC_MILLIS
+from core.storage import S3Options, Store, is_remote, open_store
 from jobs.runs import live
-from jobs.runs.layout import FAILED, MANIFEST, PLAN, QUEUED, predictions_dir, run_dir_for
+from jobs.runs.inputs import InputReader, remote_files
+from jobs.runs.layout import (
+    FAILED,
+    MANIFEST,
+    PLAN,
+    PREDICTIONS,
+    QUEUED,
+    parts_dir_for,
+    parts_folder,
+    run_dir_for,
+    run_folder,
+)
 
+HASH_THREADS = 16  # reads in flight while hashing: S3 GETs wait on the network, not the CPU
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 __all__ = ["FAILED", "MANIFEST", "PLAN", "QUEUED", "RunPlan", "plan_run", "run_dir_for"]
 
@@ -54,13 +68,37 @@ class RunPlan:
     # Write the run's report once it is complete (the worker that finalises it, or the next
     # inbox tick): scheduled inbox runs have no one waiting to run 'anigenre report'.
     report_when_complete: bool = False
+    # How to reach an s3:// output dir and inputs; from the settings, never saved.
+    s3: S3Options | None = field(default=None, repr=False, compare=False)
 
+    @cached_property
+    def out(self) -> Store:
+        return open_store(self.out_dir, self.s3)
+
+    @property
+    def files(self) -> Store:
+        """The run's bookkeeping: plan, markers, lease, locks."""
+        return self.out.child(run_folder(self.run_id))
+
+    @property
+    def parts(self) -> Store:
+        """The run's partition of the predictions table."""
+        return self.out.child(parts_folder(self.run_id))
+
+    def part_name(self, index: int) -> str:
+        return f"part-{index:05d}.parquet"
+
+    # Local paths of the same, for a local output dir.
     @property
     def run_dir(self) -> Path:
         return run_dir_for(self.out_dir, self.run_id)
 
+    @property
+    def parts_dir(self) -> Path:
+        return parts_dir_for(self.out_dir, self.run_id)
+
     def part_path(self, index: int) -> Path:
-        return self.run_dir / f"part-{index:05d}.parquet"
+        return self.parts_dir / self.part_name(index)
 
     @property
     def manifest_path(self) -> Path:
@@ -75,14 +113,19 @@ class RunPlan:
         return self.run_dir / FAILED
 
     def save(self) -> None:
-        write_text_atomic(self.run_dir / PLAN, json.dumps(asdict(self)))
+        record = {k: v for k, v in asdict(self).items() if k != "s3"}
+        self.files.write_bytes(PLAN, json.dumps(record).encode())
 
 
-def discover(paths: list[Path]) -> list[Path]:
+def discover(paths: list, s3: S3Options | None = None) -> list:
     """Files named directly, plus image files found recursively in named folders (a
-    dangling link with an image name too: it gets an error row, not silence)."""
-    found: list[Path] = []
+    dangling link with an image name too: it gets an error row, not silence). An
+    ``s3://`` location gives URIs (jobs.runs.inputs)."""
+    found: list = []
     for raw in paths:
+        if is_remote(raw):
+            found.extend(remote_files(str(raw), IMAGE_SUFFIXES, s3))
+            continue
         path = Path(raw)
         if path.is_dir():
             found.extend(
@@ -97,7 +140,11 @@ def discover(paths: list[Path]) -> list[Path]:
         else:
             raise ConfigError(f"{shown(str(path))} does not exist; give image files or folders")
     # A file named twice (a folder and a file in it, two links to one file) is one input.
-    return list(dict.fromkeys(p.resolve() if p.exists() else p.absolute() for p in found))
+    return list(
+        dict.fromkeys(
+            p if isinstance(p, str) else p.resolve() if p.exists() else p.absolute() for p in found
+        )
+    )
 
 
 def shown(name: str) -> str:
@@ -106,9 +153,9 @@ def shown(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def input_entry(path: Path) -> dict:
+def input_entry(path: Path | str, reader: InputReader | None = None) -> dict:
     name = str(path)
-    size, sha = file_digest(path)
+    size, sha = (reader or InputReader()).digest(name)
     entry = {"path": shown(name), "size": size, "sha256": sha}
     if entry["path"] != name:
         entry["fs_path_hex"] = os.fsencode(name).hex()
@@ -121,29 +168,29 @@ def fs_path(entry: dict) -> str:
     return os.fsdecode(bytes.fromhex(raw)) if raw else entry["path"]
 
 
-def file_digest(path: Path) -> tuple[int | None, str | None]:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None, None
-    return len(data), hashlib.sha256(data).hexdigest()
+def _part_files(out: Store) -> list[str]:
+    return [f.path for f in out.child(PREDICTIONS).list_files() if f.path.endswith(".parquet")]
 
 
 def ok_rows(
-    out_dir: Path,
+    out: Store,
     model_id: str,
     exclude_run: str | None = None,
     since: str | None = None,
     statuses: tuple[str, ...] = ("ok",),
 ) -> set[tuple[str, str]]:
-    """(path, sha256) of every file this model already predicted ok under ``out_dir``
+    """(path, sha256) of every file this model already predicted ok under ``out``
     (by runs other than ``exclude_run``; at or after the ISO time ``since``; with
     ``statuses``, rows of those statuses instead)."""
-    root = predictions_dir(out_dir)
-    if not any(root.glob("run_id=*/part-*.parquet")):
+    parts = _part_files(out)
+    if not parts:
         return set()
     data = pads.dataset(
-        root, format="parquet", partitioning=pads.partitioning(RUN_PARTITION, flavor="hive")
+        [out.path(PREDICTIONS, p) for p in parts],
+        format="parquet",
+        filesystem=out.fs,
+        partition_base_dir=out.path(PREDICTIONS),
+        partitioning=pads.partitioning(RUN_PARTITION, flavor="hive"),
     )
     wanted = (pads.field("model_id") == model_id) & pads.field("status").isin(list(statuses))
     if exclude_run is not None:
@@ -153,6 +200,26 @@ def ok_rows(
         wanted &= pads.field("predicted_at") >= at
     table = data.to_table(columns=["path", "sha256"], filter=wanted)
     return set(zip(table["path"].to_pylist(), table["sha256"].to_pylist(), strict=True))
+
+
+def check_genre_columns(out: Store, columns: list[str]) -> None:
+    """One predictions folder is one table: its parts all have the same ``p_<genre>``
+    columns. Readers take a folder's columns from one file, so a part with other columns
+    would be dropped silently (pandas, pyarrow) or refused (DuckDB, Polars). Parts agree
+    by induction, so the first one found speaks for all."""
+    first = next(iter(_part_files(out)), None)
+    if first is None:
+        return
+    schema = pq.read_schema(out.path(PREDICTIONS, first), filesystem=out.fs)
+    have = [n for n in schema.names if n.startswith("p_")]
+    if have == list(columns):
+        return
+    diff = sorted(set(have) ^ set(columns)) or ["the same genres in another order"]
+    raise ConfigError(
+        f"{out.uri_of(PREDICTIONS)} holds predictions with {len(have)} genre columns and "
+        f"this model has {len(columns)} (differing: {', '.join(diff[:6])}); one predictions "
+        "folder is one table, so give this model another --out"
+    )
 
 
 def group_copies(entries: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -200,10 +267,10 @@ def _claim(
 
 
 def plan_run(
-    paths: list[Path],
+    paths: list,
     *,
     model_id: str,
-    out_dir: Path,
+    out_dir: Path | str,
     top_k: int = 4,
     chunk_size: int = 64,
     force: bool = False,
@@ -211,22 +278,32 @@ def plan_run(
     hold: bool = False,
     engine: str = "keras",
     retry_errors: bool = True,
+    genre_columns: list[str] | None = None,
+    s3: S3Options | None = None,
+    lock: live.PlanningLock | None = None,
 ) -> RunPlan:
     """Hash the inputs, then, under the output dir's planning lock, claim those with no
     ok row and no live owner (``force``: every file, whatever rows or runs exist). Writes
     the plan only when there is something to predict; with ``hold``, this process keeps
     the run's lock (it will run it, or queue it). Without ``retry_errors``, a file whose
     content already has an error row counts as predicted too (the inbox: a broken poster
-    must not make a run on every tick)."""
+    must not make a run on every tick). ``genre_columns``: the model's ``p_`` columns,
+    refused when the folder's parts have others (:func:`check_genre_columns`).
+    ``out_dir`` and ``paths`` may be ``s3://`` URIs (reached with ``s3``); planning into
+    object storage takes ``lock`` (see :func:`live.planning`)."""
     now = now or dt.datetime.now(dt.UTC)
-    files = discover(paths)
+    files = discover(paths, s3)
     if not files:
         raise ConfigError("no image files found in the given paths")
-    entries = [input_entry(p) for p in files]  # the slow part, outside the lock
+    reader = InputReader(s3)
+    # The slow part, outside the lock; in threads, since a remote file is a round trip.
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        entries = list(pool.map(lambda p: input_entry(p, reader), files))
+    out = open_store(out_dir, s3)
     plan = RunPlan(
         run_id=f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",
         model_id=model_id,
-        out_dir=str(Path(out_dir).resolve()),
+        out_dir=out.uri if not out.is_local else str(Path(out_dir).resolve()),
         created=now.isoformat(),
         top_k=top_k,
         chunk_size=chunk_size,
@@ -234,11 +311,14 @@ def plan_run(
         chunks=[],
         force=force,
         engine=engine,
+        s3=s3,
     )
-    with live.planning(plan.out_dir):
+    with live.planning(plan.out, lock):
+        if genre_columns is not None:
+            check_genre_columns(plan.out, genre_columns)
         statuses = ("ok",) if retry_errors else ("ok", "error")
-        done = set() if force else ok_rows(plan.out_dir, model_id, statuses=statuses)
-        owners = {} if force else live.live_inputs(plan.out_dir, model_id)
+        done = set() if force else ok_rows(plan.out, model_id, statuses=statuses)
+        owners = {} if force else live.live_inputs(plan.out, model_id)
         todo, plan.already_predicted, left = _claim(entries, done, owners)
         plan.inputs, plan.duplicates = group_copies(todo)
         plan.chunks = cut_chunks(plan.inputs, chunk_size)
@@ -246,7 +326,7 @@ def plan_run(
         if plan.inputs:
             plan.save()
             if hold:
-                live.hold(plan.run_dir)
+                live.hold(plan.files)
     return plan
 
 
@@ -262,8 +342,8 @@ def reclaim(plan: RunPlan, missing: list[int]) -> tuple[RunPlan, int]:
     if not missing_set:
         return plan, 0
     since = plan.created if plan.force else None
-    done = ok_rows(plan.out_dir, plan.model_id, exclude_run=plan.run_id, since=since)
-    owners = live.live_inputs(plan.out_dir, plan.model_id, exclude=plan.run_id)
+    done = ok_rows(plan.out, plan.model_id, exclude_run=plan.run_id, since=since)
+    owners = live.live_inputs(plan.out, plan.model_id, exclude=plan.run_id)
     inputs, chunks, dropped = [], [], 0
     for index, (start, end) in enumerate(plan.chunks):
         entries = plan.inputs[start:end]

@@ -11,17 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
 from core import metrics
-from core.atomic import write_bytes_atomic, write_text_atomic
 from core.charts import barh_png, histogram_png
 from core.genres import Vocabulary
 from core.importer import parse_genres, read_labels
 from core.run_summary import DECISION_COLUMNS, RATE_BAND, decision_rows, summarize
 from core.seen import split_seen
-from core.tables import write_table
 from jobs.runs.plan import RunPlan
 
 GALLERY_LIMIT = 60
@@ -30,7 +27,7 @@ THUMB = (120, 170)
 
 @dataclass
 class Report:
-    folder: Path
+    folder: Path | str  # the URI when the output dir is in object storage
     summary: pd.DataFrame
     per_genre_ap: pd.DataFrame | None
     seen_note: str | None = None  # which labelled posters were scored, when any had labels
@@ -38,10 +35,11 @@ class Report:
 
 
 def run_rows(plan: RunPlan) -> pd.DataFrame:
-    parts = [plan.part_path(i) for i in range(len(plan.chunks)) if plan.part_path(i).exists()]
+    names = [plan.part_name(i) for i in range(len(plan.chunks))]
+    parts = [plan.parts.read_table(n) for n in names if plan.parts.exists(n)]
     if not parts:
         return pd.DataFrame(columns=["path", "status", "error", "top_genres", "predicted"])
-    return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+    return pa.concat_tables(parts).to_pandas()
 
 
 def find_labels(paths: list[str], explicit: Path | None) -> dict[str, list[str]]:
@@ -73,13 +71,15 @@ def build_report(
 ) -> Report:
     rows = run_rows(plan)
     columns = vocab.columns()
-    folder = Path(plan.out_dir) / "reports" / plan.run_id
+    store = plan.out.child("reports", plan.run_id)
+    # A Path for a local output dir, the URI for one in object storage.
+    folder = Path(store.path()) if store.is_local else store.uri
     summary = summarize(rows, vocab.genres, columns)
     if "thresholds" in (manifest or {}):
         summary = pd.concat(
             [summary, decision_rows(manifest, summary, vocab.genres)], ignore_index=True
         )
-    write_table(folder / "summary.parquet", pa.Table.from_pandas(summary, preserve_index=False))
+    store.write_table("summary.parquet", pa.Table.from_pandas(summary, preserve_index=False))
 
     counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
     charts = {
@@ -101,10 +101,10 @@ def build_report(
             present, "Average precision per genre (genres present in the labels)", "AP"
         )
     for name, data in charts.items():
-        write_bytes_atomic(folder / name, data)
+        store.write_bytes(name, data)
     decisions = decision_table(summary, manifest or {})
     page = _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions)
-    write_text_atomic(folder / "report.html", page)
+    store.write_bytes("report.html", page.encode("utf-8"))
     return Report(folder, summary, ap_table, seen_note, decisions)
 
 

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 
-from core.atomic import write_text_atomic
 from jobs.runs.layout import STALLED_MARKER
 from jobs.runs.plan import RunPlan
 
@@ -30,7 +29,7 @@ class Stall:
 
 def read_stalls(plan: RunPlan) -> dict[int, Stall]:
     try:
-        raw = json.loads((plan.run_dir / STALLED_MARKER).read_text())
+        raw = json.loads(plan.files.read_bytes(STALLED_MARKER))
         return {int(i): Stall(**s) for i, s in raw["chunks"].items()}
     except FileNotFoundError:
         return {}
@@ -41,14 +40,13 @@ def read_stalls(plan: RunPlan) -> dict[int, Stall]:
 def write_stalls(plan: RunPlan, stalls: dict[int, Stall]) -> None:
     """Replace the marker (remove it when nothing is stalled); untouched when unchanged,
     so a sweep every few seconds does not rewrite it."""
-    path = plan.run_dir / STALLED_MARKER
     if stalls == read_stalls(plan):
         return
     if not stalls:
-        path.unlink(missing_ok=True)
+        plan.files.delete(STALLED_MARKER)
         return
     body = {"chunks": {str(i): asdict(s) for i, s in sorted(stalls.items())}}
-    write_text_atomic(path, json.dumps(body, indent=1))
+    plan.files.write_bytes(STALLED_MARKER, json.dumps(body, indent=1).encode())
 
 
 def describe(stalls: dict[int, Stall]) -> str:

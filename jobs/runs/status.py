@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
+from jobs.runs.layout import MANIFEST, QUEUED
 from jobs.runs.lease import STALE_S, lease_problem, read_lease
 from jobs.runs.markers import failure
 from jobs.runs.parts import PartCounts
@@ -53,7 +54,7 @@ def run_status(
 ) -> RunStatus:
     """Progress from the parts on disk; pass the same ``counts`` to successive polls.
     A complete run is read from its manifest, which holds the verified counts."""
-    if plan.manifest_path.exists():
+    if plan.files.exists(MANIFEST):
         return _from_manifest(plan)
     counts = counts or PartCounts()
     ok = err = done = 0
@@ -103,7 +104,7 @@ def _health(
 ) -> tuple[str, str | None]:
     queued_at = _queued_at(plan)
     if queued_at is None:  # in-process: its lease says whether a process is on it
-        lease = read_lease(plan.run_dir)
+        lease = read_lease(plan.files)
         age = (now - dt.datetime.fromisoformat(plan.created)).total_seconds()
         if lease is None and age < STALE_S:
             return RUNNING, None  # a run just planned takes its lease in a moment
@@ -125,7 +126,7 @@ def _health(
 
 def _queued_at(plan: RunPlan) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(json.loads(plan.queued_path.read_text())["queued_at"])
+        return dt.datetime.fromisoformat(json.loads(plan.files.read_bytes(QUEUED))["queued_at"])
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
@@ -133,7 +134,7 @@ def _queued_at(plan: RunPlan) -> dt.datetime | None:
 
 
 def _from_manifest(plan: RunPlan) -> RunStatus:
-    manifest = json.loads(plan.manifest_path.read_text())
+    manifest = json.loads(plan.files.read_bytes(MANIFEST))
     took = (
         dt.datetime.fromisoformat(manifest["finished"])
         - dt.datetime.fromisoformat(manifest["created"])

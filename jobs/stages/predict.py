@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import fcntl
+import hashlib
 from pathlib import Path
 
 from config import Settings
-from core.errors import ConfigError
+from core.errors import AnigenreError, ConfigError
+from core.storage import is_remote, open_store
 from jobs.runs import live
 from jobs.runs.chunks import execute_chunk
-from jobs.runs.index import load_plan, record_run
+from jobs.runs.index import index_home, load_plan, record_run
 from jobs.runs.lease import hold_lease
 from jobs.runs.markers import finalize
 from jobs.runs.parts import chunk_done, missing_chunks
@@ -41,16 +44,17 @@ def plan_prediction(
     it, so no other planner can take the run's files in the moment between planning and
     running (or queueing) them. ``retry_errors=False``: see :func:`jobs.runs.plan.plan_run`.
     """
-    from models.registry import check_artifact
+    from models.registry import check_artifact, vocabulary_of
     from models.remote import fetch_model
 
     manifest = check_artifact(settings.data_dir, fetch_model(settings, model_id))
-    out = Path(out_dir or settings.data_dir)
-    if out.exists() and not out.is_dir():
+    out = out_dir or index_home(settings)  # the data dir's URI when it is in a bucket
+    store = open_store(out, settings.s3)
+    if store.is_file():
         flag = "--out" if out_dir else "--data-dir"
         raise ConfigError(f"{flag} {out} is a file; give a folder (it is made if missing)")
     plan = plan_run(
-        [Path(p) for p in paths],
+        [p if is_remote(p) else Path(p) for p in paths],
         model_id=manifest["model_id"],
         out_dir=out,
         top_k=top_k,
@@ -58,25 +62,55 @@ def plan_prediction(
         force=force,
         hold=hold,
         engine=engine or settings.predict_engine,
+        genre_columns=vocabulary_of(manifest).columns(),
+        s3=settings.s3,
+        lock=planning_lock(settings, store),
         retry_errors=retry_errors,
     )
     if not plan.inputs:
         return plan
     try:
-        record_run(settings.data_dir, plan)
+        record_run(index_home(settings), plan, settings.s3)
     except BaseException:
         # Unrecorded, the plan is a run no command can find: do not leave it behind.
-        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        with contextlib.suppress(AnigenreError, OSError):
+            for f in plan.files.list_files():
+                plan.files.delete(f.path)
+        live.release(plan.files)
         raise
     return plan
 
 
-def claim_run(plan: RunPlan, resume: bool = False) -> tuple[RunPlan, int]:
+def planning_lock(settings: Settings, out):
+    """What makes planning into ``out`` exclusive, for an output dir in object storage:
+    the broker's Redis lock when a broker is set (planners on any machine), else a lock
+    file in the local cache (planners on this machine; see docs/architecture.md).
+    None for a local output dir, whose own lock file serves."""
+    if out.is_local:
+        return None
+    if settings.broker_url:
+        from jobs.queue.locks import planning_lock as broker_lock
+
+        return broker_lock(settings.broker_url, out.uri)
+    return lambda: _machine_lock(settings.cache_dir / "locks", out.uri)
+
+
+@contextlib.contextmanager
+def _machine_lock(folder: Path, key: str):
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(key.encode()).hexdigest()[:24] + ".lock"
+    with open(folder / name, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def claim_run(plan: RunPlan, resume: bool = False, lock=None) -> tuple[RunPlan, int]:
     """Take the run's lock for this process, or fail if another process runs it. With
     ``resume``, also drop from its missing chunks what other runs have done or own since
-    it was planned (:func:`jobs.runs.plan.reclaim`); returns how many files that was."""
-    with live.planning(plan.out_dir):
-        if not live.hold(plan.run_dir):
+    it was planned (:func:`jobs.runs.plan.reclaim`); returns how many files that was.
+    ``lock``: the planning lock of an output dir in object storage (:func:`planning_lock`)."""
+    with live.planning(plan.out, lock):
+        if not live.hold(plan.files):
             raise ConfigError(
                 f"run {plan.run_id} is being run by another process; wait for it "
                 f"('anigenre jobs status {plan.run_id}' shows its progress)"
@@ -109,9 +143,9 @@ def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) 
     """Run every chunk of ``plan`` here, then finalise. The embedded default: no broker.
     The run's lock is held throughout, so other planners leave its files alone; its lease
     tells ``jobs status`` on any host that this process is on it (killed, it goes stale)."""
-    claim_run(plan)
+    claim_run(plan, lock=planning_lock(settings, plan.out))
     try:
-        with hold_lease(plan.run_dir):
+        with hold_lease(plan.files):
             for index in range(len(plan.chunks)):
                 if chunk_done(plan, index):  # a resumed run skips what is already written
                     continue
@@ -121,7 +155,7 @@ def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) 
                     on_chunk(result)
             return finalize(plan)
     finally:
-        live.release(plan.run_dir)
+        live.release(plan.files)
 
 
 def report_run(
@@ -133,7 +167,7 @@ def report_run(
     from models.remote import sync_listing
 
     sync_listing(settings)
-    plan = load_plan(settings.data_dir, run_id)
+    plan = load_plan(index_home(settings), run_id, settings.s3)
     manifest = load_manifest(settings.data_dir, plan.model_id)
     return build_report(
         plan,

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from core import metrics
 from core.errors import AnigenreError
 from core.genres import ADULT_GENRE, GENRES, Vocabulary, column_slug
-from jobs.runs.index import indexed_run_dir, list_runs, load_plan
+from jobs.runs.index import indexed_run_files, list_runs, load_plan
 from jobs.runs.plan import MANIFEST
 from jobs.runs.reports import find_labels
 from jobs.runs.status import run_status
@@ -91,13 +91,13 @@ def state_of(status) -> str:
     return "running"
 
 
-def summarize_run(data_dir: Path, run_id: str, counts=None) -> RunSummary:
-    """One line of the runs list. ``counts``: a PartCounts reused across polls."""
+def summarize_run(data_dir: Path, run_id: str, counts=None, s3=None) -> RunSummary:
+    """One line of the runs list. ``counts``: a PartCounts reused across polls; ``s3``:
+    how to reach runs whose output dir is in a bucket."""
     try:
-        run_dir = indexed_run_dir(data_dir, run_id)
-        manifest_path = run_dir / MANIFEST
-        if manifest_path.exists():
-            m = json.loads(manifest_path.read_text())
+        files = indexed_run_files(data_dir, run_id, s3)
+        if files.exists(MANIFEST):
+            m = json.loads(files.read_bytes(MANIFEST))
             return RunSummary(
                 run_id=run_id,
                 state="complete",
@@ -110,7 +110,7 @@ def summarize_run(data_dir: Path, run_id: str, counts=None) -> RunSummary:
                 model_id=m.get("model_id"),
                 created=m.get("created"),
             )
-        plan = load_plan(data_dir, run_id)
+        plan = load_plan(data_dir, run_id, s3)
         s = run_status(plan, counts=counts)
     except (OSError, ValueError, KeyError, TypeError, AnigenreError) as exc:
         # One broken index entry must not take the whole list down.
@@ -142,10 +142,10 @@ def progress_text(s: RunSummary) -> str:
     )
 
 
-def part_signature(run_dir: Path) -> tuple:
+def part_signature(parts_dir: Path) -> tuple:
     """Names, sizes and mtimes of a run's parts: changes whenever a part is written."""
     out = []
-    for p in sorted(Path(run_dir).glob("part-*.parquet")):
+    for p in sorted(Path(parts_dir).glob("part-*.parquet")):
         try:
             st = p.stat()
         except FileNotFoundError:  # replaced between glob and stat
@@ -154,9 +154,9 @@ def part_signature(run_dir: Path) -> tuple:
     return tuple(out)
 
 
-def load_rows(run_dir: Path) -> pd.DataFrame:
+def load_rows(parts_dir: Path) -> pd.DataFrame:
     """Every row written so far, in chunk order, plus a ``file`` column (the name)."""
-    parts = sorted(Path(run_dir).glob("part-*.parquet"))
+    parts = sorted(Path(parts_dir).glob("part-*.parquet"))
     tables = []
     for p in parts:
         try:

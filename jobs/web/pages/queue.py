@@ -41,11 +41,11 @@ def render() -> None:
 
 
 def watch(s, run_id: str) -> None:
-    live = data.summarize_run(s.data_dir, run_id).live
+    live = data.summarize_run(s.data_dir, run_id, s3=s.s3).live
 
     @st.fragment(run_every=POLL_S if live else None)
     def progress() -> None:
-        now = data.summarize_run(s.data_dir, run_id)
+        now = data.summarize_run(s.data_dir, run_id, s3=s.s3)
         st.progress(min(now.fraction, 1.0), text=f"run {run_id}: {data.progress_text(now)}")
         if now.note:
             st.warning(now.note)

@@ -8,7 +8,9 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import AnigenreError
-from jobs.runs.index import indexed_run_dir
+from core.storage import open_store
+from jobs.runs.index import indexed_out_dir
+from jobs.runs.layout import parts_dir_for, parts_folder
 from jobs.runs.parts import PartCounts
 from jobs.web import context
 from jobs.web import runs as data
@@ -32,7 +34,7 @@ def render() -> None:
             "one here; the Queue page sends one to the workers."
         )
         return
-    runs_list(s.data_dir, ids)
+    runs_list(s, ids)
     run_id = st.selectbox("Open a run", ids, key="run", bind="query-params")
     if run_id:
         run_detail(s, run_id)
@@ -44,20 +46,20 @@ def _counts(run_id: str) -> PartCounts:
     return PartCounts()
 
 
-def _summaries(data_dir: Path, ids: list[str]) -> list[data.RunSummary]:
-    return [data.summarize_run(data_dir, r, _counts(r)) for r in ids]
+def _summaries(s, ids: list[str]) -> list[data.RunSummary]:
+    return [data.summarize_run(s.data_dir, r, _counts(r), s.s3) for r in ids]
 
 
-def runs_list(data_dir: Path, ids: list[str]) -> None:
+def runs_list(s, ids: list[str]) -> None:
     pages = data.page_count(len(ids), RUNS_PER_PAGE)
     page = st.session_state.get("runs_page", 1) if pages > 1 else 1
     shown = list(data.page_slice_list(ids, page, RUNS_PER_PAGE))
-    first = _summaries(data_dir, shown)
+    first = _summaries(s, shown)
     live = any(x.live for x in first)
 
     @st.fragment(run_every=POLL_S if live else None)
     def table() -> None:
-        summaries = _summaries(data_dir, shown)
+        summaries = _summaries(s, shown)
         st.dataframe(
             [x.as_row() for x in summaries],
             hide_index=True,
@@ -80,10 +82,10 @@ def runs_list(data_dir: Path, ids: list[str]) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _rows(run_dir: str, signature: tuple):
+def _rows(parts_dir: str, signature: tuple):
     """A run's rows with true labels, read once per version of its parts (``signature``
     changes when a part is written). Shared between sessions: never modified."""
-    return data.with_labels(data.load_rows(Path(run_dir)))
+    return data.with_labels(data.load_rows(Path(parts_dir)))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -105,22 +107,23 @@ def _manifest(data_dir: Path, model_id: str | None) -> dict | None:
 
 def run_detail(s, run_id: str) -> None:
     try:
-        run_dir = indexed_run_dir(s.data_dir, run_id)
+        out = open_store(indexed_out_dir(s.data_dir, run_id, s.s3), s.s3)
     except AnigenreError as exc:
         st.error(str(exc))
         return
-    out_dir = run_dir.parent.parent
-    summary = data.summarize_run(s.data_dir, run_id, _counts(run_id))
+    out_dir = Path(out.path()) if out.is_local else None
+    parts_dir = parts_dir_for(out_dir, run_id) if out_dir else out.uri_of(parts_folder(run_id))
+    summary = data.summarize_run(s.data_dir, run_id, _counts(run_id), s.s3)
     st.header(f"Run {run_id}")
     st.caption(
         f"model `{summary.model_id}`, created {data.when(summary.created)} "
         f"({data.age(summary.created)}); "
-        f"writes to {run_dir}"
+        f"writes to {parts_dir}"
     )
 
     @st.fragment(run_every=POLL_S if summary.live else None)
     def progress() -> None:
-        now = data.summarize_run(s.data_dir, run_id, _counts(run_id))
+        now = data.summarize_run(s.data_dir, run_id, _counts(run_id), s.s3)
         st.progress(min(now.fraction, 1.0), text=data.progress_text(now))
         if now.note:
             st.warning(now.note)
@@ -128,7 +131,14 @@ def run_detail(s, run_id: str) -> None:
             st.rerun()
 
     progress()
-    rows = _rows(str(run_dir), data.part_signature(run_dir))
+    if out_dir is None:
+        st.info(
+            "This run writes to object storage: read its rows from the bucket "
+            "(pyarrow, DuckDB or Polars; see the README). The page shows the rows of "
+            "runs in local folders."
+        )
+        return
+    rows = _rows(str(parts_dir), data.part_signature(parts_dir))
     if not len(rows):
         st.info("No rows written yet.")
         return

@@ -1,0 +1,64 @@
+"""Inputs in object storage: ``s3://`` files and folders, found, hashed and read through
+core.storage, so a worker on any machine reads a poster by the URI in its run's plan.
+
+A remote input's row says its full URI (``s3://bucket/posters/a.png``): the path is the
+key the exactly-once rules compare, as a local input's absolute path is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import PurePosixPath
+
+from core.errors import AnigenreError, ConfigError
+from core.storage import S3Options, Store, is_remote, open_store
+
+__all__ = ["InputReader", "is_remote", "remote_files"]
+
+
+def remote_files(uri: str, suffixes: set[str], s3: S3Options | None) -> list[str]:
+    """The URI of a file, or of every file with an image suffix under a prefix."""
+    store = open_store(uri, s3)
+    if store.is_file():
+        return [store.uri]
+    found = [
+        store.uri_of(f.path)
+        for f in store.list_files()
+        if PurePosixPath(f.path).suffix.lower() in suffixes
+    ]
+    if not found and not store.exists():
+        raise ConfigError(f"{store.uri} does not exist; give image files or folders")
+    return found
+
+
+class InputReader:
+    """Bytes of an input by its path or URI; one Store per bucket, shared by the decode
+    threads. A remote read that fails is an ``OSError``, as a local one is, so the file
+    gets an ``unreadable`` error row and the chunk goes on."""
+
+    def __init__(self, s3: S3Options | None = None) -> None:
+        self._s3 = s3
+        self._buckets: dict[str, Store] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str) -> bytes:
+        if not is_remote(path):
+            with open(path, "rb") as fh:
+                return fh.read()
+        bucket, _, key = path.partition("://")[2].partition("/")
+        with self._lock:
+            store = self._buckets.get(bucket)
+            if store is None:
+                store = self._buckets[bucket] = open_store(f"s3://{bucket}", self._s3)
+        try:
+            return store.read_bytes(key)
+        except AnigenreError as exc:
+            raise OSError(str(exc)) from exc
+
+    def digest(self, path: str) -> tuple[int | None, str | None]:
+        try:
+            data = self(path)
+        except OSError:
+            return None, None
+        return len(data), hashlib.sha256(data).hexdigest()

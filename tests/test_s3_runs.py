@@ -21,6 +21,7 @@ from jobs.runs.live import hold, live_inputs, release
 from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
+from jobs.stages.inbox import plan_inbox
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_png, trained_tiny_model
 from tests.test_readers import readme_block
@@ -349,3 +350,28 @@ def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches
     assert bucket.exists("data", "runs", f"{run_id}.json")
     # Each worker fetched the model into its own cache; the survivor certainly did.
     assert list((tmp_path / "c2").rglob("model.keras"))
+
+
+def test_an_s3_inbox_is_planned_from_the_bucket_and_only_new_posters_come_back(
+    trained, s3, tmp_path
+):
+    settings, _ = trained
+    bucket = s3.new_bucket()
+    inbox = upload_posters(bucket, 4, 300, prefix="inbox")
+    settings = s3_settings(
+        settings, s3, cache_dir=tmp_path / "cache", inbox=inbox, inbox_model="latest",
+        inbox_out=tmp_path / "inbox-out",
+    )  # fmt: skip
+
+    first = plan_inbox(settings)
+    assert first.report_when_complete and len(first.inputs) == 4
+    assert all(e["path"].startswith(inbox + "/p") for e in first.inputs)
+    release(first.files)  # what beat's tick does once the chunks are queued
+    manifest = stages.predict_in_process(settings, first)
+    assert (manifest["ok"], manifest["error"]) == (4, 0)
+
+    nothing = plan_inbox(settings)
+    assert not nothing.inputs and nothing.already_predicted == 4
+    bucket.write_bytes("inbox/late.png", poster_png(399))
+    late = plan_inbox(settings)
+    assert [e["path"] for e in late.inputs] == [inbox + "/late.png"]

@@ -59,14 +59,28 @@ class S3Options:
             if self.session_token:
                 kwargs["session_token"] = self.session_token
         if self.endpoint_url:
-            parts = urlsplit(self.endpoint_url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ConfigError(
-                    f"AWS_ENDPOINT_URL '{self.endpoint_url}' is not an http(s) URL, "
-                    "e.g. http://127.0.0.1:9000"
-                )
-            kwargs.update(endpoint_override=parts.netloc, scheme=parts.scheme)
+            kwargs.update(
+                endpoint_override=_endpoint(self.endpoint_url), scheme=_scheme_of(self.endpoint_url)
+            )
         return pafs.S3FileSystem(**kwargs)
+
+
+def _endpoint(url: str) -> str:
+    """``host[:port]`` of an endpoint URL, or a ``ConfigError`` naming the variable: a typo
+    here must be one line at start-up, not a traceback or a DNS error minutes later."""
+    bad = ConfigError(f"AWS_ENDPOINT_URL '{url}' is not an http(s) URL, e.g. http://127.0.0.1:9000")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise bad from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad
+    return parts.netloc
+
+
+def _scheme_of(url: str) -> str:
+    return urlsplit(url).scheme
 
 
 def is_remote(location: str | os.PathLike) -> bool:

@@ -36,6 +36,10 @@ def _env(extra: dict | None) -> dict:
         (["scrape", "--years", "2020", "--formats", "TV,CARTOON"], "choose from TV,TV_SHORT"),
         (["scrape", "--years", "2020", "--rate-limit", "-3"], "positive number"),
         (["frobnicate"], "invalid choice"),
+        (["dataset", "import", "s3://bucket/posters"], "'s3://bucket/posters' is not a local path"),
+        (["dataset", "stats", "--out", "s3://b/charts"], "is not a local path"),
+        (["evaluate", "latest", "--folder", "s3://b/labelled"], "is not a local path"),
+        (["predict", "x", "--out", "gs://b/preds"], "unsupported storage scheme 'gs://'"),
     ],
 )
 def test_wrong_arguments_get_one_line_that_says_what_to_do(args, fragment):

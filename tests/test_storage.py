@@ -87,9 +87,10 @@ def test_bad_locations_are_one_line(location, message):
     assert "\n" not in str(info.value)
 
 
-def test_a_bad_endpoint_is_one_line():
-    with pytest.raises(ConfigError, match="AWS_ENDPOINT_URL 'localhost:9000' is not an http"):
-        open_store("s3://b", S3Options(endpoint_url="localhost:9000"))
+@pytest.mark.parametrize("url", ["localhost:9000", "http://[bad", "http://127.0.0.1:notaport"])
+def test_a_bad_endpoint_is_one_line(url):
+    with pytest.raises(ConfigError, match=r"AWS_ENDPOINT_URL '.*' is not an http\(s\) URL"):
+        open_store("s3://b", S3Options(endpoint_url=url))
 
 
 def test_options_come_from_the_standard_aws_variables_and_hide_secrets():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from config import Settings
 from core.dataset import Filters
@@ -33,12 +32,14 @@ def register(sub) -> None:
     # type(d): the one-line-error parser class that the top level handed down.
     dsub = d.add_subparsers(dest="dataset_command", required=True, parser_class=type(d))
     imp = dsub.add_parser("import", help="import DIR/labels.csv + DIR/images/")
-    imp.add_argument("folder", type=Path, help="folder with labels.csv and images/")
+    imp.add_argument("folder", type=types.local_path, help="folder with labels.csv and images/")
     imp.add_argument("--replace", action="store_true", help="start the dataset afresh")
     imp.add_argument("--seed", type=int, help="split seed for new groups")
     imp.set_defaults(run=run_import, settings_overrides=_seed)
     st = dsub.add_parser("stats", help="per-genre counts per split, as a table and a PNG")
-    st.add_argument("--out", type=Path, help="where to write the CSV and PNG (default processed/)")
+    st.add_argument(
+        "--out", type=types.local_path, help="where to write the CSV and PNG (default processed/)"
+    )
     st.set_defaults(run=run_stats, settings_overrides=lambda a: {})
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from config import Settings
 from core import mirror
@@ -92,9 +91,11 @@ def register(sub) -> None:
     e.add_argument("model", help="model id (or a unique prefix, or 'latest')")
     src = e.add_mutually_exclusive_group()
     src.add_argument(
-        "--dataset", type=Path, help="a dataset.parquet (its test split); default ours"
+        "--dataset", type=types.local_path, help="a dataset.parquet (its test split); default ours"
     )
-    src.add_argument("--folder", type=Path, help="a labelled folder: labels.csv + images/")
+    src.add_argument(
+        "--folder", type=types.local_path, help="a labelled folder: labels.csv + images/"
+    )
     types.add_include_seen(e)
     e.set_defaults(run=run_evaluate, settings_overrides=lambda a: {})
 

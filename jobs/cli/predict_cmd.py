@@ -162,7 +162,9 @@ def register_report(sub) -> None:
     p = sub.add_parser("report", help="summary.parquet, charts and report.html for a run")
     p.add_argument("run_id")
     p.add_argument(
-        "--labels", type=Path, help="a labels.csv to score against (default: found beside images/)"
+        "--labels",
+        type=types.local_path,
+        help="a labels.csv to score against (default: found beside images/)",
     )
     types.add_include_seen(p)
     p.set_defaults(run=run_report, settings_overrides=lambda a: {})

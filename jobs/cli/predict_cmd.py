@@ -19,7 +19,7 @@ def add_predict_arguments(p) -> None:
         type=types.storage_location,
         help="image files or folders (searched recursively); local or s3://bucket/prefix",
     )
-    p.add_argument("--model", default="latest", help="model id, unique prefix, or 'latest'")
+    p.add_argument("--model", default="latest", help="model id, unique prefix, alias, or 'latest'")
     p.add_argument(
         "--out",
         type=types.storage_location,

@@ -375,3 +375,29 @@ def test_an_s3_inbox_is_planned_from_the_bucket_and_only_new_posters_come_back(
     bucket.write_bytes("inbox/late.png", poster_png(399))
     late = plan_inbox(settings)
     assert [e["path"] for e in late.inputs] == [inbox + "/late.png"]
+
+
+def test_submitting_local_posters_into_a_bucket_warns_that_other_machines_cannot_read_them(
+    trained, s3, tmp_path
+):
+    settings, _ = trained
+    bucket = s3.new_bucket()
+    local = tmp_path / "posters"
+    local.mkdir()
+    (local / "a.png").write_bytes(poster_png(700))
+    with own_redis(tmp_path / "redis") as (url, _client):
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))},
+            **s3.env,
+            "ANIGENRE_DATA_DIR": str(settings.data_dir),
+            "ANIGENRE_BROKER_URL": url,
+        }
+        into_bucket = run_cli(
+            "jobs", "submit", "predict", str(local), "--out", bucket.uri_of("preds"), env=env
+        )
+        on_disk = run_cli(
+            "jobs", "submit", "predict", str(local), "--out", str(tmp_path / "preds"), env=env
+        )
+    assert into_bucket.returncode == 0, into_bucket.stderr
+    assert f"note: {local} is a local path; a worker on another machine" in into_bucket.stderr
+    assert on_disk.returncode == 0 and "note:" not in on_disk.stderr

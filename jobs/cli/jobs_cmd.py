@@ -74,7 +74,23 @@ def run_submit_predict(args, settings: Settings) -> int:
     )
     if sent:
         _warn_if_no_worker(app, "predict", settings)
+        _warn_if_local_inputs_leave_this_machine(args.paths, plan.out_dir, settings)
     return 0
+
+
+def _warn_if_local_inputs_leave_this_machine(inputs, out_dir, settings: Settings) -> None:
+    """Workers on other machines cannot read this machine's files: when the run lives in a
+    bucket (its output or the data dir), local inputs are most likely a mistake."""
+    from core.storage import is_remote
+
+    shared = is_remote(str(out_dir)) or settings.data_uri is not None
+    local = [str(p) for p in inputs if not is_remote(str(p))]
+    if shared and local:
+        print(
+            f"  note: {local[0]} is a local path; a worker on another machine cannot read it "
+            "(its rows will be errors): put the posters in the bucket, or run workers here",
+            file=sys.stderr,
+        )
 
 
 def run_submit_scrape(args, settings: Settings) -> int:

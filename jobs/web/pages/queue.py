@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import AnigenreError
+from jobs.runs.index import index_home
 from jobs.web import context
 from jobs.web import runs as data
 from jobs.web.submit import BROKER_HELP, masked_url, submit_folder
@@ -41,11 +42,11 @@ def render() -> None:
 
 
 def watch(s, run_id: str) -> None:
-    live = data.summarize_run(s.data_dir, run_id, s3=s.s3).live
+    live = data.summarize_run(index_home(s), run_id, s3=s.s3).live
 
     @st.fragment(run_every=POLL_S if live else None)
     def progress() -> None:
-        now = data.summarize_run(s.data_dir, run_id, s3=s.s3)
+        now = data.summarize_run(index_home(s), run_id, s3=s.s3)
         st.progress(min(now.fraction, 1.0), text=f"run {run_id}: {data.progress_text(now)}")
         if now.note:
             st.warning(now.note)

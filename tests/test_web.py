@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from config import load_settings
-from core.errors import InvalidImage
+from core.errors import ConfigError, InvalidImage
 from core.genres import GENRES, Vocabulary
 from core.images import decode_image
 from core.predictions import prediction_table
@@ -30,7 +30,7 @@ from jobs.runs.markers import finalize
 from jobs.runs.plan import RunPlan, plan_run
 from jobs.web import runs as data
 from jobs.web.posters import upload_message
-from jobs.web.submit import masked_url
+from jobs.web.submit import folder_location, masked_url
 from tests import images as gen
 from tests.procs import ROOT, own_redis, run_cli
 from tests.synthetic import poster_folder, poster_png
@@ -529,6 +529,17 @@ def test_each_rejected_upload_gets_one_line_saying_what_to_do(body, words):
     assert message.startswith("x.bin ") and words in message
     assert message.endswith("upload a JPEG, PNG, WebP, GIF or BMP poster.")
     assert "\n" not in message
+
+
+def test_the_queue_pages_folder_is_parsed_as_the_cli_parses_its_paths(tmp_path):
+    assert folder_location("  s3://bkt/posters/ ") == "s3://bkt/posters"  # never s3:/bkt
+    assert folder_location(str(tmp_path)) == tmp_path
+    assert folder_location("~/posters") == Path.home() / "posters"
+    for bad, words in (("ftp://host/x", "unsupported storage scheme"), ("s3:///x", "no bucket")):
+        with pytest.raises(ConfigError, match=words):
+            folder_location(bad)
+    with pytest.raises(ConfigError, match="type the path"):
+        folder_location("  ")
 
 
 def test_masked_url_hides_the_password_only():

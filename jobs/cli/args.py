@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from core.errors import ConfigError
 from core.parsing import parse_formats, parse_year_range
@@ -62,13 +61,8 @@ def add_include_seen(parser) -> None:
 
 
 def storage_location(text: str):
-    """A local path (a Path) or an ``s3://bucket/prefix`` URI (kept as text: a Path would
-    fold its ``//``). An unknown scheme is refused here, in one line."""
-    from core.storage import is_remote, open_store
+    """A local path (a Path) or an ``s3://bucket/prefix`` URI (text); an unknown scheme
+    is refused here, in one line. The Queue page parses its folder with the same function."""
+    from core.storage import parse_storage_location  # pyarrow: not at every CLI start
 
-    if not is_remote(text):
-        return Path(text)
-    try:
-        return open_store(text).uri
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _typed(parse_storage_location)(text)

@@ -21,7 +21,9 @@ def render() -> None:
         return
     st.caption(f"Broker {masked_url(s.broker_url)}; workers take chunks from the 'predict' queue.")
     with st.form("submit"):
-        folder = st.text_input("Folder of posters (on this machine)", key="q_folder")
+        folder = st.text_input(
+            "Folder of posters (on this machine, or s3://bucket/prefix)", key="q_folder"
+        )
         a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
         model = a.text_input("Model", value=context.options().model, key="q_model")
         top_k = b.number_input("Top genres", 1, 10, 4, key="q_top_k")

@@ -110,6 +110,14 @@ def open_store(location: str | os.PathLike, s3: S3Options | None = None) -> Stor
     return Store((s3 or S3Options()).filesystem(), root, f"s3://{root}")
 
 
+def parse_storage_location(text: str) -> Path | str:
+    """A local path (a Path) or an ``s3://bucket/prefix`` URI (kept as text: a Path would
+    fold its ``//``). An unknown scheme or a URI with no bucket is a ConfigError."""
+    if not is_remote(text):
+        return Path(text)
+    return open_store(text).uri
+
+
 def _scheme(text: str) -> str:
     # "C:\\x" and "./a:b" are paths, not URIs: only "name://" counts as a scheme.
     head, sep, _ = text.partition("://")

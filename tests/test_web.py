@@ -17,19 +17,20 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.errors import InvalidImage
+from config import load_settings
+from core.errors import ConfigError, InvalidImage
 from core.genres import GENRES, Vocabulary
 from core.images import decode_image
 from core.predictions import prediction_table
 from core.tables import write_table
 from jobs import stages
 from jobs.runs.chunks import execute_chunk
-from jobs.runs.index import load_plan, record_run
+from jobs.runs.index import index_home, load_plan, record_run
 from jobs.runs.markers import finalize
 from jobs.runs.plan import RunPlan, plan_run
 from jobs.web import runs as data
 from jobs.web.posters import upload_message
-from jobs.web.submit import masked_url
+from jobs.web.submit import folder_location, masked_url
 from tests import images as gen
 from tests.procs import ROOT, own_redis, run_cli
 from tests.synthetic import poster_folder, poster_png
@@ -256,6 +257,68 @@ def test_runs_page_without_runs_says_how_to_make_one(page, tmp_path):
     assert "anigenre predict FOLDER" in at.info[0].value
 
 
+@pytest.fixture
+def bucket_env(s3, tmp_path, monkeypatch):
+    """``anigenre web``'s environment with an s3:// data dir on moto's server: the AWS
+    variables a MinIO or R2 user sets, and nothing of this machine's own."""
+    for key in [k for k in os.environ if k.startswith(("AWS_", "ANIGENRE_"))]:
+        monkeypatch.delenv(key)
+    bucket = s3.new_bucket()
+    env = {
+        **s3.env,
+        "ANIGENRE_DATA_DIR": bucket.uri_of("data"),
+        "ANIGENRE_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    return bucket, env
+
+
+def test_the_pages_settings_reach_the_bucket_the_cli_reaches(s3, bucket_env, monkeypatch):
+    from jobs.web import context
+
+    bucket, env = bucket_env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s = context.settings()
+    cli = load_settings(env=env)  # what every `anigenre` command reads from this shell
+    assert s.s3.endpoint_url == s3.endpoint and s.s3 == cli.s3
+    assert s.data_uri == bucket.uri_of("data")
+    assert s.data_dir == cli.data_dir  # one mirror of the data dir, not one per reader
+
+
+def test_an_s3_data_dir_lists_the_runs_in_the_buckets_index(page, s3, bucket_env):
+    bucket, env = bucket_env
+    data_uri = env["ANIGENRE_DATA_DIR"]
+    at = page(**env)
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception and not at.error
+    # The bucket's location, not the mirror under the cache dir.
+    assert f"No runs recorded in {data_uri}/runs yet" in at.info[0].value
+    at.switch_page("pages/models.py").run()
+    assert not at.exception and not at.error
+    assert f"No trained models in {data_uri}/models" in at.info[0].value
+
+    settings = load_settings(env=env)
+    plan = RunPlan(
+        run_id="20261128T120000-abcd",
+        model_id="m",
+        out_dir=bucket.uri_of("preds"),
+        created="2026-11-28T12:00:00+00:00",
+        top_k=4,
+        chunk_size=2,
+        inputs=[{"path": bucket.uri_of("in", "a.png"), "size": 1, "sha256": "0" * 64}],
+        chunks=[[0, 1]],
+        s3=settings.s3,
+    )
+    plan.save()
+    record_run(index_home(settings), plan, settings.s3)  # as a CLI on another machine does
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception and not at.error
+    listing = at.dataframe[0].value
+    assert listing["run_id"].tolist() == [plan.run_id]
+    assert (listing.loc[0, "state"], listing.loc[0, "rows"]) == ("queued", "0/1")
+    assert "writes to object storage" in "\n".join(i.value for i in at.info)
+
+
 def test_many_runs_are_paged_and_a_broken_index_entry_does_not_break_the_list(site, tmp_path):
     settings, model_id, _ = site
     folder = tmp_path / "in"
@@ -466,6 +529,17 @@ def test_each_rejected_upload_gets_one_line_saying_what_to_do(body, words):
     assert message.startswith("x.bin ") and words in message
     assert message.endswith("upload a JPEG, PNG, WebP, GIF or BMP poster.")
     assert "\n" not in message
+
+
+def test_the_queue_pages_folder_is_parsed_as_the_cli_parses_its_paths(tmp_path):
+    assert folder_location("  s3://bkt/posters/ ") == "s3://bkt/posters"  # never s3:/bkt
+    assert folder_location(str(tmp_path)) == tmp_path
+    assert folder_location("~/posters") == Path.home() / "posters"
+    for bad, words in (("ftp://host/x", "unsupported storage scheme"), ("s3:///x", "no bucket")):
+        with pytest.raises(ConfigError, match=words):
+            folder_location(bad)
+    with pytest.raises(ConfigError, match="type the path"):
+        folder_location("  ")
 
 
 def test_masked_url_hides_the_password_only():

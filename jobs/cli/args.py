@@ -62,16 +62,11 @@ def add_include_seen(parser) -> None:
 
 
 def storage_location(text: str):
-    """A local path (a Path) or an ``s3://bucket/prefix`` URI (kept as text: a Path would
-    fold its ``//``). An unknown scheme is refused here, in one line."""
-    from core.storage import is_remote, open_store
+    """A local path (a Path) or an ``s3://bucket/prefix`` URI (text); an unknown scheme
+    is refused here, in one line. The Queue page parses its folder with the same function."""
+    from core.storage import parse_storage_location  # pyarrow: not at every CLI start
 
-    if not is_remote(text):
-        return Path(text)
-    try:
-        return open_store(text).uri
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _typed(parse_storage_location)(text)
 
 
 def local_path(text: str) -> Path:

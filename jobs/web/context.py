@@ -38,11 +38,15 @@ def _settings(environ: tuple[tuple[str, str], ...]) -> Settings:
 
 
 def settings() -> Settings:
-    """Settings from the server's ANIGENRE_* environment (``anigenre web`` sets the data
-    dir, config file and broker it resolved). Raises ConfigError with one line."""
-    return _settings(
-        tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("ANIGENRE_")))
-    )
+    """Settings from the server's environment, read as the CLI reads it: ANIGENRE_*
+    (``anigenre web`` sets the data dir, config file and broker it resolved) and AWS_*
+    (the S3 endpoint, region and keys: without them an s3:// data dir would be looked
+    for on AWS, and mirrored under another key than the CLI's). Raises ConfigError with
+    one line. The keys only reach Streamlit's cache key, never the page or a log."""
+    return _settings(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_READ))))
+
+
+_READ = ("ANIGENRE_", "AWS_")
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

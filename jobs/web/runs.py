@@ -1,6 +1,6 @@
 """The run browser's data: the runs list, one run's rows, filters, charts, downloads.
 
-Plain functions of the data dir (no Streamlit), sized for many and large runs: the list
+Plain functions of the runs index (no Streamlit), sized for many and large runs: the list
 reads a complete run's small manifest rather than its plan (which lists every input),
 and a run's rows are read once per version of its part files.
 """
@@ -72,8 +72,10 @@ class RunSummary:
         }
 
 
-def runs_newest_first(data_dir: Path) -> list[str]:
-    return list(reversed(list_runs(data_dir)))
+def runs_newest_first(home: Path | str, s3=None) -> list[str]:
+    """``home``: where the runs index lives (jobs.runs.index.index_home: the data dir's
+    s3:// URI when it is in a bucket, never its local mirror)."""
+    return list(reversed(list_runs(home, s3)))
 
 
 def state_of(status) -> str:
@@ -91,11 +93,11 @@ def state_of(status) -> str:
     return "running"
 
 
-def summarize_run(data_dir: Path, run_id: str, counts=None, s3=None) -> RunSummary:
-    """One line of the runs list. ``counts``: a PartCounts reused across polls; ``s3``:
-    how to reach runs whose output dir is in a bucket."""
+def summarize_run(home: Path | str, run_id: str, counts=None, s3=None) -> RunSummary:
+    """One line of the runs list. ``home``: where the runs index lives (index_home);
+    ``counts``: a PartCounts reused across polls; ``s3``: how to reach a bucket."""
     try:
-        files = indexed_run_files(data_dir, run_id, s3)
+        files = indexed_run_files(home, run_id, s3)
         if files.exists(MANIFEST):
             m = json.loads(files.read_bytes(MANIFEST))
             return RunSummary(
@@ -110,7 +112,7 @@ def summarize_run(data_dir: Path, run_id: str, counts=None, s3=None) -> RunSumma
                 model_id=m.get("model_id"),
                 created=m.get("created"),
             )
-        plan = load_plan(data_dir, run_id, s3)
+        plan = load_plan(home, run_id, s3)
         s = run_status(plan, counts=counts)
     except (OSError, ValueError, KeyError, TypeError, AnigenreError) as exc:
         # One broken index entry must not take the whole list down.

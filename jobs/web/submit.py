@@ -50,12 +50,10 @@ def submit_folder(
     from jobs.queue.publish import send_chunks
     from jobs.runs.markers import finalize
 
-    if not folder.strip():
-        raise ConfigError("type the path of a folder of posters (or of one poster)")
-    path = Path(folder.strip()).expanduser()
+    location = folder_location(folder)
     app = broker_app(settings)  # fail before hashing thousands of files
     plan = stages.plan_prediction(
-        settings, [path], model_id=model_id, out_dir=None, top_k=top_k, force=force
+        settings, [location], model_id=model_id, out_dir=None, top_k=top_k, force=force
     )
     sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
     if not sent:
@@ -63,6 +61,21 @@ def submit_folder(
     return Submitted(
         plan.run_id, len(plan.inputs), sent, plan.already_predicted, len(plan.duplicates)
     )
+
+
+def folder_location(folder: str) -> Path | str:
+    """The folder typed on the page, as ``anigenre predict`` parses its paths: a local
+    path (``~`` expanded) or an ``s3://bucket/prefix`` URI, kept as text because a Path
+    would fold its ``//``. Raises ConfigError with one line."""
+    from core.storage import parse_storage_location
+
+    text = folder.strip()
+    if not text:
+        raise ConfigError(
+            "type the path of a folder of posters (or of one poster), or an s3://bucket/prefix"
+        )
+    location = parse_storage_location(text)
+    return location.expanduser() if isinstance(location, Path) else location
 
 
 def masked_url(url: str) -> str:

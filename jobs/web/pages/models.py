@@ -15,7 +15,7 @@ def render() -> None:
     models = cards.models_newest_first(s.data_dir)
     if not models:
         st.info(
-            f"No trained models in {s.data_dir / 'models'}. `anigenre train` makes one "
+            f"No trained models in {s.data_location('models')}. `anigenre train` makes one "
             "(`make demo` runs the whole pipeline)."
         )
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import AnigenreError
+from jobs.runs.index import index_home
 from jobs.web import context
 from jobs.web import runs as data
 from jobs.web.submit import BROKER_HELP, masked_url, submit_folder
@@ -20,7 +21,9 @@ def render() -> None:
         return
     st.caption(f"Broker {masked_url(s.broker_url)}; workers take chunks from the 'predict' queue.")
     with st.form("submit"):
-        folder = st.text_input("Folder of posters (on this machine)", key="q_folder")
+        folder = st.text_input(
+            "Folder of posters (on this machine, or s3://bucket/prefix)", key="q_folder"
+        )
         a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
         model = a.text_input("Model", value=context.options().model, key="q_model")
         top_k = b.number_input("Top genres", 1, 10, 4, key="q_top_k")
@@ -41,11 +44,11 @@ def render() -> None:
 
 
 def watch(s, run_id: str) -> None:
-    live = data.summarize_run(s.data_dir, run_id, s3=s.s3).live
+    live = data.summarize_run(index_home(s), run_id, s3=s.s3).live
 
     @st.fragment(run_every=POLL_S if live else None)
     def progress() -> None:
-        now = data.summarize_run(s.data_dir, run_id, s3=s.s3)
+        now = data.summarize_run(index_home(s), run_id, s3=s.s3)
         st.progress(min(now.fraction, 1.0), text=f"run {run_id}: {data.progress_text(now)}")
         if now.note:
             st.warning(now.note)

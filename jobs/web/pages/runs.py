@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.errors import AnigenreError
 from core.storage import open_store
-from jobs.runs.index import indexed_out_dir
+from jobs.runs.index import index_home, indexed_out_dir
 from jobs.runs.layout import parts_dir_for, parts_folder
 from jobs.runs.parts import PartCounts
 from jobs.web import context
@@ -27,10 +27,10 @@ POLL_S = 2.0
 def render() -> None:
     st.title("Runs")
     s = context.settings()
-    ids = data.runs_newest_first(s.data_dir)
+    ids = data.runs_newest_first(index_home(s), s.s3)
     if not ids:
         st.info(
-            f"No runs recorded in {s.data_dir / 'runs'} yet. `anigenre predict FOLDER` makes "
+            f"No runs recorded in {s.data_location('runs')} yet. `anigenre predict FOLDER` makes "
             "one here; the Queue page sends one to the workers."
         )
         return
@@ -47,7 +47,7 @@ def _counts(run_id: str) -> PartCounts:
 
 
 def _summaries(s, ids: list[str]) -> list[data.RunSummary]:
-    return [data.summarize_run(s.data_dir, r, _counts(r), s.s3) for r in ids]
+    return [data.summarize_run(index_home(s), r, _counts(r), s.s3) for r in ids]
 
 
 def runs_list(s, ids: list[str]) -> None:
@@ -107,13 +107,13 @@ def _manifest(data_dir: Path, model_id: str | None) -> dict | None:
 
 def run_detail(s, run_id: str) -> None:
     try:
-        out = open_store(indexed_out_dir(s.data_dir, run_id, s.s3), s.s3)
+        out = open_store(indexed_out_dir(index_home(s), run_id, s.s3), s.s3)
     except AnigenreError as exc:
         st.error(str(exc))
         return
     out_dir = Path(out.path()) if out.is_local else None
     parts_dir = parts_dir_for(out_dir, run_id) if out_dir else out.uri_of(parts_folder(run_id))
-    summary = data.summarize_run(s.data_dir, run_id, _counts(run_id), s.s3)
+    summary = data.summarize_run(index_home(s), run_id, _counts(run_id), s.s3)
     st.header(f"Run {run_id}")
     st.caption(
         f"model `{summary.model_id}`, created {data.when(summary.created)} "
@@ -123,7 +123,7 @@ def run_detail(s, run_id: str) -> None:
 
     @st.fragment(run_every=POLL_S if summary.live else None)
     def progress() -> None:
-        now = data.summarize_run(s.data_dir, run_id, _counts(run_id), s.s3)
+        now = data.summarize_run(index_home(s), run_id, _counts(run_id), s.s3)
         st.progress(min(now.fraction, 1.0), text=data.progress_text(now))
         if now.note:
             st.warning(now.note)

@@ -131,7 +131,8 @@ class Settings(BaseModel):
     inbox_model: str = Field(
         "production", description="Model id or alias the inbox is predicted with"
     )
-    inbox_out: Path | None = Field(
+    # A string, not a Path: Path("s3://b/inbox") would be the local folder "s3:/b/inbox".
+    inbox_out: str | None = Field(
         None, description="Where inbox runs and reports land; unset: <data_dir>/inbox-predictions"
     )
 
@@ -142,13 +143,8 @@ class Settings(BaseModel):
             return values
         raw = values["data_dir"]
         text = str(raw)
-        head = Path(text).parts[0] if Path(text).parts else ""
-        if not is_remote(text) and len(head) > 2 and head.endswith(":") and head[:-1].isalnum():
-            # Path("s3://b/p") is "s3:/b/p": a URI already folded into a local path.
-            raise ConfigError(
-                f"data dir '{text}' looks like a URI with its '//' lost; "
-                f"write {head}//bucket/prefix, or ./{text} for a local folder"
-            )
+        if lost := _lost_slashes(text):
+            raise ConfigError(f"data dir {lost}")
         if not is_remote(text):
             return values
         # open_store: the one place that knows the schemes, and says so in one line.
@@ -198,20 +194,44 @@ class Settings(BaseModel):
         except ValueError as exc:
             raise ValueError(f"{exc}; or give seconds between ticks, e.g. 30") from None
 
-    @field_validator("inbox")
+    @field_validator("inbox", "inbox_out", mode="before")
     @classmethod
-    def _inbox(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
+    def _inbox(cls, value: Any) -> str | None:
+        if value is None or not str(value).strip():
             return None
+        # A Path given in code is checked as its text; the planner takes local folders
+        # as paths, so file:// goes.
+        value = str(value).removeprefix("file://")
+        if lost := _lost_slashes(value):
+            raise ValueError(lost)
         if is_remote(value) and not value.startswith(tuple(f"{s}://" for s in SCHEMES)):
             raise ValueError(f"'{value}' is neither a local folder nor an s3://bucket/prefix")
-        return value.removeprefix("file://")  # the planner takes local folders as paths
+        return value
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"
 
-    def inbox_out_dir(self) -> Path:
-        return self.inbox_out or self.data_dir / "inbox-predictions"
+    def inbox_out_dir(self) -> Path | str:
+        """Where inbox runs land: a local Path, or an s3:// URI. By default beside the runs
+        index (``index_home``): in the bucket when the data dir is one, never in the local
+        mirror of whichever worker ran the tick, so every machine reaches the runs."""
+        if self.inbox_out:
+            return self.inbox_out if is_remote(self.inbox_out) else Path(self.inbox_out)
+        if self.data_uri:
+            return self.data_location("inbox-predictions")
+        return self.data_dir / "inbox-predictions"
+
+
+def _lost_slashes(text: str) -> str | None:
+    """Why ``text`` is refused when it is a URI already folded into a local path
+    (``Path("s3://b/p")`` is ``s3:/b/p``); None when it is not one."""
+    head = Path(text).parts[0] if Path(text).parts else ""
+    if not is_remote(text) and len(head) > 2 and head.endswith(":") and head[:-1].isalnum():
+        return (
+            f"'{text}' looks like a URI with its '//' lost; "
+            f"write {head}//bucket/prefix, or ./{text} for a local folder"
+        )
+    return None
 
 
 def check_crontab(value: str) -> str:

@@ -114,9 +114,9 @@ def test_beat_predicts_only_new_inbox_posters_and_reports_each_run(model, tmp_pa
         logs = (worker.log, beat.log)
         try:
             # The worker that finalises the run writes its report.
-            _until("run 1's report", report_page(out, queued.run_id).exists, 90, *logs)
+            _until("run 1's report", (out / report_page(queued.run_id)).exists, 90, *logs)
             assert load_plan(data, queued.run_id).report_when_complete
-            written = f"'report': '{report_page(out, queued.run_id).parent}'"
+            written = f"'report': '{(out / report_page(queued.run_id)).parent}'"
             _until("the worker's report line", lambda: written in worker.log.read_text(), 10)
             rows = _rows(out)
             assert len(rows) == 5 and set(rows["model_id"]) == {model_id}
@@ -144,13 +144,13 @@ def test_beat_predicts_only_new_inbox_posters_and_reports_each_run(model, tmp_pa
                 "new1.png",
                 "new2.png",
             ]
-            _until("run 2's report", report_page(out, second).exists, 60, *logs)
+            _until("run 2's report", (out / report_page(second)).exists, 60, *logs)
             rows = _rows(out)
             assert len(rows) == 8 and rows["path"].is_unique
 
             # A report lost (its worker died before writing it) is written by a later tick.
-            shutil.rmtree(report_page(out, second).parent)
-            _until("the report rewritten", report_page(out, second).exists, 30, *logs)
+            shutil.rmtree((out / report_page(second)).parent)
+            _until("the report rewritten", (out / report_page(second)).exists, 30, *logs)
             assert len(list_runs(data)) == 2
         finally:
             beat.stop()
@@ -204,8 +204,8 @@ def test_a_report_that_cannot_be_written_does_not_stop_the_inbox(model, tmp_path
     settings = load_settings(env=env)
     plan = plan_inbox(settings)
     predict_in_process(settings, plan)  # complete, and no worker wrote its report
-    report_page(tmp_path / "out", plan.run_id).parent.parent.mkdir(parents=True)
-    report_page(tmp_path / "out", plan.run_id).parent.write_text("a file where a folder goes")
+    (tmp_path / "out" / report_page(plan.run_id)).parent.parent.mkdir(parents=True)
+    (tmp_path / "out" / report_page(plan.run_id)).parent.write_text("a file where a folder goes")
     poster_folder(inbox, 1, seed=600, name="late{i}")
     with own_redis(tmp_path / "redis") as (url, client):
         settings = load_settings(env=env | {"ANIGENRE_BROKER_URL": url})

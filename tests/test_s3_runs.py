@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
@@ -21,7 +22,16 @@ from jobs.runs.live import hold, live_inputs, release
 from jobs.runs.parts import missing_chunks
 from jobs.runs.plan import RunPlan
 from jobs.runs.status import run_status
-from jobs.stages.inbox import plan_inbox
+from jobs.stages.inbox import (
+    Tick,
+    last_tick,
+    now_iso,
+    overdue_reports,
+    plan_inbox,
+    record_tick,
+    report_if_due,
+    report_page,
+)
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_png, trained_tiny_model
 from tests.test_readers import readme_block
@@ -355,20 +365,43 @@ def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches
 def test_an_s3_inbox_is_planned_from_the_bucket_and_only_new_posters_come_back(
     trained, s3, tmp_path
 ):
+    """Inbox and output dir both in the bucket: runs, reports and the tick record land
+    there, where every worker (whichever ran the tick) reaches them."""
     settings, _ = trained
     bucket = s3.new_bucket()
     inbox = upload_posters(bucket, 4, 300, prefix="inbox")
+    out = bucket.uri_of("inbox-out")
     settings = s3_settings(
         settings, s3, cache_dir=tmp_path / "cache", inbox=inbox, inbox_model="latest",
-        inbox_out=tmp_path / "inbox-out",
+        inbox_out=out,
     )  # fmt: skip
+    assert settings.inbox_out_dir() == out
 
     first = plan_inbox(settings)
-    assert first.report_when_complete and len(first.inputs) == 4
+    assert first.report_when_complete and len(first.inputs) == 4 and first.out_dir == out
     assert all(e["path"].startswith(inbox + "/p") for e in first.inputs)
     release(first.files)  # what beat's tick does once the chunks are queued
+    assert report_if_due(settings, first) is None, "not complete yet: no report"
     manifest = stages.predict_in_process(settings, first)
     assert (manifest["ok"], manifest["error"]) == (4, 0)
+
+    # The finalising worker's report, in the bucket; written once.
+    page = ("inbox-out", report_page(first.run_id))
+    assert str(report_if_due(settings, first)) == bucket.uri_of(
+        "inbox-out", "reports", first.run_id
+    )
+    assert bucket.exists(*page)
+    assert report_if_due(settings, first) is None
+    # A worker that died before writing it: the next tick finds the run and writes it.
+    bucket.delete(*page)
+    assert overdue_reports(settings) == [first.run_id] and bucket.exists(*page)
+    assert overdue_reports(settings) == []
+
+    assert last_tick(settings) is None
+    record = Tick(at=now_iso(), inbox=inbox, model_id=first.model_id, run_id=first.run_id)
+    record_tick(settings, record)
+    assert bucket.exists("inbox-out", "_inbox_tick.json")
+    assert last_tick(settings) == record
 
     nothing = plan_inbox(settings)
     assert not nothing.inputs and nothing.already_predicted == 4
@@ -401,3 +434,16 @@ def test_submitting_local_posters_into_a_bucket_warns_that_other_machines_cannot
     assert into_bucket.returncode == 0, into_bucket.stderr
     assert f"note: {local} is a local path; a worker on another machine" in into_bucket.stderr
     assert on_disk.returncode == 0 and "note:" not in on_disk.stderr
+
+
+def test_the_inbox_out_defaults_to_the_bucket_and_refuses_other_schemes(s3, tmp_path):
+    """With an s3:// data dir the inbox's runs land in the bucket, not in the local mirror
+    of whichever worker ran the tick; an out dir no store can reach is one line."""
+    overrides = {"data_dir": "s3://anigenre/data", "cache_dir": tmp_path / "cache"}
+    settings = load_settings(overrides=overrides, env=s3.env)
+    assert settings.inbox_out_dir() == "s3://anigenre/data/inbox-predictions"
+    with pytest.raises(ConfigError) as bad:
+        load_settings(env={"ANIGENRE_INBOX_OUT": "gs://x"})
+    assert "gs://x" in str(bad.value) and len(str(bad.value).splitlines()) == 1
+    with pytest.raises(ConfigError, match="'//' lost"):
+        load_settings(overrides={"inbox_out": Path("s3://b/inbox")}, env={})

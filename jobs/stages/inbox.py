@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from config import Settings
-from core.atomic import write_text_atomic
-from core.errors import ConfigError
-from jobs.runs.index import indexed_run_dir, list_runs, load_plan
-from jobs.runs.layout import MANIFEST
-from jobs.runs.plan import RunPlan, discover, run_dir_for
+from core.errors import AnigenreError, ConfigError
+from core.storage import Store, open_store
+from jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
+from jobs.runs.layout import MANIFEST, run_folder
+from jobs.runs.plan import RunPlan, discover
 from jobs.stages.predict import plan_prediction, report_run
 
 log = logging.getLogger(__name__)
@@ -90,16 +90,17 @@ def _inbox(settings: Settings):
     return settings.inbox if "://" in settings.inbox else Path(settings.inbox)
 
 
-def report_page(out_dir: str | Path, run_id: str) -> Path:
-    """Where ``report_run`` writes a run's page, last of its files (jobs.runs.reports)."""
-    return Path(out_dir) / "reports" / run_id / "report.html"
+def report_page(run_id: str) -> str:
+    """Where ``report_run`` writes a run's page, last of its files (jobs.runs.reports),
+    relative to the run's output dir."""
+    return f"reports/{run_id}/report.html"
 
 
-def report_if_due(settings: Settings, plan: RunPlan) -> Path | None:
+def report_if_due(settings: Settings, plan: RunPlan) -> Path | str | None:
     """Write the report of a complete run that asked for one and has none; its folder."""
-    if not plan.report_when_complete or not plan.manifest_path.exists():
+    if not plan.report_when_complete or not plan.files.exists(MANIFEST):
         return None
-    if report_page(plan.out_dir, plan.run_id).exists():
+    if plan.out.exists(report_page(plan.run_id)):
         return None
     return report_run(settings, plan.run_id).folder
 
@@ -108,19 +109,25 @@ def overdue_reports(settings: Settings) -> list[str]:
     """Write the reports of complete inbox runs that have none (their finalising worker
     died, or the sweeper finalised them); the run ids. Only runs of the inbox's output dir
     are looked at, and a plan is read only for a complete run without a report."""
-    out = settings.inbox_out_dir().resolve()
+    home, out = index_home(settings), _out(settings)
+    # How plan_run records an output dir: the URI, or the resolved local path.
+    ours = str(Path(out.root).resolve()) if out.is_local else out.uri
     written = []
-    for run_id in list_runs(settings.data_dir):
-        folder = run_dir_for(out, run_id)
+    for run_id in list_runs(home, settings.s3):
         try:
-            if indexed_run_dir(settings.data_dir, run_id) != folder:
+            if indexed_out_dir(home, run_id, settings.s3) != ours:
                 continue
-        except (ConfigError, OSError, ValueError, KeyError):
-            continue  # an index entry removed or damaged meanwhile is not ours to mend
-        if not (folder / MANIFEST).exists() or report_page(out, run_id).exists():
+            if not out.child(run_folder(run_id)).exists(MANIFEST):
+                continue
+            if out.exists(report_page(run_id)):
+                continue
+        except (AnigenreError, OSError, ValueError, KeyError) as exc:
+            # An index entry removed or damaged meanwhile, an old-layout run that cannot
+            # be moved: not ours to mend, and no reason to skip the other runs.
+            log.warning("run %s: not checked for a report (%s)", run_id, exc)
             continue
         try:
-            if report_if_due(settings, load_plan(settings.data_dir, run_id)) is not None:
+            if report_if_due(settings, load_plan(home, run_id, settings.s3)) is not None:
                 written.append(run_id)
         except Exception as exc:  # noqa: BLE001 - a report must never stop the inbox
             log.error("run %s: no report (%s: %s)", run_id, type(exc).__name__, exc)
@@ -128,14 +135,18 @@ def overdue_reports(settings: Settings) -> list[str]:
 
 
 def record_tick(settings: Settings, tick: Tick) -> None:
-    write_text_atomic(settings.inbox_out_dir() / TICK_FILE, json.dumps(asdict(tick), indent=2))
+    _out(settings).write_bytes(TICK_FILE, json.dumps(asdict(tick), indent=2).encode())
 
 
 def last_tick(settings: Settings) -> Tick | None:
     try:
-        return Tick(**json.loads((settings.inbox_out_dir() / TICK_FILE).read_text()))
+        return Tick(**_out(settings).read_json(TICK_FILE))
     except FileNotFoundError:
         return None
+
+
+def _out(settings: Settings) -> Store:
+    return open_store(settings.inbox_out_dir(), settings.s3)
 
 
 def now_iso() -> str:

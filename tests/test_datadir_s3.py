@@ -344,3 +344,32 @@ def test_a_fetched_model_damaged_on_this_disk_is_fetched_again(s3, tmp_path):
     local.write_bytes(b"x" * len(files["model.keras"]))  # same size: only the hash tells
     fetch_model(settings, "latest")
     assert local.read_bytes() == files["model.keras"]
+
+
+def test_a_task_submitted_on_one_machine_is_known_on_another(s3, tmp_path):
+    """`jobs status ID` of a queued train, asked on a machine that shares only the bucket
+    and Redis: the task record travels with the s3:// data dir."""
+    from tests.procs import own_redis, run_cli
+
+    bucket = s3.new_bucket()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))}
+    with own_redis(tmp_path / "redis") as (url, _client):
+
+        def machine(name: str) -> dict:
+            return (
+                base
+                | s3.env
+                | {
+                    "ANIGENRE_DATA_DIR": bucket.uri_of("data"),
+                    "ANIGENRE_CACHE_DIR": str(tmp_path / name),
+                    "ANIGENRE_BROKER_URL": url,
+                }
+            )
+
+        submitted = run_cli("jobs", "submit", "train", "--epochs", "1", env=machine("a"))
+        assert submitted.returncode == 0, submitted.stderr
+        task_id = submitted.stdout.split()[0]
+        assert bucket.exists("data", "tasks", f"{task_id}.json")
+        status = run_cli("jobs", "status", task_id, "--json", env=machine("b"))
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["name"] == "train"

@@ -6,6 +6,7 @@ import sys
 import time
 
 from config import Settings
+from core import mirror
 from jobs.cli import args as types
 from jobs.cli.hints import command, masked_url
 from jobs.cli.models_cmd import add_train_arguments, train_config
@@ -111,6 +112,7 @@ def _submit_task(settings: Settings, name: str, queue: str, **kwargs) -> int:
     app = broker_app(settings)
     task_id = send_task(app, f"jobs.tasks.{name}", queue, **kwargs)
     record_task(settings.data_dir, task_id, name, queue)
+    mirror.push(settings, "tasks")  # with an s3:// data dir, any machine's `jobs status` sees it
     print(task_id)
     print(
         f"  {name} queued on '{queue}'; '{command(settings, f'jobs wait {task_id}')}' follows it",
@@ -182,6 +184,7 @@ def _task(settings: Settings, task_id: str):
     from jobs.cli.status_view import task_view
     from jobs.cli.task_records import load_task
 
+    mirror.pull(settings, "tasks")
     record = load_task(settings.data_dir, task_id)
     if not settings.broker_url:
         if record:
@@ -244,6 +247,7 @@ def _wait_task(args, settings: Settings) -> int:
 def _record(settings: Settings, task_id: str):
     from jobs.cli.task_records import load_task
 
+    mirror.pull(settings, "tasks")
     return load_task(settings.data_dir, task_id)
 
 
@@ -359,6 +363,7 @@ def run_list(args, settings: Settings) -> int:
             runs.append((run_view(s), _status_line(s)))
         except DataError as exc:  # one run whose folder is gone must not hide the others
             runs.append(({"run_id": run_id, "unreadable": str(exc)}, str(exc)))
+    mirror.pull(settings, "tasks")
     tasks = _task_views(settings, list_tasks(settings.data_dir))
     if args.json:
         print(json.dumps({"runs": [v for v, _ in runs], "tasks": tasks}, indent=2))

@@ -234,6 +234,17 @@ def test_import_train_then_list_evaluate_predict_from_another_machine(s3, tmp_pa
     mirror_c = load_settings(overrides={"data_dir": uri}, env=c).data_dir
     assert not (mirror_c / "models" / model_id / "model.keras").exists()
 
+    # A model saved before cards (and checksums) existed: its card, written on demand on a
+    # fresh machine D, lands in the bucket beside the model.
+    sums = data.read_bytes(f"models/{model_id}/checksums.json")
+    for name in ("MODEL_CARD.md", "checksums.json"):
+        data.delete("models", model_id, name)
+    done = _cli("--data-dir", uri, "models", "card", "latest", env=machine("d"), cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {uri}/models/{model_id}/MODEL_CARD.md" in done.stderr
+    assert data.read_bytes(f"models/{model_id}/MODEL_CARD.md").decode() == done.stdout
+    data.write_bytes(f"models/{model_id}/checksums.json", sums)
+
     # A damaged object in the bucket is refused by its hash, on B and on C.
     keras_key = f"models/{model_id}/model.keras"
     data.write_bytes(keras_key, data.read_bytes(keras_key)[:-100])

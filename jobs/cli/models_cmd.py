@@ -201,7 +201,12 @@ def run_card(args, settings: Settings) -> int:
     text, path, written = model_card(settings.data_dir, args.model)
     print(text, end="")
     if written:
-        print(f"(this model had no card file: wrote {path})", file=sys.stderr)
+        from core.mirror import push
+
+        rel = f"models/{path.parent.name}"
+        push(settings, rel)  # an s3:// data dir: the card lands in the bucket, beside the model
+        where = settings.data_location(rel, path.name)
+        print(f"(this model had no card file: wrote {where})", file=sys.stderr)
     return 0
 
 

@@ -144,7 +144,7 @@ def test_report_sets_each_genres_observed_rate_beside_the_expected_one(trained, 
 
     summary = pd.read_parquet(report.folder / "summary.parquet")  # as a user reads it
     decisions = summary[summary.section == "decision"].set_index("name")
-    rows = pd.read_parquet(plan.run_dir.parent, filters=[("run_id", "==", plan.run_id)])
+    rows = pd.read_parquet(plan.parts_dir.parent, filters=[("run_id", "==", plan.run_id)])
     predicted = rows["predicted"].map(list)
     assert list(decisions.index) == manifest["genres"]
     for genre in manifest["genres"]:

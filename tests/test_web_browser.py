@@ -224,7 +224,9 @@ def test_the_page_in_chromium(browser, server, shared_dir, tmp_path):
 
     # Queue: a folder goes to the broker; the page follows the run as its parts appear.
     _nav(page, "Queue")
-    page.get_by_label("Folder of posters (on this machine)").fill(str(work / "queue"))
+    page.get_by_label("Folder of posters (on this machine, or s3://bucket/prefix)").fill(
+        str(work / "queue")
+    )
     page.get_by_role("button", name="Queue for prediction").click()
     queued = page.get_by_text("5 file(s) in 1 chunk(s) queued on 'predict'")
     queued.wait_for(timeout=UPLOAD_S * 1000)

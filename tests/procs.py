@@ -117,11 +117,13 @@ class Worker:
         self._fh.close()
 
 
-def run_cli(*args: str, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict, timeout: float = 120, cwd: Path = ROOT
+) -> subprocess.CompletedProcess:
     """``anigenre ARGS`` as a user runs it: a fresh process, output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "jobs.cli", *args],
-        cwd=ROOT,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,6 +16,7 @@ from core.errors import ConfigError, DataError, StorageError
 from core.mirror import STATE_DIR, Mirror, pull, pull_paths, push
 from core.storage import open_store
 from tests.conftest import ROOT
+from tests.procs import own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_folder
 
 # --- settings ------------------------------------------------------------------------------
@@ -156,14 +156,7 @@ def test_pull_paths_fetches_just_those_files_and_a_local_data_dir_is_a_no_op(s3,
 def _cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))}
     full.update(env, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
-        cwd=cwd,
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(*args, env=full, cwd=cwd, timeout=300)
 
 
 TINY = ("--backbone", "custom_cnn", "--weights", "none", "--input-size", "40x32")
@@ -360,8 +353,6 @@ def test_a_fetched_model_damaged_on_this_disk_is_fetched_again(s3, tmp_path):
 def test_a_task_submitted_on_one_machine_is_known_on_another(s3, tmp_path):
     """`jobs status ID` of a queued train, asked on a machine that shares only the bucket
     and Redis: the task record travels with the s3:// data dir."""
-    from tests.procs import own_redis, run_cli
-
     bucket = s3.new_bucket()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "AWS_"))}
     with own_redis(tmp_path / "redis") as (url, _client):

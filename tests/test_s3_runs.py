@@ -81,6 +81,16 @@ def readme_s3_rows(server, out: str):
     return scope["rows"].to_pandas()
 
 
+def kill_after_two_chunks(plan, doomed, timeout_s: float) -> None:
+    """SIGKILL ``doomed`` once two of the run's chunks are written, while others remain."""
+    deadline = time.monotonic() + timeout_s
+    while run_status(plan).chunks_done < 2:
+        assert time.monotonic() < deadline, doomed.log.read_text()[-3000:]
+        time.sleep(0.05)
+    doomed.kill()
+    assert not run_status(plan).complete, "finished before the kill: proves nothing"
+
+
 def test_in_process_run_reads_and_writes_the_bucket_exactly_once(trained, s3, tmp_path):
     settings, model_id = trained
     settings = s3_settings(settings, s3, cache_dir=tmp_path / "cache")
@@ -201,13 +211,7 @@ def test_queued_run_on_two_workers_sharing_only_redis_and_the_bucket(trained, s3
             )  # fmt: skip
             assert done.returncode == 0, done.stderr[-2000:]
             run_id = done.stdout.split()[0]
-            plan = load_plan(settings.data_dir, run_id, s3.options)
-            deadline = time.monotonic() + 120
-            while run_status(plan).chunks_done < 2:
-                assert time.monotonic() < deadline, doomed.log.read_text()[-2000:]
-                time.sleep(0.05)
-            doomed.kill()
-            assert not run_status(plan).complete, "finished before the kill: proves nothing"
+            kill_after_two_chunks(load_plan(settings.data_dir, run_id, s3.options), doomed, 120)
             waited = run_cli("jobs", "wait", run_id, "--timeout", "200", env=base, timeout=230)
             assert waited.returncode == 0, waited.stdout + waited.stderr[-2000:]
         finally:
@@ -296,11 +300,6 @@ TINY = ("--backbone", "custom_cnn", "--weights", "none", "--input-size", "40x32"
         "--epochs", "1", "--bootstrap", "10")  # fmt: skip
 
 
-def _cli(*args, env, cwd, timeout=600):
-    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
-
-
 def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches(
     s3, tmp_path, shared_dir
 ):
@@ -313,10 +312,10 @@ def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches
     trainer = {**clean, **s3.env, "ANIGENRE_CACHE_DIR": str(tmp_path / "trainer"),
                "ANIGENRE_SHARED_DIR": str(shared_dir), "PYTHONPATH": str(ROOT)}  # fmt: skip
     labelled_folder(tmp_path / "labelled", 60, seed=0, other="Drama")
-    done = _cli("--data-dir", data_uri, "dataset", "import", str(tmp_path / "labelled"),
-               env=trainer, cwd=tmp_path)  # fmt: skip
+    done = run_cli("--data-dir", data_uri, "dataset", "import", str(tmp_path / "labelled"),
+               env=trainer, cwd=tmp_path, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    done = _cli("--data-dir", data_uri, "train", *TINY, env=trainer, cwd=tmp_path)
+    done = run_cli("--data-dir", data_uri, "train", *TINY, env=trainer, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     n = 40
     for i in range(n):
@@ -333,20 +332,14 @@ def test_submit_over_s3_with_an_s3_data_dir_on_two_workers_with_their_own_caches
         try:
             doomed.start()
             other.start()
-            done = _cli("jobs", "submit", "predict", bucket.uri_of("posters"), "--out",
+            done = run_cli("jobs", "submit", "predict", bucket.uri_of("posters"), "--out",
                        bucket.uri_of("preds"), "--chunk-size", "2", "--engine", "keras",
-                       env=client_env, cwd=tmp_path)  # fmt: skip
+                       env=client_env, cwd=tmp_path, timeout=600)  # fmt: skip
             assert done.returncode == 0, done.stderr[-2000:]
             run_id = done.stdout.split()[0]
             settings = load_settings(overrides={"data_dir": data_uri}, env=client_env)
-            plan = load_plan(settings.data_uri, run_id, settings.s3)
-            deadline = time.monotonic() + 180
-            while run_status(plan).chunks_done < 2:
-                assert time.monotonic() < deadline, doomed.log.read_text()[-3000:]
-                time.sleep(0.05)
-            doomed.kill()
-            assert not run_status(plan).complete, "finished before the kill: proves nothing"
-            waited = _cli("jobs", "wait", run_id, "--timeout", "200", env=client_env,
+            kill_after_two_chunks(load_plan(settings.data_uri, run_id, settings.s3), doomed, 180)
+            waited = run_cli("jobs", "wait", run_id, "--timeout", "200", env=client_env,
                          cwd=tmp_path, timeout=240)  # fmt: skip
             assert waited.returncode == 0, waited.stdout + waited.stderr[-2000:]
         finally:

@@ -228,7 +228,8 @@ def _wait_task(args, settings: Settings) -> int:
     from core.errors import AnigenreError
     from jobs.cli.status_view import FAILED_STATES, task_line, task_view
 
-    view, app = _task(settings, args.id)
+    view, app = _task(settings, args.id)  # pulls the task records once
+    record = _record(settings, args.id)  # fixed at submission: read once, not every poll
     deadline = time.monotonic() + args.timeout
     while view["state"] not in ("SUCCESS", *FAILED_STATES):
         if time.monotonic() > deadline:
@@ -239,7 +240,7 @@ def _wait_task(args, settings: Settings) -> int:
                 + (f"; {hint}" if hint else "")
             )
         time.sleep(0.5)
-        view = task_view(args.id, _record(settings, args.id), *_task_state(app, args.id))
+        view = task_view(args.id, record, *_task_state(app, args.id))
     print(task_line(view))
     return 1 if view["state"] in FAILED_STATES else 0
 
@@ -247,7 +248,6 @@ def _wait_task(args, settings: Settings) -> int:
 def _record(settings: Settings, task_id: str):
     from jobs.cli.task_records import load_task
 
-    mirror.pull(settings, "tasks")
     return load_task(settings.data_dir, task_id)
 
 

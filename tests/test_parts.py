@@ -4,6 +4,8 @@ everyone's account, never counted done by one and missing by another."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from core.errors import DataError
 from jobs.runs.markers import finalize
 from jobs.runs.parts import PartCounts, all_written, chunk_done, missing_chunks, part_counts
-from jobs.runs.plan import RunPlan
+from jobs.runs.plan import RunPlan, run_id_at
 from jobs.runs.status import run_status
 
 
@@ -69,3 +71,11 @@ def test_all_written_asks_one_listing_and_missing_chunks_still_reads(tmp_path):
     assert not all_written(plan)
     _part(plan, 1, ["ok"])  # short: a file, but not a complete part
     assert all_written(plan) and missing_chunks(plan) == [1]
+
+
+def test_run_ids_sort_by_creation_time_even_within_one_second():
+    t = dt.datetime(2026, 1, 1, 12, 0, 5, tzinfo=dt.UTC)
+    ids = [run_id_at(t + dt.timedelta(milliseconds=m)) for m in (0, 1, 999, 1000)]
+    assert sorted(reversed(ids)) == ids
+    older = ["20260101T120004-ffffff", "20260101T120005-000000"]  # ids before milliseconds
+    assert sorted(ids + older) == [older[0], older[1], *ids]

@@ -237,6 +237,13 @@ def group_copies(entries: list[dict]) -> tuple[list[dict], list[dict]]:
     return ordered, copies
 
 
+def run_id_at(now: dt.datetime) -> str:
+    """``YYYYmmddTHHMMSSmmm-hex``: sorts by creation time as text, even for two runs
+    planned in the same second (ids from before milliseconds, ``…HHMMSS-hex``, still sort
+    among these because ``-`` sorts before every digit)."""
+    return f"{now:%Y%m%dT%H%M%S}{now.microsecond // 1000:03d}-{secrets.token_hex(3)}"
+
+
 def cut_chunks(entries: list[dict], chunk_size: int) -> list[list[int]]:
     """[start, end) bounds of ``chunk_size`` entries, stretched so that a file and its
     copies share a chunk: the chunk computes once and writes a row for each."""
@@ -301,7 +308,7 @@ def plan_run(
         entries = list(pool.map(lambda p: input_entry(p, reader), files))
     out = open_store(out_dir, s3)
     plan = RunPlan(
-        run_id=f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",
+        run_id=run_id_at(now),
         model_id=model_id,
         out_dir=out.uri if not out.is_local else str(Path(out_dir).resolve()),
         created=now.isoformat(),

@@ -27,7 +27,7 @@ from jobs.runs.plan import MANIFEST
 from jobs.runs.reports import find_labels
 from jobs.runs.status import run_status
 
-# The run ids sort by creation time (``YYYYmmddTHHMMSS-hex``).
+# The run ids sort by creation time (jobs.runs.plan.run_id_at).
 RUN_COLUMNS = [
     "run_id", "state", "progress", "rows", "ok", "error", "model_id", "created", "note"
 ]  # fmt: skip

@@ -15,23 +15,40 @@ Extract = Callable[[np.ndarray], np.ndarray]  # (n, h, w, 3) 0..255 -> (n, featu
 
 KERAS_FEATURES = "keras"
 INT8_FEATURES = "litert-int8"
+# Below this many images Keras is quicker than exporting the backbone to LiteRT first.
+LITERT_MIN_IMAGES = 256
 
 
 def features_engine(weights) -> str:
-    """Which engine computes a backbone's features: part of their cache key."""
+    """Which network's numbers a backbone's features are: part of their cache key. A float
+    backbone's are Keras's, whether Keras or its LiteRT export (within ~1e-5) computes them."""
     return INT8_FEATURES if weights.features is not None else KERAS_FEATURES
 
 
-def features_extractor(backbone: keras.Model, weights) -> Extract:
-    """The backbone's features, from the engine it is served with: the int8 LiteRT file
-    for a backbone with int8 features (so the head trains on what it will be served),
-    else the Keras network itself."""
+def features_extractor(backbone: keras.Model, weights, images: int = 0) -> Extract:
+    """The backbone's features for ``images`` images: from the int8 LiteRT file for a
+    backbone with int8 features (so the head trains on what it will be served); else from
+    the float backbone's LiteRT export when there are enough images to repay making it
+    (3x Keras here) and the runtime is installed; else from the Keras network itself."""
     if features_engine(weights) == INT8_FEATURES:
         from models.engines import Int8Features
         from models.int8 import extractor_bytes
 
         return Int8Features(model_content=extractor_bytes(weights.features))
+    if images >= LITERT_MIN_IMAGES and litert_runtime():
+        from models.engines import FloatNetwork
+        from models.registry import convert_to_litert
+
+        return FloatNetwork(model_content=convert_to_litert(backbone))
     return lambda x: np.asarray(backbone.predict_on_batch(x.astype(np.float32)))
+
+
+def litert_runtime() -> bool:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def decode_all(

@@ -131,12 +131,12 @@ def split_features(
             spec.name, weights.features_id, size, policy, view, engine=features_engine(weights)
         ),
     )
-    extract = None  # made on the first miss: the int8 extractor costs a TensorFlow import
+    extract = None  # made on the first miss, for as many images as are missing
     path_of = {s: p for part in splits.values() for s, p in zip(part.shas, part.paths, strict=True)}
 
     def compute(missing: list[str]) -> np.ndarray:
         nonlocal extract
-        extract = extract or features_extractor(backbone, weights)
+        extract = extract or features_extractor(backbone, weights, len(missing))
         paths = [path_of[s] for s in missing]
         return embed_files(extract, paths, size, policy, max_pixels=max_pixels, flip=view == "flip")
 

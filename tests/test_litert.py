@@ -288,6 +288,28 @@ def test_pretrained_backbones_and_their_scaling_convert_with_parity(backbone, sh
     assert_parity(KerasEngine(model).run(x), LiteRTEngine(path).run(x))
 
 
+def test_training_features_from_litert_are_kerass_features(shared_dir):
+    """Enough missing images and the float backbone's features come from its LiteRT
+    export, under the same cache key, so they must be Keras's numbers; a few come from
+    Keras itself, since the export would cost more than it saves."""
+    from models.backbones import BACKBONES, build_backbone, resolve_weights
+    from models.embed import LITERT_MIN_IMAGES, features_extractor
+
+    spec = BACKBONES["mobilenet_v2_0.35"]
+    weights = resolve_weights(spec, "auto", shared_dir / "weights")
+    backbone = build_backbone(spec, (96, 64), weights)
+    x = np.random.default_rng(1).integers(0, 256, (6, 96, 64, 3)).astype(np.uint8)
+    keras_features = features_extractor(backbone, weights, images=LITERT_MIN_IMAGES - 1)
+    litert_features = features_extractor(backbone, weights, images=LITERT_MIN_IMAGES)
+    from models.engines import FloatNetwork
+
+    assert isinstance(litert_features, FloatNetwork)
+    assert not isinstance(keras_features, FloatNetwork)
+    expected = keras_features(x)
+    assert expected.shape == (6, 1280) and expected.std() > 0
+    np.testing.assert_allclose(litert_features(x), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_without_the_litert_runtime_predict_says_what_to_do(trained, tmp_path):
     settings, _ = trained
     posters(tmp_path / "in", 1)

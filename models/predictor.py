@@ -7,14 +7,15 @@ LiteRT predictor never loads it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.images import DEFAULT_MAX_PIXELS
-from core.loader import Batch, decode_file, iter_batches, iter_decoded
+from core.loader import Batch, Decoded, decode_file, iter_batches, iter_decoded
 from models.engines import KerasEngine, LiteRTEngine
 from models.registry import vocabulary_of
 
@@ -26,6 +27,9 @@ class Predictor:
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 32
     workers: int = 4
+    # Decodes started ahead of the predict_files call that will want them, by (path, sha).
+    _ahead: dict[tuple[str, str | None], Future] = field(default_factory=dict, repr=False)
+    _ahead_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.vocab = vocabulary_of(self.manifest)
@@ -63,13 +67,33 @@ class Predictor:
         a file whose content no longer matches its hash becomes an error. ``read``: how
         to get a file's bytes (an object store's reader); default, the local file."""
         items = zip(paths, shas, strict=True) if shas is not None else ((p, None) for p in paths)
-        decoded = iter_decoded(
-            items,
-            lambda item: decode_file(
-                item[0], self.size, self.policy, self.max_pixels, item[1], read=read
-            ),
-            workers=self.workers,
-            prefetch=self.batch_size * 2,
-        )
+
+        def decode(item) -> Decoded:
+            started = self._ahead.pop((str(item[0]), item[1]), None)
+            if started is not None:
+                return started.result()
+            return decode_file(item[0], self.size, self.policy, self.max_pixels, item[1], read=read)
+
+        decoded = iter_decoded(items, decode, workers=self.workers, prefetch=self.batch_size * 2)
         for batch in iter_batches(decoded, self.batch_size, self.size):
             yield batch, self.predict_arrays(batch.arrays)
+
+    def decode_ahead(
+        self,
+        paths: Iterable[str | Path],
+        shas: Iterable[str | None],
+        read: Callable[[str], bytes] | None = None,
+    ) -> None:
+        """Start decoding the first files the next ``predict_files`` call will ask for, so
+        that between two chunks of a run the network does not sit idle while the next
+        chunk's first batch decodes (measured: a run of 10 chunks of 60 lost ~10%)."""
+        if self._ahead_pool is None:
+            self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
+        if len(self._ahead) > self.batch_size * 2:  # never asked for: let them go
+            for started in self._ahead.values():
+                started.cancel()
+            self._ahead.clear()
+        for path, sha in list(zip(paths, shas, strict=True))[: self.batch_size * 2]:
+            self._ahead[(str(path), sha)] = self._ahead_pool.submit(
+                decode_file, path, self.size, self.policy, self.max_pixels, sha, read=read
+            )

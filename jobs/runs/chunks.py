@@ -54,6 +54,20 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
     return {"run_id": plan.run_id, "chunk": index, "ok": ok, "error": len(items) - ok}
 
 
+def decode_ahead(plan: RunPlan, index: int, predictor) -> None:
+    """Start decoding chunk ``index``'s first files (``execute_chunk`` will use them)."""
+    start, end = plan.chunks[index]
+    seen: set[str] = set()
+    firsts = []
+    for e in plan.inputs[start:end]:  # the files its first pass decodes: one per content
+        if not e["sha256"] or e["sha256"] not in seen:
+            seen.add(e["sha256"])
+            firsts.append(e)
+    predictor.decode_ahead(
+        [fs_path(e) for e in firsts], [e["sha256"] for e in firsts], read=InputReader(plan.s3)
+    )
+
+
 def _unchanged(entry: dict, reader: InputReader) -> bool:
     return reader.digest(fs_path(entry))[1] == entry["sha256"]
 

@@ -11,7 +11,7 @@ from config import Settings
 from core.errors import AnigenreError, ConfigError
 from core.storage import is_remote, open_store
 from jobs.runs import live
-from jobs.runs.chunks import execute_chunk
+from jobs.runs.chunks import decode_ahead, execute_chunk
 from jobs.runs.index import index_home, load_plan, record_run
 from jobs.runs.lease import hold_lease
 from jobs.runs.markers import finalize
@@ -146,10 +146,12 @@ def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) 
     claim_run(plan, lock=planning_lock(settings, plan.out))
     try:
         with hold_lease(plan.files):
-            for index in range(len(plan.chunks)):
-                if chunk_done(plan, index):  # a resumed run skips what is already written
-                    continue
+            # A resumed run skips what is already written.
+            todo = [i for i in range(len(plan.chunks)) if not chunk_done(plan, i)]
+            for k, index in enumerate(todo):
                 predictor = predictor or load_predictor(settings, plan.model_id, plan.engine)
+                if k + 1 < len(todo):
+                    decode_ahead(plan, todo[k + 1], predictor)
                 result = execute_chunk(plan, index, predictor)
                 if on_chunk:
                     on_chunk(result)

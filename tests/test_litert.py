@@ -80,6 +80,42 @@ def test_both_engines_give_the_same_probabilities_and_top4(trained, tmp_path):
     assert_parity(keras_p, probabilities(litert, files))
 
 
+def test_chunks_decoded_ahead_are_decoded_once_and_predicted_alike(trained, tmp_path, monkeypatch):
+    """In-process, the next chunk's first files decode while this chunk's network runs:
+    each file is still read and decoded once, and the rows equal a one-chunk run's."""
+    import models.predictor
+
+    settings, model_id = trained
+    posters(tmp_path / "in", 11)
+    (tmp_path / "in" / "copy.png").write_bytes((tmp_path / "in" / "p004.png").read_bytes())
+    predictor = stages.load_predictor(settings, model_id, "litert")
+    decoded: list[str] = []
+    real = models.predictor.decode_file
+    monkeypatch.setattr(
+        models.predictor,
+        "decode_file",
+        lambda p, *a, **k: decoded.append(str(p)) or real(p, *a, **k),
+    )
+
+    def rows(out: str, chunk_size: int) -> pd.DataFrame:
+        plan = stages.plan_prediction(
+            settings, [tmp_path / "in"], model_id=model_id, out_dir=tmp_path / out,
+            chunk_size=chunk_size, engine="litert",
+        )  # fmt: skip
+        stages.predict_in_process(settings, plan, predictor=predictor)
+        return pd.read_parquet(tmp_path / out).sort_values("path").reset_index(drop=True)
+
+    chunked = rows("chunked", 3)
+    assert len(decoded) == len(set(decoded)) == 11  # once per content: the copy shares p004's
+    whole = rows("whole", 100)
+    assert len(chunked) == 12 and (chunked["status"] == "ok").all()
+    for column in ("path", "top_genres", "predicted"):
+        assert (
+            chunked[column].map(list if column != "path" else str).tolist()
+            == whole[column].map(list if column != "path" else str).tolist()
+        )
+
+
 def test_a_model_trained_before_exports_is_exported_on_first_use(trained, tmp_path):
     settings, model_id = trained
     old, folder = copy_without_export(settings, model_id, tmp_path / "data")

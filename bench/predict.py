@@ -183,7 +183,7 @@ def main() -> None:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--no-worker", action="store_true", help="skip (c)")
     parser.add_argument("--no-loop", action="store_true", help="skip (d), the slowest part")
-    parser.add_argument("--backbone", default="mobilenet_v2_1.0_int8")
+    parser.add_argument("--backbone", default="mobilenet_v2_1.0")
     args = parser.parse_args()
     settings, _, _ = bench_dataset(args, broker_url=args.broker)
     ours = lambda: [m for m in list_models(args.data_dir) if m["backbone"] == args.backbone]  # noqa: E731

@@ -47,7 +47,7 @@ COMBOS = [
 
 def keras_features(paths, weights_dir):
     spec = spec_for("mobilenet_v2_1.0")
-    backbone = build_backbone(spec, SIZE, resolve_weights(spec, "auto", weights_dir))
+    backbone = build_backbone(spec, SIZE, resolve_weights(spec, "auto", weights_dir), taps=())
     x = decode_all(paths, SIZE, "stretch", 10**8).astype(np.float32)
     outs = [backbone.predict_on_batch(x[i : i + 32]) for i in range(0, len(x), 32)]
     return {"mnv2": np.concatenate([np.asarray(o) for o in outs])}

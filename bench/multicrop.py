@@ -50,11 +50,13 @@ def embed_views(backbone, paths, max_pixels: int) -> dict[str, np.ndarray]:
 def train_heads(X, Y, score_val, Y_val, seed: int, config: TrainConfig) -> list:
     """The shipped frozen recipe: an ensemble of heads, early-stopped on validation mAP."""
     heads = []
+    norm = float(np.mean(np.linalg.norm(X, axis=1)))
+    scale = 1.0 / norm if config.feature_scale == "unit-norm" and norm > 0 else None
     for k in range(config.ensemble):
         keras.utils.set_random_seed(seed + k)
-        head = build_head(X.shape[1], Y.shape[1], dropout=config.dropout)
+        head = build_head(X.shape[1], Y.shape[1], dropout=config.dropout, scale=scale)
         head.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate), loss="binary_crossentropy"
+            optimizer=keras.optimizers.Adam(config.lr(frozen=True)), loss="binary_crossentropy"
         )
         stop = ValMAPEarlyStopping(lambda h=head: score_val(h), Y_val, config.patience)
         head.fit(
@@ -96,7 +98,7 @@ def main() -> None:
     _, dataset, vocab = bench_dataset(args)
     spec = spec_for("mobilenet_v2_1.0")
     weights = resolve_weights(spec, "auto", args.shared / "weights")
-    backbone = build_backbone(spec, SIZE, weights)
+    backbone = build_backbone(spec, SIZE, weights, taps=())
     V = embed_views(backbone, [args.data_dir / p for p in dataset["path"]], 10**8)
     names = list(V)
     row = {sha: i for i, sha in enumerate(dataset["sha256"])}

@@ -154,6 +154,7 @@ def part_one(args, dataset, vocab, run, weights_dir) -> None:
             parts,
             data_dir=args.data_dir,
             max_pixels=10**8,
+            taps=spec.taps,
         )[0]
 
     X = features(splits)

@@ -34,6 +34,8 @@ class BackboneSpec:
     # An int8 LiteRT file in the weights dir that the features come from (models.int8);
     # the Keras network is then its float original, the reference engine.
     features_file: str | None = None
+    # Inner layers whose global-average-pooled outputs are appended to the features.
+    taps: tuple[str, ...] = ()
 
 
 def _mobilenet(alpha: float) -> Callable[..., keras.Model]:
@@ -70,6 +72,8 @@ BACKBONES: dict[str, BackboneSpec] = {
             "tf",
             local_file="mobilenet_v2_0.35_224_no_top.weights.h5",
         ),
+        # Beside the last layer's 1280 features, the pooled 320 of block 16's projection
+        # (before the final 1x1 expansion): bench/recipe.py, five grouped splits.
         BackboneSpec(
             "mobilenet_v2_1.0",
             (320, 224),
@@ -77,6 +81,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             _mobilenet(1.0),
             "tf",
             local_file="mobilenet_v2_1.0_224.weights.h5",
+            taps=("block_16_project_BN",),
         ),
         # The same network, its features from the int8 post-training-quantized file: the
         # LiteRT engine runs it 2.5x faster than float32 (docs/benchmarks.md).
@@ -170,9 +175,13 @@ def _file_source(path: Path) -> WeightsSource:
 
 
 def build_backbone(
-    spec: BackboneSpec, size: tuple[int, int], weights: WeightsSource
+    spec: BackboneSpec,
+    size: tuple[int, int],
+    weights: WeightsSource,
+    taps: tuple[str, ...] | None = None,
 ) -> keras.Model:
-    """0..255 RGB (size) -> pooled features, with the backbone's scaling as the first layer."""
+    """0..255 RGB (size) -> pooled features, with the backbone's scaling as the first layer,
+    followed by the pooled outputs of ``taps`` (None: the spec's own)."""
     if min(size) < spec.min_size:
         raise ConfigError(f"{spec.name} needs inputs of at least {spec.min_size} px a side")
     shape = (*size, 3)
@@ -190,10 +199,26 @@ def build_backbone(
         core = spec.build(include_top=False, weights=None, input_shape=shape, pooling="avg")
         if weights.kind == "file":
             _load_file_weights(spec, core, weights.path)
+    core = _tapped(core, spec.taps if taps is None else taps)
     inputs = keras.Input(shape, name="image")
     x = _scaling(spec.scaling)(inputs)
     features = core(x)
     return keras.Model(inputs, features, name=f"{spec.name}_features")
+
+
+def _tapped(core: keras.Model, taps: tuple[str, ...]) -> keras.Model:
+    """``core``'s pooled output followed by the pooled outputs of its layers ``taps``."""
+    if not taps:
+        return core
+    pooled = []
+    for name in taps:
+        try:
+            layer = core.get_layer(name)
+        except ValueError:
+            raise ConfigError(f"{core.name} has no layer '{name}' to take features from") from None
+        pooled.append(keras.layers.GlobalAveragePooling2D(name=f"tap_{name}")(layer.output))
+    joined = keras.layers.Concatenate(name="tapped_features")([core.output, *pooled])
+    return keras.Model(core.input, joined, name=f"{core.name}_tapped")
 
 
 def _scaling(kind: str) -> keras.layers.Layer:

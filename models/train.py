@@ -36,6 +36,8 @@ class TrainOutcome:
     loss_history: list[float]
     features_computed: int
     probs: dict[str, np.ndarray]  # "val" and "test" probabilities, for comparisons
+    taps: tuple[str, ...] = ()  # the inner layers whose pooled outputs joined the features
+    feature_scale: float | None = None  # the head's constant input scale, when it has one
 
 
 @dataclass
@@ -61,12 +63,15 @@ def train(
     weights = resolve_weights(spec, config.weights, weights_dir)
     size = tuple(config.input_size or spec.default_size)
     splits = dataset_splits(dataset, data_dir)
-    backbone = build_backbone(spec, size, weights)
+    taps = spec.taps if config.taps is None else tuple(config.taps)
+    backbone = build_backbone(spec, size, weights, taps)
     end_to_end = config.fine_tune > 0 or not spec.pretrained
     if end_to_end and weights.features is not None:
         raise ConfigError(f"{spec.name}'s int8 features are frozen; fine-tune mobilenet_v2_1.0")
     runner = _EndToEnd if end_to_end else _Frozen
-    run = runner(backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab))
+    run = runner(
+        backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab), taps
+    )
 
     def callbacks(predict_val, head: int = 0) -> list:
         early = ValMAPEarlyStopping(predict_val, splits["val"].Y, config.patience)
@@ -97,6 +102,8 @@ def train(
         loss_history=[float(v) for v in run.history.get("loss", [])],
         features_computed=run.features_computed,
         probs=probs,
+        taps=taps,
+        feature_scale=getattr(run, "scale", None),
     )
 
 
@@ -123,14 +130,14 @@ def split_features(
     *,
     data_dir: Path,
     max_pixels: int,
+    taps: tuple[str, ...],
 ) -> tuple[dict[str, np.ndarray], int]:
-    """Backbone embeddings of every split through the feature cache; (per split, computed)."""
-    cache = FeatureCache(
-        data_dir / "features",
-        cache_key(
-            spec.name, weights.features_id, size, policy, view, engine=features_engine(weights)
-        ),
+    """Backbone embeddings of every split through the feature cache; (per split, computed).
+    ``taps``: the ones ``backbone`` was built with (they are part of the key)."""
+    key = cache_key(
+        spec.name, weights.features_id, size, policy, view, engine=features_engine(weights)
     )
+    cache = FeatureCache(data_dir / "features", {**key, "taps": list(taps)} if taps else key)
     extract = None  # made on the first miss, for as many images as are missing
     path_of = {s: p for part in splits.values() for s, p in zip(part.shas, part.paths, strict=True)}
 
@@ -158,7 +165,9 @@ def dataset_splits(dataset: pd.DataFrame, data_dir: Path) -> dict[str, Split]:
 class _Frozen:
     """Backbone frozen: its embeddings come from the feature cache, only the head trains."""
 
-    def __init__(self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n):
+    def __init__(
+        self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n, taps
+    ):
         self.backbone, self.config, self.splits = backbone, config, splits
         self.features_computed = 0
         self.X: dict[str, dict[str, np.ndarray]] = {}
@@ -173,9 +182,16 @@ class _Frozen:
                 splits,
                 data_dir=data_dir,
                 max_pixels=max_pixels,
+                taps=taps,
             )
             self.features_computed += computed
         self.n_genres = n
+        train_x = self.X["plain"]["train"]
+        self.scale = (
+            float(1.0 / np.mean(np.linalg.norm(train_x, axis=1)))
+            if config.feature_scale == "unit-norm" and len(train_x)
+            else None
+        )
         self.head: keras.Model | None = None
         self.history: dict = {}
 
@@ -193,9 +209,10 @@ class _Frozen:
                 dropout=self.config.dropout,
                 hidden=self.config.hidden,
                 name=f"head{k}",
+                scale=self.scale,
             )
             head.compile(
-                optimizer=keras.optimizers.Adam(self.config.learning_rate),
+                optimizer=keras.optimizers.Adam(self.config.lr(frozen=True)),
                 loss=make_loss(self.config.loss, self.splits["train"].Y),
             )
             self.head = head  # predict_val scores the head being trained
@@ -231,7 +248,9 @@ class _Frozen:
 class _EndToEnd:
     """Images in memory, the backbone's top layers (or all of it) trained with the head."""
 
-    def __init__(self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n):
+    def __init__(
+        self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n, taps
+    ):
         self.config, self.splits = config, splits
         self.features_computed = 0
         self.images = {
@@ -251,7 +270,7 @@ class _EndToEnd:
         if "flip" in self.config.tta:
             x, y = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, y])
         self.model.compile(
-            optimizer=keras.optimizers.Adam(self.config.learning_rate),
+            optimizer=keras.optimizers.Adam(self.config.lr(frozen=False)),
             loss=make_loss(self.config.loss, self.splits["train"].Y),
         )
         result = self.model.fit(

@@ -72,6 +72,40 @@ def test_frozen_pretrained_features_train_the_head_and_are_cached(synth):
     assert third["training"]["features_computed"] == n_rows
 
 
+def test_the_head_brings_features_to_unit_norm_and_old_configs_read_as_before(synth):
+    """The head's first layer divides by the training features' mean L2 norm, a constant
+    saved in the model; a config recorded before these options reads as what it ran."""
+    from core.dataset_store import DATASET_PATH, read_dataset
+    from models.features import FeatureCache
+
+    config = TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
+    model_id, manifest = stages.train_model(synth, config)
+    scale = manifest["training"]["feature_scale"]
+    caches = [d for d in (synth.data_dir / "features").iterdir() if (d / "meta.json").exists()]
+    key = next(
+        json.loads((d / "meta.json").read_text())
+        for d in caches
+        if json.loads((d / "meta.json").read_text())["size"] == [64, 48]
+        and json.loads((d / "meta.json").read_text())["policy"] == "stretch"
+    )
+    features = FeatureCache(synth.data_dir / "features", key).load()
+    dataset, _ = read_dataset(synth.data_dir / DATASET_PATH)
+    X = np.stack([features[s] for s in dataset.loc[dataset["split"] == "train", "sha256"]])
+    assert scale == pytest.approx(1 / np.linalg.norm(X, axis=1).mean(), rel=1e-5)
+    model = load_artifact(synth.data_dir, model_id)[0]
+    layers = {layer.name for layer in model.layers[-1].layers}
+    assert "head_scale" in layers
+
+    unscaled = TrainConfig(**{**config.__dict__, "feature_scale": "none"})
+    assert stages.train_model(synth, unscaled)[1]["training"]["feature_scale"] is None
+
+    old = config.as_dict()
+    del old["feature_scale"], old["taps"]
+    assert TrainConfig.from_dict(old).feature_scale == "none"
+    assert TrainConfig.from_dict(old).taps == ()
+    assert TrainConfig.from_dict(config.as_dict()) == config  # a queued config travels whole
+
+
 def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
     # An ensemble of two heads, so the averaging layer is part of what must save and load.
     stages.train_model(
@@ -171,7 +205,14 @@ def test_local_weights_copy_exactly_into_a_poster_shaped_backbone(shared_dir):
     assert labels[top1 + 1] == "Egyptian cat"
     pooled = keras.Model(reference.input, reference.layers[-2].output)
     expected = pooled.predict(x / 127.5 - 1.0, verbose=0)
-    assert np.allclose(square.predict(x, verbose=0), expected, atol=1e-4)
+    out = square.predict(x, verbose=0)
+    assert out.shape == (1, 1280 + 320)  # the pooled features, then block 16's, pooled
+    assert np.allclose(out[:, :1280], expected, atol=1e-4)
+    block16 = keras.Model(reference.input, reference.get_layer("block_16_project_BN").output)
+    tap = block16.predict(x / 127.5 - 1.0, verbose=0).mean(axis=(1, 2))
+    assert np.allclose(out[:, 1280:], tap, atol=1e-4)
+    untapped = build_backbone(spec, (224, 224), weights, taps=())
+    assert np.allclose(untapped.predict(x, verbose=0), expected, atol=1e-4)
     assert poster.count_params() == square.count_params()
 
 

@@ -25,7 +25,12 @@ def add_train_arguments(t) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch-size", type=types.positive_int, default=32)
-    t.add_argument("--lr", type=types.positive_float, default=1e-3, help="learning rate")
+    t.add_argument(
+        "--lr",
+        type=types.positive_float,
+        default=None,
+        help="learning rate (default: 3e-3 for a frozen backbone's heads, 1e-3 end to end)",
+    )
     t.add_argument("--loss", choices=("bce", "weighted-bce", "focal"), default="bce")
     t.add_argument("--dropout", type=float, default=0.3)
     t.add_argument("--hidden", type=int, default=0, help="units of a hidden head layer (0: none)")

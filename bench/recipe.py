@@ -39,6 +39,9 @@ RECIPES = {
     "unit-norm + block 16, lr 1e-3": {"learning_rate": 1e-3},
     "block 16, unscaled, lr 1e-3": {"feature_scale": "none", "learning_rate": 1e-3},
     "unit-norm + block 16, lr 3e-3 (defaults)": {},
+    "defaults + 10 heads": {"ensemble": 10},
+    "defaults, lr 1e-2": {"learning_rate": 1e-2},
+    "defaults, dropout 0.5": {"dropout": 0.5},
 }  # fmt: skip
 JUDGED = ("count_ratio", "worst_rate", "micro_f1", "macro_f1")
 

@@ -69,9 +69,23 @@ def _header(manifest: dict) -> str:
             f"{training.get('epochs_run', '?')} epochs (best {training.get('best_epoch', '?')})",
             f"- Input: {h}x{w} RGB, resize policy {manifest['resize_policy']}, "
             f"test-time augmentation {tta}",
+            _features_line(training),
             f"- Created {manifest['created']}, seed {manifest.get('seed', NOT_RECORDED)}",
             f"- Genres ({len(manifest['genres'])}): {', '.join(manifest['genres'])}",
         ]
+    )
+
+
+def _features_line(training: dict) -> str:
+    """What the head reads, for models recorded since taps and the scale existed."""
+    if "taps" not in training:
+        return "- Features: the backbone's pooled last layer, unscaled"
+    taps = "".join(f" and pooled {t}" for t in training["taps"])
+    scale = training.get("feature_scale")
+    scaled = f"scaled by {scale:.4g} to unit mean L2 norm" if scale else "unscaled"
+    return (
+        f"- Features: the backbone's pooled last layer{taps}, {scaled}; "
+        f"learning rate {training.get('learning_rate', NOT_RECORDED)}"
     )
 
 

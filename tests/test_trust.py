@@ -253,6 +253,9 @@ def test_card_is_written_at_train_time_with_the_manifests_figures(trained):
     assert f"no held-out figure at all: {', '.join(absent)}." in failure
     assert "--include-seen" in failure and "Thumbnails" in failure
     assert "Pretrained weights: none" in card and "AniList's terms of use" in card
+    training = manifest["training"]
+    assert f"learning rate {training['learning_rate']}\n" in card
+    assert ("unit mean L2 norm" in card) == (training["feature_scale"] is not None)
 
 
 def test_card_of_an_older_model_is_generated_and_says_what_was_not_recorded(trained, tmp_path):

@@ -16,7 +16,8 @@ Extract = Callable[[np.ndarray], np.ndarray]  # (n, h, w, 3) 0..255 -> (n, featu
 KERAS_FEATURES = "keras"
 INT8_FEATURES = "litert-int8"
 # Below this many images Keras is quicker than exporting the backbone to LiteRT first:
-# the export of MobileNetV2 takes 6-11 s here, what Keras spends on 600-1000 images.
+# exporting MobileNetV2 took 10.7 s on the loaded 2-core machine, what Keras spends on
+# 600-1000 images.
 LITERT_MIN_IMAGES = 1000
 
 

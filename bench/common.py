@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from config import Settings, load_settings
 from jobs import stages
 
@@ -18,11 +20,18 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
 
 
 def bench_dataset(args: argparse.Namespace, **overrides):
-    """(settings, dataset, vocabulary): ``../shared/data/posters`` (or ``args.posters``)
-    imported once into the bench's data dir and read back on later runs."""
+    """(settings, dataset, vocabulary): the folders of ``args.posters`` under
+    ``../shared/data`` (comma-separated; default ``posters``) imported once into the
+    bench's data dir and read back on later runs."""
     settings: Settings = load_settings(
         overrides={"data_dir": args.data_dir, "shared_dir": args.shared, **overrides}, env={}
     )
-    folder = getattr(args, "posters", "posters")  # a bench may offer other shared sets
-    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / folder)
+    first, *more = str(getattr(args, "posters", "posters")).split(",")
+    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / first)
+    for name in more:
+        folder = args.shared / "data" / name
+        wanted = set(pd.read_csv(folder / "labels.csv")["sha256"])
+        if not wanted <= set(dataset["sha256"]):  # not imported yet
+            stages.import_dataset(settings, folder)
+            dataset, vocab = stages.ensure_dataset(settings, folder)
     return settings, dataset, vocab

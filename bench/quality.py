@@ -1,7 +1,8 @@
 """Quality bench: MobileNetV2 on the shared posters against the two baselines, then variants.
 
 Run: ``make bench-quality`` (``.venv/bin/python bench/quality.py``). It imports
-``../shared/data/posters`` into ``data/bench`` and trains heads on cached frozen features.
+``../shared/data/posters`` and ``posters-mal-thumbs`` (``--posters`` chooses) into
+``data/bench`` and trains heads on cached frozen features.
 
 Part 1, the quality bar, on the grouped split of seed 0: test figures with bootstrap 95%
 intervals for the model, the label-frequency prior and a per-genre logistic regression on
@@ -106,7 +107,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-bar", action="store_true", help="only the variants (Part 2)")
     parser.add_argument(
-        "--posters", default="posters", help="the set under ../shared/data (posters-mal-thumbs)"
+        "--posters",
+        default="posters,posters-mal-thumbs",
+        help="the sets under ../shared/data, comma-separated (the default recipe: both)",
     )
     args = parser.parse_args()
     _, dataset, vocab = bench_dataset(args)

@@ -28,8 +28,10 @@ class Predictor:
     batch_size: int = 32
     workers: int = 4
     # Decodes started ahead of the predict_files call that will want them, by (path, sha).
-    _ahead: dict[tuple[str, str | None], Future] = field(default_factory=dict, repr=False)
-    _ahead_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _ahead: dict[tuple[str, str | None], Future] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _ahead_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.vocab = vocabulary_of(self.manifest)

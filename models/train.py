@@ -103,7 +103,7 @@ def train(
         features_computed=run.features_computed,
         probs=probs,
         taps=taps,
-        feature_scale=getattr(run, "scale", None),
+        feature_scale=run.scale,
     )
 
 
@@ -253,6 +253,7 @@ class _EndToEnd:
     ):
         self.config, self.splits = config, splits
         self.features_computed = 0
+        self.scale = None  # features are not cached end to end, so the head reads them raw
         self.images = {
             name: decode_all(part.paths, size, config.resize_policy, max_pixels)
             for name, part in splits.items()

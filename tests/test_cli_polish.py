@@ -74,9 +74,17 @@ def test_version_is_the_installed_one():
     assert result.stdout.strip() == f"anigenre {version('anigenre')}"
 
 
+def test_the_cli_offers_every_backbone_and_defaults_to_the_configs():
+    from jobs.cli.models_cmd import BACKBONE_NAMES, DEFAULT_BACKBONE
+    from models.backbones import BACKBONES
+
+    assert set(BACKBONE_NAMES) == set(BACKBONES)
+    assert TrainConfig().backbone == DEFAULT_BACKBONE
+
+
 def test_help_shows_every_default_and_no_none():
     train = run_cli("train", "--help", env=_env()).stdout
-    assert "custom_cnn} default: mobilenet_v2_1.0" in " ".join(train.split())
+    assert "custom_cnn} default: mobilenet_v2_1.0_with_0.35" in " ".join(train.split())
     assert "--seed SEED default: 0" in " ".join(train.split())  # an option without help text
     assert "(default: 60)" in train and "(default: 1000)" in train
     predict = " ".join(run_cli("predict", "--help", env=_env()).stdout.split())

@@ -31,17 +31,19 @@ from jobs import stages  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 from models.train import dataset_splits, train  # noqa: E402
 
+V2 = {"backbone": "mobilenet_v2_1.0"}  # MobileNetV2 1.0 alone, the default before the pair
 RECIPES = {
     "before: last layer, unscaled, lr 1e-3": {
-        "taps": (), "feature_scale": "none", "learning_rate": 1e-3
+        **V2, "taps": (), "feature_scale": "none", "learning_rate": 1e-3
     },
-    "unit-norm features, lr 1e-3": {"taps": (), "learning_rate": 1e-3},
-    "unit-norm + block 16, lr 1e-3": {"learning_rate": 1e-3},
-    "block 16, unscaled, lr 1e-3": {"feature_scale": "none", "learning_rate": 1e-3},
-    "unit-norm + block 16, lr 3e-3 (defaults)": {},
-    "defaults + 10 heads": {"ensemble": 10},
-    "defaults, lr 1e-2": {"learning_rate": 1e-2},
-    "defaults, dropout 0.5": {"dropout": 0.5},
+    "unit-norm features, lr 1e-3": {**V2, "taps": (), "learning_rate": 1e-3},
+    "unit-norm + block 16, lr 1e-3": {**V2, "learning_rate": 1e-3},
+    "block 16, unscaled, lr 1e-3": {**V2, "feature_scale": "none", "learning_rate": 1e-3},
+    "unit-norm + block 16, lr 3e-3": V2,
+    "unit-norm + block 16, lr 3e-3, 10 heads": {**V2, "ensemble": 10},
+    "unit-norm + block 16, lr 1e-2": {**V2, "learning_rate": 1e-2},
+    "unit-norm + block 16, lr 3e-3, dropout 0.5": {**V2, "dropout": 0.5},
+    "+ MobileNetV2 0.35 beside it (defaults)": {},
 }  # fmt: skip
 JUDGED = ("count_ratio", "worst_rate", "micro_f1", "macro_f1")
 

@@ -36,6 +36,8 @@ class BackboneSpec:
     features_file: str | None = None
     # Inner layers whose global-average-pooled outputs are appended to the features.
     taps: tuple[str, ...] = ()
+    # Another backbone run on the same scaled input, its pooled features appended.
+    companion: str | None = None
 
 
 def _mobilenet(alpha: float) -> Callable[..., keras.Model]:
@@ -94,6 +96,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             local_file="mobilenet_v2_1.0_224.weights.h5",
             features_file="tf2_mobilenet_v2_1.0_224_ptq.tflite",
         ),
+        # The default: MobileNetV2 1.0 with block 16 as above, and beside it the 1280
+        # pooled features of MobileNetV2 0.35 on the same input, a network of a fifth of
+        # the 1.0's multiply-adds: +0.015 P@3 over five grouped splits (bench/recipe.py).
+        BackboneSpec(
+            "mobilenet_v2_1.0_with_0.35",
+            (320, 224),
+            32,
+            _mobilenet(1.0),
+            "tf",
+            local_file="mobilenet_v2_1.0_224.weights.h5",
+            taps=("block_16_project_BN",),
+            companion="mobilenet_v2_0.35",
+        ),
         BackboneSpec("custom_cnn", (317, 230), 16, custom_cnn, "unit", pretrained=False),
     )
 }
@@ -106,6 +121,7 @@ class WeightsSource:
     sha256: str | None = None
     features: Path | None = None  # the int8 LiteRT file the features come from, if any
     features_sha256: str | None = None
+    companion: WeightsSource | None = None  # the companion backbone's, if the spec has one
 
     def describe(self) -> dict:
         out = {
@@ -115,12 +131,15 @@ class WeightsSource:
         }
         if self.features:
             out["features"] = {"path": str(self.features), "sha256": self.features_sha256}
+        if self.companion:
+            out["companion"] = self.companion.describe()
         return out
 
     @property
     def features_id(self) -> str:
-        """What the features depend on: the file they are computed with."""
-        return self.features_sha256 or self.sha256 or self.kind
+        """What the features depend on: the file(s) they are computed with."""
+        own = self.features_sha256 or self.sha256 or self.kind
+        return f"{own}+{self.companion.features_id}" if self.companion else own
 
 
 def spec_for(name: str) -> BackboneSpec:
@@ -138,6 +157,11 @@ def resolve_weights(spec: BackboneSpec, choice: str, weights_dir: Path) -> Weigh
     int8 features needs its int8 file in ``weights_dir`` too; the choice is then the float
     reference's weights."""
     source = _resolve(spec, choice, weights_dir)
+    if spec.companion:
+        # A weights file given for the main network says nothing about the companion's.
+        other = choice if choice in ("auto", "imagenet", "none") else "auto"
+        companion = _resolve(spec_for(spec.companion), other, weights_dir)
+        source = dataclasses.replace(source, companion=companion)
     if not spec.features_file:
         return source
     int8 = Path(weights_dir) / spec.features_file
@@ -185,9 +209,24 @@ def build_backbone(
     if min(size) < spec.min_size:
         raise ConfigError(f"{spec.name} needs inputs of at least {spec.min_size} px a side")
     shape = (*size, 3)
+    core = _tapped(_core(spec, shape, weights), spec.taps if taps is None else taps)
+    inputs = keras.Input(shape, name="image")
+    x = _scaling(spec.scaling)(inputs)
+    features = core(x)
+    if spec.companion:
+        other = spec_for(spec.companion)
+        if other.scaling != spec.scaling:
+            raise ConfigError(f"{spec.name}'s companion {other.name} scales its input otherwise")
+        extra = _core(other, shape, weights.companion or WeightsSource("none"))(x)
+        features = keras.layers.Concatenate(name="with_companion")([features, extra])
+    return keras.Model(inputs, features, name=f"{spec.name}_features")
+
+
+def _core(spec: BackboneSpec, shape: tuple[int, int, int], weights: WeightsSource) -> keras.Model:
+    """``spec``'s network without its top, globally average-pooled, with ``weights``."""
     if weights.kind == "imagenet":
         try:
-            core = spec.build(
+            return spec.build(
                 include_top=False, weights="imagenet", input_shape=shape, pooling="avg"
             )
         except Exception as exc:  # noqa: BLE001 - Keras raises several kinds for a failed download
@@ -195,15 +234,10 @@ def build_backbone(
                 f"could not get ImageNet weights for {spec.name} ({type(exc).__name__}); "
                 "offline, pass --weights PATH to a local file or --weights none"
             ) from None
-    else:
-        core = spec.build(include_top=False, weights=None, input_shape=shape, pooling="avg")
-        if weights.kind == "file":
-            _load_file_weights(spec, core, weights.path)
-    core = _tapped(core, spec.taps if taps is None else taps)
-    inputs = keras.Input(shape, name="image")
-    x = _scaling(spec.scaling)(inputs)
-    features = core(x)
-    return keras.Model(inputs, features, name=f"{spec.name}_features")
+    core = spec.build(include_top=False, weights=None, input_shape=shape, pooling="avg")
+    if weights.kind == "file":
+        _load_file_weights(spec, core, weights.path)
+    return core
 
 
 def _tapped(core: keras.Model, taps: tuple[str, ...]) -> keras.Model:

@@ -81,6 +81,9 @@ def _features_line(training: dict) -> str:
     if "taps" not in training:
         return "- Features: the backbone's pooled last layer, unscaled"
     taps = "".join(f" and pooled {t}" for t in training["taps"])
+    companion = training.get("companion")
+    if companion:
+        taps += f", with {companion['backbone']}'s pooled last layer"
     scale = training.get("feature_scale")
     scaled = f"scaled by {scale:.4g} to unit mean L2 norm" if scale else "unscaled"
     return (

@@ -14,7 +14,7 @@ HEAD_LR, END_TO_END_LR = 3e-3, 1e-3
 
 @dataclass(frozen=True)
 class TrainConfig:
-    backbone: str = "mobilenet_v2_1.0"
+    backbone: str = "mobilenet_v2_1.0_with_0.35"
     weights: str = "auto"  # auto | imagenet | none | a file path
     input_size: tuple[int, int] | None = None  # (height, width); None: the backbone's default
     resize_policy: str = "stretch"

@@ -60,11 +60,19 @@ def build_manifest(
             "features_computed": outcome.features_computed,
             "learning_rate": config.lr(frozen),
             "taps": list(outcome.taps),
+            "companion": _companion(outcome.spec),
             "feature_scale": outcome.feature_scale,
         },
         "libraries": library_versions(),
         "metrics_summary": summary(report),
     }
+
+
+def _companion(spec) -> dict | None:
+    """The second network whose pooled features the head reads, if the backbone has one."""
+    if not spec.companion:
+        return None
+    return {"backbone": spec.companion}
 
 
 def describe_dataset(dataset: pd.DataFrame, vocab: Vocabulary) -> dict:

@@ -300,10 +300,13 @@ def _worker_run(settings, tmp_path, engine: str) -> bool:
     return with_tf
 
 
-@pytest.mark.parametrize("backbone", ["mobilenet_v2_0.35", "resnet50"])
+@pytest.mark.parametrize(
+    "backbone", ["mobilenet_v2_0.35", "mobilenet_v2_1.0_with_0.35", "resnet50"]
+)
 def test_pretrained_backbones_and_their_scaling_convert_with_parity(backbone, shared_dir, tmp_path):
-    """MobileNetV2 with the local ImageNet weights (Rescaling inside), and ResNet50's
-    CaffePreprocess layer, at a small input: the export gives Keras's probabilities."""
+    """MobileNetV2 with the local ImageNet weights (Rescaling inside), the default pair of
+    MobileNetV2s on one input, and ResNet50's CaffePreprocess layer, at a small input: the
+    export gives Keras's probabilities."""
     from models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights
     from models.engines import KerasEngine, LiteRTEngine
     from models.heads import build_head

@@ -216,6 +216,31 @@ def test_local_weights_copy_exactly_into_a_poster_shaped_backbone(shared_dir):
     assert poster.count_params() == square.count_params()
 
 
+def test_the_default_backbone_appends_mobilenet_v2_0_35_scaled_and_keys_both_files(shared_dir):
+    """The default features: MobileNetV2 1.0 (with block 16) and, on the same input, the
+    0.35 network's pooled features; both weight files are named in the manifest's record
+    and in the features' cache key."""
+    spec = BACKBONES[TrainConfig().backbone]
+    assert spec.companion == "mobilenet_v2_0.35"
+    weights = resolve_weights(spec, "auto", shared_dir / "weights")
+    assert weights.companion.kind == "file"
+    assert weights.describe()["companion"]["sha256"] == weights.companion.sha256
+    assert weights.features_id == f"{weights.sha256}+{weights.companion.sha256}"
+    pair = build_backbone(spec, (96, 64), weights)
+    alone = build_backbone(BACKBONES["mobilenet_v2_1.0"], (96, 64), weights)
+    small = build_backbone(BACKBONES["mobilenet_v2_0.35"], (96, 64), weights.companion)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 64, 3)).astype(np.float32)
+    out = pair.predict(x, verbose=0)
+    assert out.shape == (2, 1600 + 1280)
+    assert np.allclose(out[:, :1600], alone.predict(x, verbose=0), atol=1e-4)
+    expected = small.predict(x, verbose=0)
+    assert np.allclose(out[:, 1600:], expected, atol=1e-4)
+    # A weights file given for the main network leaves the companion on its own file.
+    given = resolve_weights(spec, str(weights.path), shared_dir / "weights")
+    assert given.companion == weights.companion
+    assert resolve_weights(spec, "none", shared_dir / "weights").companion.kind == "none"
+
+
 # Keras warns once per layer it cannot fill before the shape mismatch that we turn into an error.
 @pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning")
 def test_wrong_or_missing_weights_fail_loudly(shared_dir, tmp_path):

@@ -16,6 +16,8 @@ limit; (c) >= 0.9x (b); a LiteRT worker <= 600 MB resident, cold start <= 5 s.
 Inputs: the shared posters plus re-encoded copies (distinct bytes) to reach --n files.
 The model: the latest of --backbone in the data dir (trained first when there is none); for
 ``mobilenet_v2_1.0_int8`` LiteRT runs the int8 extractor and Keras its float original.
+``--against BACKBONE`` runs that backbone's model on LiteRT too, network alone and (b), and
+prints the ratios: what a recipe's features cost at serving time.
 """
 
 from __future__ import annotations
@@ -79,6 +81,14 @@ def decode_rate(predictor, files: list[Path], workers: int | None = None) -> flo
     ):
         pass
     return rate(len(files), time.perf_counter() - t)
+
+
+def latest_model(settings, data_dir: Path, backbone: str) -> str:
+    """The newest model of ``backbone`` in the data dir, trained first when there is none."""
+    ours = lambda: [m for m in list_models(data_dir) if m["backbone"] == backbone]  # noqa: E731
+    if not ours():
+        stages.train_model(settings, TrainConfig(backbone=backbone, bootstrap=100))
+    return ours()[-1]["model_id"]
 
 
 def network_rate(predictor, arrays: np.ndarray) -> float:
@@ -183,13 +193,15 @@ def main() -> None:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--no-worker", action="store_true", help="skip (c)")
     parser.add_argument("--no-loop", action="store_true", help="skip (d), the slowest part")
-    parser.add_argument("--backbone", default="mobilenet_v2_1.0")
+    parser.add_argument("--backbone", default=TrainConfig().backbone)
+    parser.add_argument(
+        "--against",
+        metavar="BACKBONE",
+        help="also run a model of this backbone on LiteRT (network, (b)): the cost of a recipe",
+    )
     args = parser.parse_args()
     settings, _, _ = bench_dataset(args, broker_url=args.broker)
-    ours = lambda: [m for m in list_models(args.data_dir) if m["backbone"] == args.backbone]  # noqa: E731
-    if not ours():
-        stages.train_model(settings, TrainConfig(backbone=args.backbone, bootstrap=100))
-    model_id = ours()[-1]["model_id"]
+    model_id = latest_model(settings, args.data_dir, args.backbone)
     work = Path(tempfile.mkdtemp(prefix="anigenre-bench-"))
     files = corpus(args.shared, work / "in", args.n)
     engines = {e: stages.load_predictor(settings, model_id, e) for e in ("keras", "litert")}
@@ -211,6 +223,17 @@ def main() -> None:
             settings, predictor, model_id, work / "in", work / f"b-{name}", name
         )
         rows[name] = {"network": net, "limit": limit, "b": b, "table": table}
+    other = None
+    if args.against:
+        other_id = latest_model(settings, args.data_dir, args.against)
+        lite = stages.load_predictor(settings, other_id, "litert")
+        other = {
+            "id": other_id,
+            "network": network_rate(lite, arrays),
+            "b": in_process_rate(settings, lite, other_id, work / "in", work / "b-other", "litert")[
+                0
+            ],
+        }
     workers = {}
     if not args.no_worker:
         for name in engines:
@@ -243,6 +266,11 @@ def main() -> None:
         f"set; probability difference largest {a['max']:.2g}, 99th percentile of each "
         f"poster's largest {a['p99']:.2g}, mean {a['mean']:.2g}"
     )
+    if other:
+        print(f"against {other['id']} on LiteRT: {args.backbone} / {args.against}")
+        for key, label in (("network", "network only"), ("b", "(b) in-process")):
+            mine = rows["litert"][key]
+            print(f"  {label:26} {mine:9.1f} {other[key]:9.1f} {mine / other[key]:13.2f}")
     if workers:
         line("(c) one Celery worker", workers["keras"]["rate"], workers["litert"]["rate"])
         for name, w in workers.items():

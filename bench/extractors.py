@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/extractors.py --data-dir data/bench-both`` (about 30 minutes
 on 2 loaded CPU cores). Both ``../shared/data/posters`` and ``posters-mal-thumbs`` are imported.
 
-Each poster is embedded once by every candidate: the shipped MobileNetV2 1.0 at 320x224
-(Keras, float) and two int8 LiteRT extractors in ``../shared/weights`` (MobileNetV1
+Each poster is embedded once by every candidate: MobileNetV2 1.0 at 320x224 (Keras,
+float; its last layer, and with block 16), MobileNetV2 0.35 beside it, the 1.0 network at
+224x160 and 448x320, and two int8 LiteRT extractors in ``../shared/weights`` (MobileNetV1
 embedding, MobileNet-EdgeTPU; 224x224 uint8 input). The int8 MobileNetV2 is measured
 by ``bench/quality.py --variants int8``. Each feature set is scaled to unit mean L2 norm so
 that concatenations weigh their parts alike. On five grouped splits the shipped head recipe
@@ -37,20 +38,39 @@ LITERT = {
     "v1-int8": ("mobilenet_v1_1.0_224_quant_embedding_extractor.tflite", None),
     "edgetpu-int8": ("mobilenet_edgetpu_224_1.0_uint8.tflite", "MobilenetEdgeTPU/Logits/AvgPool"),
 }
+# Float Keras candidates: (backbone, input size, taps). "mnv2" is the last layer alone,
+# "mnv2-b16" the 1.0 network's part of the shipped features (with block 16).
+KERAS = {
+    "mnv2": ("mobilenet_v2_1.0", SIZE, ()),
+    "mnv2-b16": ("mobilenet_v2_1.0", SIZE, None),
+    "mnv2-0.35": ("mobilenet_v2_0.35", SIZE, ()),
+    "mnv2-b16-224x160": ("mobilenet_v2_1.0", (224, 160), None),
+    "mnv2-b16-448x320": ("mobilenet_v2_1.0", (448, 320), None),
+}
 COMBOS = [
-    ("mnv2 (shipped)", ["mnv2"]),
+    ("mnv2 (last layer)", ["mnv2"]),
     ("mnv2 + v1", ["mnv2", "v1-int8"]),
     ("mnv2 + edgetpu", ["mnv2", "edgetpu-int8"]),
     ("mnv2 + v1 + edgetpu", ["mnv2", "v1-int8", "edgetpu-int8"]),
+    ("mnv2-b16", ["mnv2-b16"]),
+    ("mnv2-b16 + v1", ["mnv2-b16", "v1-int8"]),
+    ("mnv2-b16 + edgetpu", ["mnv2-b16", "edgetpu-int8"]),
+    ("mnv2-b16 + mnv2 0.35", ["mnv2-b16", "mnv2-0.35"]),
+    ("mnv2-b16 + itself at 224x160", ["mnv2-b16", "mnv2-b16-224x160"]),
+    ("mnv2-b16 at 448x320", ["mnv2-b16-448x320"]),
 ]
 
 
 def keras_features(paths, weights_dir):
-    spec = spec_for("mobilenet_v2_1.0")
-    backbone = build_backbone(spec, SIZE, resolve_weights(spec, "auto", weights_dir), taps=())
-    x = decode_all(paths, SIZE, "stretch", 10**8).astype(np.float32)
-    outs = [backbone.predict_on_batch(x[i : i + 32]) for i in range(0, len(x), 32)]
-    return {"mnv2": np.concatenate([np.asarray(o) for o in outs])}
+    out = {}
+    for name, (backbone_name, size, taps) in KERAS.items():
+        spec = spec_for(backbone_name)
+        weights = resolve_weights(spec, "auto", weights_dir)
+        backbone = build_backbone(spec, size, weights, taps=taps)
+        x = decode_all(paths, size, "stretch", 10**8).astype(np.float32)
+        outs = [backbone.predict_on_batch(x[i : i + 32]) for i in range(0, len(x), 32)]
+        out[name] = np.concatenate([np.asarray(o) for o in outs])
+    return out
 
 
 def litert_features(paths, path, tensor_name):
@@ -105,9 +125,8 @@ def main() -> None:
     paths = [args.data_dir / p for p in dataset["path"]]
     print(f"{len(dataset)} posters")
     cache = args.data_dir / "extractor-features.npz"
-    if cache.exists():
-        F = dict(np.load(cache))
-    else:
+    F = dict(np.load(cache)) if cache.exists() else {}
+    if set(F) != set(KERAS) | set(LITERT):  # made by an older candidate list
         F = keras_features(paths, args.shared / "weights")
         for name, (file, tensor) in LITERT.items():
             F[name] = litert_features(paths, args.shared / "weights" / file, tensor)

@@ -217,12 +217,21 @@ def build_backbone(
         other = spec_for(spec.companion)
         if other.scaling != spec.scaling:
             raise ConfigError(f"{spec.name}'s companion {other.name} scales its input otherwise")
-        extra = _core(other, shape, weights.companion or WeightsSource("none"))(x)
+        if weights.companion is None and weights.kind != "none":
+            # Never pretrained weights on one network and random ones on the other.
+            raise ConfigError(f"{spec.name} needs its companion's weights (resolve_weights)")
+        hint = f"put {other.local_file} in the weights dir or use --weights none"
+        extra = _core(other, shape, weights.companion or WeightsSource("none"), hint)(x)
         features = keras.layers.Concatenate(name="with_companion")([features, extra])
     return keras.Model(inputs, features, name=f"{spec.name}_features")
 
 
-def _core(spec: BackboneSpec, shape: tuple[int, int, int], weights: WeightsSource) -> keras.Model:
+def _core(
+    spec: BackboneSpec,
+    shape: tuple[int, int, int],
+    weights: WeightsSource,
+    offline_hint: str = "pass --weights PATH to a local file or --weights none",
+) -> keras.Model:
     """``spec``'s network without its top, globally average-pooled, with ``weights``."""
     if weights.kind == "imagenet":
         try:
@@ -232,7 +241,7 @@ def _core(spec: BackboneSpec, shape: tuple[int, int, int], weights: WeightsSourc
         except Exception as exc:  # noqa: BLE001 - Keras raises several kinds for a failed download
             raise ConfigError(
                 f"could not get ImageNet weights for {spec.name} ({type(exc).__name__}); "
-                "offline, pass --weights PATH to a local file or --weights none"
+                f"offline, {offline_hint}"
             ) from None
     core = spec.build(include_top=False, weights=None, input_shape=shape, pooling="avg")
     if weights.kind == "file":

@@ -58,7 +58,10 @@ def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
 def _header(manifest: dict) -> str:
     h, w = manifest["input_size"]
     training = manifest.get("training") or {}
-    weights = (manifest.get("weights") or {}).get("source", NOT_RECORDED)
+    record = manifest.get("weights") or {}
+    weights = record.get("source", NOT_RECORDED)
+    if record.get("companion"):
+        weights += f"; companion's: {record['companion'].get('source', NOT_RECORDED)}"
     tta = "+".join(manifest.get("tta") or []) or "none"
     return "\n".join(
         [
@@ -256,8 +259,9 @@ def _failure_modes(manifest: dict, metrics: dict, genres: list[str]) -> str:
             f"- Genres with no test positives, so no held-out figure at all: {absent_text}.",
             f"- Thumbnails and low-resolution posters: every poster is resized to {h}x{w}; "
             "small images (e.g. 150 px list thumbnails) lose the detail the model reads "
-            "and score lower (docs/benchmarks.md, decision rule over five splits: micro F1 "
-            "0.489 with 150 px thumbnails among the test posters, 0.523 on full-size ones).",
+            "and score lower (docs/benchmarks.md, the default recipe over five splits: "
+            "micro F1 0.498 with 150 px thumbnails among the test posters, 0.539 on "
+            "full-size ones).",
             "- Franchises seen in training score higher: a sequel's poster looks like its "
             "predecessor's. `anigenre evaluate` and `anigenre report` leave out posters the "
             "model trained or tuned on and say how many; `--include-seen` scores them too, "
@@ -271,8 +275,8 @@ def _failure_modes(manifest: dict, metrics: dict, genres: list[str]) -> str:
     )
 
 
-def _licences(manifest: dict) -> str:
-    weights = manifest.get("weights") or {}
+def _weights_text(weights: dict) -> str:
+    """Where one network's weights came from and their licence, with a short sha256."""
     source = weights.get("source")
     if source == "file":
         name = Path(weights.get("path") or "").name
@@ -286,6 +290,12 @@ def _licences(manifest: dict) -> str:
     else:
         text = NOT_RECORDED
     sha = weights.get("sha256")
+    return text + (f" (sha256 `{sha[:12]}…`)" if sha else "")
+
+
+def _licences(manifest: dict) -> str:
+    weights = manifest.get("weights") or {}
+    source = weights.get("source")
     lines = [
         "## Licences and data terms",
         "",
@@ -295,8 +305,12 @@ def _licences(manifest: dict) -> str:
         "- Metadata and genres come from AniList's API, under AniList's terms of use; "
         "check them before any commercial use or redistribution of the data or of "
         "models trained on it.",
-        f"- Pretrained weights: {text}" + (f" (sha256 `{sha[:12]}…`)" if sha else "") + ".",
+        f"- Pretrained weights: {_weights_text(weights)}.",
     ]
+    if weights.get("companion"):
+        companion = (manifest.get("training") or {}).get("companion") or {}
+        name = companion.get("backbone", "the companion network")
+        lines.append(f"- {name}'s weights: {_weights_text(weights['companion'])}.")
     if source in ("file", "imagenet"):
         lines.append(
             "- ImageNet images, which the pretrained weights were learnt from, have their "

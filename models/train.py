@@ -68,6 +68,11 @@ def train(
     end_to_end = config.fine_tune > 0 or not spec.pretrained
     if end_to_end and weights.features is not None:
         raise ConfigError(f"{spec.name}'s int8 features are frozen; fine-tune mobilenet_v2_1.0")
+    if end_to_end and spec.companion:
+        # The top N layers would all be the companion's (its branch is built last).
+        raise ConfigError(
+            f"{spec.name} runs two networks; fine-tune one: --backbone mobilenet_v2_1.0"
+        )
     runner = _EndToEnd if end_to_end else _Frozen
     run = runner(
         backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab), taps

@@ -216,10 +216,9 @@ def test_local_weights_copy_exactly_into_a_poster_shaped_backbone(shared_dir):
     assert poster.count_params() == square.count_params()
 
 
-def test_the_default_backbone_appends_mobilenet_v2_0_35_scaled_and_keys_both_files(shared_dir):
+def test_the_default_backbone_appends_mobilenet_v2_0_35_and_names_both_files(shared_dir):
     """The default features: MobileNetV2 1.0 (with block 16) and, on the same input, the
-    0.35 network's pooled features; both weight files are named in the manifest's record
-    and in the features' cache key."""
+    0.35 network's pooled features; both weight files are named in the weights record."""
     spec = BACKBONES[TrainConfig().backbone]
     assert spec.companion == "mobilenet_v2_0.35"
     weights = resolve_weights(spec, "auto", shared_dir / "weights")
@@ -239,6 +238,40 @@ def test_the_default_backbone_appends_mobilenet_v2_0_35_scaled_and_keys_both_fil
     given = resolve_weights(spec, str(weights.path), shared_dir / "weights")
     assert given.companion == weights.companion
     assert resolve_weights(spec, "none", shared_dir / "weights").companion.kind == "none"
+    # Pretrained weights on one network and random ones on the other are refused.
+    with pytest.raises(ConfigError, match="companion's weights"):
+        build_backbone(spec, (96, 64), WeightsSource("file", weights.path, weights.sha256))
+
+
+def test_a_model_on_the_pair_trains_saves_and_says_what_it_reads(synth):
+    """Trained through the stage: the manifest and card name the companion and its weights,
+    the features are cached under a key naming both files, the artifact reloads, and
+    fine-tuning, whose top layers would all be the companion's, is refused."""
+    from models.registry import CARD_FILE
+
+    config = TrainConfig(**{**TINY, "input_size": (64, 48)})
+    model_id, manifest = stages.train_model(synth, config)
+    assert manifest["backbone"] == "mobilenet_v2_1.0_with_0.35"
+    assert manifest["training"]["companion"] == {"backbone": "mobilenet_v2_0.35"}
+    companion = manifest["weights"]["companion"]
+    assert companion["source"] == "file" and len(companion["sha256"]) == 64
+    keys = [
+        json.loads((d / "meta.json").read_text())
+        for d in (synth.data_dir / "features").iterdir()
+        if (d / "meta.json").exists()
+    ]
+    ours = [k for k in keys if k["backbone"] == manifest["backbone"]]
+    assert [k["weights"] for k in ours] == [
+        f"{manifest['weights']['sha256']}+{companion['sha256']}"
+    ]
+    model, _ = load_artifact(synth.data_dir, model_id)
+    assert model.output_shape == (None, len(VOCAB))
+    card = (synth.data_dir / "models" / model_id / CARD_FILE).read_text()
+    assert "with mobilenet_v2_0.35's pooled last layer" in card
+    assert "weights: file; companion's: file" in card
+    assert "- mobilenet_v2_0.35's weights: MobileNetV2 α 0.35 ImageNet weights" in card
+    with pytest.raises(ConfigError, match="runs two networks"):
+        stages.train_model(synth, TrainConfig(**{**config.__dict__, "fine_tune": 2}))
 
 
 # Keras warns once per layer it cannot fill before the shape mismatch that we turn into an error.

@@ -284,13 +284,3 @@ def test_cli_models_card_latest_prints_the_card(trained):
     assert result.stdout == (settings.data_dir / MODELS_DIR / model_id / CARD_FILE).read_text()
     missing = run_cli("models", "card", "no-such-model", env=env)
     assert missing.returncode != 0 and "anigenre models list" in missing.stderr
-
-
-def test_card_names_the_companion_network_the_head_reads():
-    from models.card import _features_line
-
-    training = {"taps": ["block_16_project_BN"], "feature_scale": 0.02, "learning_rate": 0.003}
-    alone = _features_line(training)
-    both = _features_line({**training, "companion": {"backbone": "mobilenet_v2_0.35"}})
-    assert "mobilenet_v2_0.35" not in alone
-    assert "pooled block_16_project_BN, with mobilenet_v2_0.35's pooled last layer," in both

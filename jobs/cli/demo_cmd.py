@@ -190,7 +190,7 @@ def _in_process(settings: Settings, labelled: list[Path], inbox: Path) -> str:
     print("[3/6] preprocess the scraped titles")
     change = stages.preprocess(settings, Filters(years=DEMO_YEARS))
     print(f"  {change.total} posters in the dataset: {change.splits}")
-    print("[4/6] train MobileNetV2 1.0 (frozen ImageNet backbone + head)")
+    print("[4/6] train MobileNetV2 1.0 + 0.35 (frozen ImageNet backbones + head)")
     config = TrainConfig(bootstrap=300)
     model_id = reusable_model(settings, config)
     if model_id:

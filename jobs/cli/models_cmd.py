@@ -188,11 +188,14 @@ def run_list(args, settings: Settings) -> int:
     if not models:
         print(f"no models in {settings.data_location('models')}; train one with 'anigenre train'")
         return 0
-    print(f"{'model id':<44}{'backbone':<20}{'created':<27}{'test mAP':>9}{'prior':>8}  aliases")
+    id_w = max(len("model id"), *(len(m["model_id"]) for m in models)) + 2
+    bb_w = max(len("backbone"), *(len(m["backbone"]) for m in models)) + 2
+    head = f"{'model id':<{id_w}}{'backbone':<{bb_w}}{'created':<27}{'test mAP':>9}{'prior':>8}"
+    print(f"{head}  aliases")
     for m in models:
         s = m["metrics_summary"]
         print(
-            f"{m['model_id']:<44}{m['backbone']:<20}{m['created']:<27}"
+            f"{m['model_id']:<{id_w}}{m['backbone']:<{bb_w}}{m['created']:<27}"
             f"{s['test']['macro_map']:>9.3f}{s['prior']['macro_map']:>8.3f}"
             f"  {', '.join(tags[m['model_id']])}".rstrip()
         )

@@ -28,7 +28,12 @@ def card(manifest: dict) -> dict[str, str]:
     weights = manifest.get("weights") or {}
     return {
         "backbone": manifest["backbone"],
-        "weights": str(weights.get("source", "")),
+        "weights": str(weights.get("source", ""))
+        + (
+            f"; companion's {weights['companion'].get('source', '')}"
+            if weights.get("companion")
+            else ""
+        ),
         "created": manifest["created"],
         "input": f"{h}x{w} pixels, {manifest['resize_policy']}"
         + (f", test-time {'+'.join(manifest['tta'])}" if manifest.get("tta") else ""),

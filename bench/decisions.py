@@ -100,7 +100,8 @@ def main() -> None:
             vocab,
             data_dir=args.data_dir,
             weights_dir=args.shared / "weights",
-            config=TrainConfig(bootstrap=10),
+            # MobileNetV2 1.0 alone: the backbone these rules were measured on.
+            config=TrainConfig(backbone="mobilenet_v2_1.0", bootstrap=10),
             max_pixels=10**8,
         )
 

@@ -58,14 +58,26 @@ def custom_cnn(input_shape, include_top=False, weights=None, pooling="avg", **_)
     return keras.Model(inputs, x, name="custom_cnn")
 
 
+# Beside the last layer's 1280 features, the pooled 320 of block 16's projection (before
+# the final 1x1 expansion): bench/recipe.py, five grouped splits. MobileNetV2 is fully
+# convolutional: poster-shaped input (0.7 wide per unit of height) keeps detail a square
+# stretch throws away; bench/quality.py measured +0.02 macro mAP, micro mAP and P@3 on
+# average over five grouped splits.
+_MOBILENET_V2_1 = BackboneSpec(
+    "mobilenet_v2_1.0",
+    (320, 224),
+    32,
+    _mobilenet(1.0),
+    "tf",
+    local_file="mobilenet_v2_1.0_224.weights.h5",
+    taps=("block_16_project_BN",),
+)
+
 BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in (
         BackboneSpec("resnet50", (224, 224), 32, keras.applications.ResNet50, "caffe"),
         BackboneSpec("inception_v3", (299, 299), 75, keras.applications.InceptionV3, "tf"),
-        # MobileNetV2 is fully convolutional: poster-shaped input (0.7 wide per unit of height)
-        # keeps detail a square stretch throws away; bench/quality.py measured +0.02 macro
-        # mAP, micro mAP and P@3 on average over five grouped splits.
         BackboneSpec(
             "mobilenet_v2_0.35",
             (320, 224),
@@ -74,40 +86,20 @@ BACKBONES: dict[str, BackboneSpec] = {
             "tf",
             local_file="mobilenet_v2_0.35_224_no_top.weights.h5",
         ),
-        # Beside the last layer's 1280 features, the pooled 320 of block 16's projection
-        # (before the final 1x1 expansion): bench/recipe.py, five grouped splits.
-        BackboneSpec(
-            "mobilenet_v2_1.0",
-            (320, 224),
-            32,
-            _mobilenet(1.0),
-            "tf",
-            local_file="mobilenet_v2_1.0_224.weights.h5",
-            taps=("block_16_project_BN",),
-        ),
+        _MOBILENET_V2_1,
         # The same network, its features from the int8 post-training-quantized file: the
         # LiteRT engine runs it 2.5x faster than float32 (docs/benchmarks.md).
-        BackboneSpec(
-            "mobilenet_v2_1.0_int8",
-            (320, 224),
-            32,
-            _mobilenet(1.0),
-            "tf",
-            local_file="mobilenet_v2_1.0_224.weights.h5",
+        dataclasses.replace(
+            _MOBILENET_V2_1,
+            name="mobilenet_v2_1.0_int8",
+            taps=(),
             features_file="tf2_mobilenet_v2_1.0_224_ptq.tflite",
         ),
-        # The default: MobileNetV2 1.0 with block 16 as above, and beside it the 1280
-        # pooled features of MobileNetV2 0.35 on the same input, a network of a fifth of
-        # the 1.0's multiply-adds: +0.015 P@3 over five grouped splits (bench/recipe.py).
-        BackboneSpec(
-            "mobilenet_v2_1.0_with_0.35",
-            (320, 224),
-            32,
-            _mobilenet(1.0),
-            "tf",
-            local_file="mobilenet_v2_1.0_224.weights.h5",
-            taps=("block_16_project_BN",),
-            companion="mobilenet_v2_0.35",
+        # The default: MobileNetV2 1.0 with block 16, and beside it the 1280 pooled
+        # features of MobileNetV2 0.35 on the same input, a network of a fifth of the 1.0's
+        # multiply-adds: +0.015 P@3 over five grouped splits (bench/recipe.py).
+        dataclasses.replace(
+            _MOBILENET_V2_1, name="mobilenet_v2_1.0_with_0.35", companion="mobilenet_v2_0.35"
         ),
         BackboneSpec("custom_cnn", (317, 230), 16, custom_cnn, "unit", pretrained=False),
     )

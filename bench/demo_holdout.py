@@ -14,6 +14,7 @@ five grouped splits of ``bench/recipe.py``, not a replacement for them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -23,7 +24,9 @@ from common import bench_parser  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from core import metrics as m  # noqa: E402
+from core.genres import Vocabulary  # noqa: E402
 from core.images import decode_image  # noqa: E402
+from core.importer import parse_genres  # noqa: E402
 from jobs import stages  # noqa: E402
 from models.config import TrainConfig  # noqa: E402
 
@@ -39,7 +42,7 @@ def scores(settings, model_id: str, manifest: dict, folder, labels: pd.DataFrame
     ]
     P = predictor.predict_arrays(np.stack(images))
     genres = manifest["genres"]
-    Y = np.array([[g in str(t).split("|") for g in genres] for t in labels["genres"]], float)
+    Y = Vocabulary(tuple(genres)).encode([parse_genres(r) for r in labels.to_dict("records")])
     present = Y.sum(axis=0) > 0
     out = {k: m.HEADLINE[k](P[:, present], Y[:, present], None) for k in KEYS}
     thresholds = np.array([manifest["thresholds"][g] for g in genres])
@@ -49,7 +52,7 @@ def scores(settings, model_id: str, manifest: dict, folder, labels: pd.DataFrame
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.set_defaults(data_dir=parser.get_default("data_dir").parent / "demo")
+    parser.set_defaults(data_dir=Path("data/demo"))
     args = parser.parse_args()
     settings = load_settings(
         overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}

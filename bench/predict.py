@@ -227,13 +227,9 @@ def main() -> None:
     if args.against:
         other_id = latest_model(settings, args.data_dir, args.against)
         lite = stages.load_predictor(settings, other_id, "litert")
-        other = {
-            "id": other_id,
-            "network": network_rate(lite, arrays),
-            "b": in_process_rate(settings, lite, other_id, work / "in", work / "b-other", "litert")[
-                0
-            ],
-        }
+        net = network_rate(lite, arrays)
+        b, _ = in_process_rate(settings, lite, other_id, work / "in", work / "b-other", "litert")
+        other = {"id": other_id, "network": net, "b": b}
     workers = {}
     if not args.no_worker:
         for name in engines:

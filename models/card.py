@@ -58,10 +58,7 @@ def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
 def _header(manifest: dict) -> str:
     h, w = manifest["input_size"]
     training = manifest.get("training") or {}
-    record = manifest.get("weights") or {}
-    weights = record.get("source", NOT_RECORDED)
-    if record.get("companion"):
-        weights += f"; companion's: {record['companion'].get('source', NOT_RECORDED)}"
+    weights = weights_sources(manifest.get("weights") or {})
     tta = "+".join(manifest.get("tta") or []) or "none"
     return "\n".join(
         [
@@ -77,6 +74,14 @@ def _header(manifest: dict) -> str:
             f"- Genres ({len(manifest['genres'])}): {', '.join(manifest['genres'])}",
         ]
     )
+
+
+def weights_sources(record: dict) -> str:
+    """Where the weights came from, the companion network's too: "file; companion's: file"."""
+    text = record.get("source", NOT_RECORDED)
+    if record.get("companion"):
+        text += f"; companion's: {record['companion'].get('source', NOT_RECORDED)}"
+    return text
 
 
 def _features_line(training: dict) -> str:

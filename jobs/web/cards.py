@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.card import weights_sources
 from models.registry import MODELS_DIR, list_models
 
 FIGURES = (("macro mAP", "macro_map"), ("micro mAP", "micro_map"), ("P@3", "p@3"))
@@ -28,12 +29,7 @@ def card(manifest: dict) -> dict[str, str]:
     weights = manifest.get("weights") or {}
     return {
         "backbone": manifest["backbone"],
-        "weights": str(weights.get("source", ""))
-        + (
-            f"; companion's {weights['companion'].get('source', '')}"
-            if weights.get("companion")
-            else ""
-        ),
+        "weights": weights_sources(weights),
         "created": manifest["created"],
         "input": f"{h}x{w} pixels, {manifest['resize_policy']}"
         + (f", test-time {'+'.join(manifest['tta'])}" if manifest.get("tta") else ""),

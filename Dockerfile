@@ -21,6 +21,7 @@ COPY core core
 COPY scraper scraper
 COPY models models
 COPY jobs jobs
+COPY anigenre anigenre
 RUN pip install --no-deps .
 
 # Not root. The folders the volumes mount on are created here, owned by that user, so a

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-
-from config import Settings, load_settings
-from jobs import stages
+from anigenre.config import Settings, load_settings
+from anigenre.jobs import stages
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:

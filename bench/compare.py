@@ -16,10 +16,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.train import train  # noqa: E402
 from common import bench_dataset, bench_parser  # noqa: E402
-
-from models.config import TrainConfig  # noqa: E402
-from models.train import train  # noqa: E402
 
 PAPER_SIZE = (317, 230)
 ROWS = [

@@ -17,15 +17,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.core import metrics as m  # noqa: E402
+from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.evaluation import MIN_POSITIVES  # noqa: E402
+from anigenre.models.train import dataset_splits, train  # noqa: E402
 from common import bench_parser  # noqa: E402
 from quality import KEYS, SEEDS, resplit  # noqa: E402
-
-from config import load_settings  # noqa: E402
-from core import metrics as m  # noqa: E402
-from core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.evaluation import MIN_POSITIVES  # noqa: E402
-from models.train import dataset_splits, train  # noqa: E402
 
 
 def f1_rule(P, Y, prev):

@@ -20,15 +20,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.core import metrics as m  # noqa: E402
+from anigenre.core.genres import Vocabulary  # noqa: E402
+from anigenre.core.images import decode_image  # noqa: E402
+from anigenre.core.importer import parse_genres  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
 from common import bench_parser  # noqa: E402
-
-from config import load_settings  # noqa: E402
-from core import metrics as m  # noqa: E402
-from core.genres import Vocabulary  # noqa: E402
-from core.images import decode_image  # noqa: E402
-from core.importer import parse_genres  # noqa: E402
-from jobs import stages  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
 
 KEYS = ("macro_map", "micro_map", "p@3")
 BACKBONES = ("mobilenet_v2_1.0", "mobilenet_v2_1.0_with_0.35")

@@ -22,16 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.core import metrics as m  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.embed import decode_all  # noqa: E402
 from common import bench_parser  # noqa: E402
 from multicrop import mean_prediction, train_heads  # noqa: E402
 from quality import KEYS, SEEDS, resplit  # noqa: E402
-
-from config import load_settings  # noqa: E402
-from core import metrics as m  # noqa: E402
-from jobs import stages  # noqa: E402
-from models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.embed import decode_all  # noqa: E402
 
 SIZE = (320, 224)
 LITERT = {

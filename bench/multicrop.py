@@ -17,15 +17,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from anigenre.core import metrics as m  # noqa: E402
+from anigenre.models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
+from anigenre.models.callbacks import ValMAPEarlyStopping  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.embed import decode_all  # noqa: E402
+from anigenre.models.heads import build_head  # noqa: E402
 from common import bench_dataset, bench_parser  # noqa: E402
 from quality import KEYS, SEEDS, logistic_probs, resplit  # noqa: E402
-
-from core import metrics as m  # noqa: E402
-from models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
-from models.callbacks import ValMAPEarlyStopping  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.embed import decode_all  # noqa: E402
-from models.heads import build_head  # noqa: E402
 
 SIZE = (320, 224)
 LARGER = (366, 256)  # SIZE / 0.875: each crop keeps 87.5% of the height and width

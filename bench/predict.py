@@ -34,18 +34,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anigenre.core.images import decode_image  # noqa: E402
+from anigenre.core.loader import decode_file, iter_decoded  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.jobs.queue.app import worker_argv  # noqa: E402
+from anigenre.jobs.queue.broker import broker_app  # noqa: E402
+from anigenre.jobs.queue.publish import send_chunks  # noqa: E402
+from anigenre.jobs.runs.index import load_plan  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.registry import list_models  # noqa: E402
 from common import bench_dataset, bench_parser  # noqa: E402
 from PIL import Image  # noqa: E402
-
-from core.images import decode_image  # noqa: E402
-from core.loader import decode_file, iter_decoded  # noqa: E402
-from jobs import stages  # noqa: E402
-from jobs.queue.app import worker_argv  # noqa: E402
-from jobs.queue.broker import broker_app  # noqa: E402
-from jobs.queue.publish import send_chunks  # noqa: E402
-from jobs.runs.index import load_plan  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.registry import list_models  # noqa: E402
 
 
 def corpus(shared: Path, dest: Path, n: int) -> list[Path]:

@@ -22,16 +22,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anigenre.core import metrics as m  # noqa: E402
+from anigenre.core.groups import linked_groups  # noqa: E402
+from anigenre.core.splits import grouped_stratified_split  # noqa: E402
+from anigenre.models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.train import dataset_splits, split_features, train  # noqa: E402
 from common import bench_dataset, bench_parser  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
-
-from core import metrics as m  # noqa: E402
-from core.groups import linked_groups  # noqa: E402
-from core.splits import grouped_stratified_split  # noqa: E402
-from models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.train import dataset_splits, split_features, train  # noqa: E402
 
 KEYS = ("macro_map", "micro_map", "p@3")
 SEEDS = (0, 1, 2, 3, 4)

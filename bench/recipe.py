@@ -21,15 +21,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.core import metrics as m  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.train import dataset_splits, train  # noqa: E402
 from common import bench_parser  # noqa: E402
 from decisions import judge  # noqa: E402
 from quality import KEYS, SEEDS, resplit  # noqa: E402
-
-from config import load_settings  # noqa: E402
-from core import metrics as m  # noqa: E402
-from jobs import stages  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.train import dataset_splits, train  # noqa: E402
 
 V2 = {"backbone": "mobilenet_v2_1.0"}  # MobileNetV2 1.0 alone, the default before the pair
 RECIPES = {

@@ -23,10 +23,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
 from predict import corpus  # noqa: E402
 
-from config import load_settings  # noqa: E402
-from jobs import stages  # noqa: E402
 from tests.s3 import s3_server  # noqa: E402
 from tests.synthetic import trained_tiny_model  # noqa: E402
 

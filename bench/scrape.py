@@ -17,18 +17,17 @@ import time
 from pathlib import Path
 
 import requests
-
-from config import load_settings
-from scraper.posters import PosterDownloader, PosterJob
-from scraper.replay.catalog import Catalog
-from scraper.run import ScrapeRequest
-from scraper.wiring import build_scraper
+from anigenre.config import load_settings
+from anigenre.scraper.posters import PosterDownloader, PosterJob
+from anigenre.scraper.replay.catalog import Catalog
+from anigenre.scraper.run import ScrapeRequest
+from anigenre.scraper.wiring import build_scraper
 
 
 @contextlib.contextmanager
 def server_process(shared: Path, *args: str):
     """Start ``anigenre anilist-server`` on a free port; yield its URL."""
-    cmd = [sys.executable, "-m", "jobs.cli", "--data-dir", "/nonexistent"]
+    cmd = [sys.executable, "-m", "anigenre.jobs.cli", "--data-dir", "/nonexistent"]
     cmd += ["anilist-server", "--port", "0", "--pages", str(shared / "data/anilist/pages")]
     cmd += ["--posters", str(shared / "data/posters"), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

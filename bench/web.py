@@ -23,13 +23,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.jobs.web.posters import PosterModel  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.predictor import Predictor  # noqa: E402
+from anigenre.models.registry import list_models, load_artifact  # noqa: E402
 from common import bench_dataset, bench_parser  # noqa: E402
-
-from jobs import stages  # noqa: E402
-from jobs.web.posters import PosterModel  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.predictor import Predictor  # noqa: E402
-from models.registry import list_models, load_artifact  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -64,7 +63,16 @@ def in_browser(data_dir: Path, posters: list[Path]) -> list[float]:
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANIGENRE_")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", "--data-dir", str(data_dir), "web", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "anigenre.jobs.cli",
+            "--data-dir",
+            str(data_dir),
+            "web",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,5 +1,5 @@
 """Typed settings for anigenre: one object, read from defaults < TOML file < env < CLI flags."""
 
-from config.settings import Settings, load_settings
+from anigenre.config.settings import Settings, load_settings
 
 __all__ = ["Settings", "load_settings"]

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from anigenre.core.errors import ConfigError
+from anigenre.core.parsing import parse_year_range
+from anigenre.core.storage import SCHEMES, S3Options, is_remote, open_store
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,10 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from core.errors import ConfigError
-from core.parsing import parse_year_range
-from core.storage import SCHEMES, S3Options, is_remote, open_store
 
 ENV_PREFIX = "ANIGENRE_"
 DEFAULT_CONFIG_FILE = Path("anigenre.toml")

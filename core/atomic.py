@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.errors import StorageError
+from anigenre.core.errors import StorageError
 
 
 @contextlib.contextmanager

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
-from core.genres import Vocabulary
-from core.groups import group_for, linked_groups
-from core.splits import DEFAULT_FRACTIONS, SPLITS, grouped_stratified_split
+from anigenre.core.genres import Vocabulary
+from anigenre.core.groups import group_for, linked_groups
+from anigenre.core.splits import DEFAULT_FRACTIONS, SPLITS, grouped_stratified_split
 
 COLUMNS = ("sha256", "path", "anilist_id", "title", "year", "group", "source", "genres")
 

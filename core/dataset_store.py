@@ -7,11 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from core import schemas
-from core.errors import DataError
-from core.genres import Vocabulary
-from core.tables import write_table
+from anigenre.core import schemas
+from anigenre.core.errors import DataError
+from anigenre.core.genres import Vocabulary
+from anigenre.core.tables import write_table
 
 GENRES_KEY = b"anigenre.genres"
 DATASET_PATH = Path("processed") / "dataset.parquet"

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from core.errors import DataError
+from anigenre.core.errors import DataError
 
 # AniList's genre collection, in its own (alphabetical) order. Hentai comes last, and
 # only with adult content, so the 18 general genres keep their indices either way.

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from anigenre.core.errors import InvalidImage
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from core.errors import InvalidImage
 
 # Pillow format name -> the extension a stored file gets.
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-
-from core.atomic import write_bytes_atomic
-from core.errors import DataError, InvalidImage
-from core.genres import Vocabulary
-from core.groups import group_for
-from core.images import inspect_image
+from anigenre.core.atomic import write_bytes_atomic
+from anigenre.core.errors import DataError, InvalidImage
+from anigenre.core.genres import Vocabulary
+from anigenre.core.groups import group_for
+from anigenre.core.images import inspect_image
 
 REQUIRED = ("file", "genres")
 IMAGE_DIR = Path("images")

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from core.errors import InvalidImage
-from core.images import decode_image
+from anigenre.core.errors import InvalidImage
+from anigenre.core.images import decode_image
 
 
 @dataclass(frozen=True)

@@ -51,9 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.atomic import write_bytes_atomic, write_text_atomic
-from core.errors import DataError, StorageError
-from core.storage import Store, StoredFile, open_store
+from anigenre.core.atomic import write_bytes_atomic, write_text_atomic
+from anigenre.core.errors import DataError, StorageError
+from anigenre.core.storage import Store, StoredFile, open_store
 
 STATE_DIR = ".mirror"
 STATE_FILE = "state.json"

@@ -6,7 +6,7 @@ value means the same wherever it is given. Each raises ConfigError with what to 
 
 from __future__ import annotations
 
-from core.errors import ConfigError
+from anigenre.core.errors import ConfigError
 
 ANIME_FORMATS = ("TV", "TV_SHORT", "MOVIE", "SPECIAL", "OVA", "ONA", "MUSIC")
 

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-
-from core.genres import Vocabulary
-from core.schemas import predictions_schema
+from anigenre.core.genres import Vocabulary
+from anigenre.core.schemas import predictions_schema
 
 
 def top_k(probs: np.ndarray, genres: Sequence[str], k: int) -> list[str]:

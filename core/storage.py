@@ -23,9 +23,8 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from core.atomic import write_bytes_atomic
-from core.errors import ConfigError, StorageError
+from anigenre.core.atomic import write_bytes_atomic
+from anigenre.core.errors import ConfigError, StorageError
 
 SCHEMES = ("s3",)
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-
-from core.atomic import atomic_path
+from anigenre.core.atomic import atomic_path
 
 
 def rows_to_table(rows: Sequence[dict], schema: pa.Schema) -> pa.Table:

@@ -2,6 +2,6 @@
 
 No data I/O beyond weights files and artifacts; TensorFlow is imported only here."""
 
-from models import quiet as _quiet
+from anigenre.models import quiet as _quiet
 
 _quiet.install()  # before any module here imports Keras or TensorFlow

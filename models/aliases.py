@@ -17,8 +17,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.atomic import write_text_atomic
-from core.errors import ConfigError, DataError, StorageError
+from anigenre.core.atomic import write_text_atomic
+from anigenre.core.errors import ConfigError, DataError, StorageError
 
 ALIASES_FILE = Path("models") / "_aliases.json"
 LOCK_FILE = Path("models") / "_aliases.lock"

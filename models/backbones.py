@@ -15,9 +15,8 @@ from pathlib import Path
 
 import h5py
 import keras
-
-from core.errors import ConfigError
-from models.layers import CaffePreprocess
+from anigenre.core.errors import ConfigError
+from anigenre.models.layers import CaffePreprocess
 
 REFERENCE_SIZE = (224, 224)  # the size local ImageNet weight files were exported at
 

@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import keras
 import numpy as np
-
-from core.metrics import average_precision
+from anigenre.core.metrics import average_precision
 
 
 def macro_map(P: np.ndarray, Y: np.ndarray) -> float:

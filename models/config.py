@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from core.images import RESIZE_POLICIES
-from models.heads import LOSSES
+from anigenre.core.images import RESIZE_POLICIES
+from anigenre.models.heads import LOSSES
 
 TTA_VIEWS = ("flip",)
 FEATURE_SCALES = ("unit-norm", "none")

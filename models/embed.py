@@ -7,9 +7,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
-from core.errors import DataError
-from core.loader import decode_file, iter_batches, iter_decoded
+from anigenre.core.errors import DataError
+from anigenre.core.loader import decode_file, iter_batches, iter_decoded
 
 Extract = Callable[[np.ndarray], np.ndarray]  # (n, h, w, 3) 0..255 -> (n, features)
 
@@ -33,13 +32,13 @@ def features_extractor(backbone: keras.Model, weights, images: int = 0) -> Extra
     the float backbone's LiteRT export when there are enough images to repay making it
     (3x Keras here) and the runtime is installed; else from the Keras network itself."""
     if features_engine(weights) == INT8_FEATURES:
-        from models.engines import Int8Features
-        from models.int8 import extractor_bytes
+        from anigenre.models.engines import Int8Features
+        from anigenre.models.int8 import extractor_bytes
 
         return Int8Features(model_content=extractor_bytes(weights.features))
     if images >= LITERT_MIN_IMAGES and litert_runtime():
-        from models.engines import FloatNetwork
-        from models.registry import convert_to_litert
+        from anigenre.models.engines import FloatNetwork
+        from anigenre.models.registry import convert_to_litert
 
         return FloatNetwork(model_content=convert_to_litert(backbone))
     return lambda x: np.asarray(backbone.predict_on_batch(x.astype(np.float32)))

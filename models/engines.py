@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from core.errors import ConfigError
-from models.quiet import filtered_stderr
+from anigenre.core.errors import ConfigError
+from anigenre.models.quiet import filtered_stderr
 
 ENGINES = ("litert", "keras")
 FEATURES_FILE = "features.tflite"  # beside model.tflite when the head reads int8 features

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from core import metrics as m
+from anigenre.core import metrics as m
 
 # The prior baseline's genres with fewer validation positives than this use its global
 # threshold instead of their own: see core.metrics.tune_thresholds.

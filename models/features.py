@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from core.atomic import write_text_atomic
-from core.tables import write_table
+from anigenre.core.atomic import write_text_atomic
+from anigenre.core.tables import write_table
 
 _SCHEMA = pa.schema([("sha256", pa.string()), ("features", pa.list_(pa.float32()))])
 

@@ -18,8 +18,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-
-from core.errors import ConfigError
+from anigenre.core.errors import ConfigError
 
 POOL_TENSOR = "GlobalPool/Mean"  # the pooled features' tensor name ends so in the file
 
@@ -63,8 +62,8 @@ def export_files(model, manifest: dict) -> dict[str, bytes]:
 
     The extractor is made from the very file (checked by hash) the head was trained on,
     so an artifact exported on first use cannot pair its head with other features."""
-    from models.engines import FEATURES_FILE
-    from models.registry import LITERT_FILE, convert_to_litert
+    from anigenre.models.engines import FEATURES_FILE
+    from anigenre.models.registry import LITERT_FILE, convert_to_litert
 
     features = manifest["weights"]["features"]
     source = Path(features["path"])

@@ -6,12 +6,11 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
-
-from core.genres import Vocabulary
-from core.seen import SEEN_KEY, seen_record
-from models.config import TrainConfig
-from models.evaluation import summary
-from models.registry import MANIFEST_VERSION, library_versions
+from anigenre.core.genres import Vocabulary
+from anigenre.core.seen import SEEN_KEY, seen_record
+from anigenre.models.config import TrainConfig
+from anigenre.models.evaluation import summary
+from anigenre.models.registry import MANIFEST_VERSION, library_versions
 
 
 def build_manifest(

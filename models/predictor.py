@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from core.images import DEFAULT_MAX_PIXELS
-from core.loader import Batch, Decoded, decode_file, iter_batches, iter_decoded
-from models.engines import KerasEngine, LiteRTEngine
-from models.registry import vocabulary_of
+from anigenre.core.images import DEFAULT_MAX_PIXELS
+from anigenre.core.loader import Batch, Decoded, decode_file, iter_batches, iter_decoded
+from anigenre.models.engines import KerasEngine, LiteRTEngine
+from anigenre.models.registry import vocabulary_of
 
 
 @dataclass

@@ -23,11 +23,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from core.atomic import write_bytes_atomic, write_text_atomic
-from core.errors import ConfigError, DataError, StorageError
-from core.genres import Vocabulary
-from models import aliases
-from models.card import render_card
+from anigenre.core.atomic import write_bytes_atomic, write_text_atomic
+from anigenre.core.errors import ConfigError, DataError, StorageError
+from anigenre.core.genres import Vocabulary
+from anigenre.models import aliases
+from anigenre.models.card import render_card
 
 MODELS_DIR = Path("models")
 MANIFEST_VERSION = 1
@@ -281,10 +281,9 @@ def _why(exc: BaseException) -> str:
 
 def load_artifact(data_dir: Path, model_id: str):
     """(keras model, manifest). ``safe_mode=True``: a model file cannot smuggle in code."""
+    import anigenre.models.heads  # noqa: F401 - registers the serializable custom objects
+    import anigenre.models.layers  # noqa: F401
     import keras
-
-    import models.heads  # noqa: F401 - registers the serializable custom objects
-    import models.layers  # noqa: F401
 
     manifest = check_artifact(data_dir, model_id)
     path = Path(data_dir) / MODELS_DIR / manifest["model_id"] / "model.keras"
@@ -318,7 +317,7 @@ def _sha256(path: Path) -> str:
 def litert_current(folder: Path) -> bool:
     """Whether ``folder``'s model.tflite (and features.tflite, for a head on int8 features)
     is the export of its model.keras as it is now."""
-    from models.engines import FEATURES_FILE
+    from anigenre.models.engines import FEATURES_FILE
 
     try:
         key = json.loads((folder / LITERT_KEY).read_text())
@@ -351,8 +350,8 @@ def export_litert(model, folder: Path, manifest: dict | None = None) -> Path:
     key. Each file is replaced atomically; a reader that sees a new export with an old key
     (or the reverse) finds the hashes disagree and does not use it. A head trained on int8
     features (``models.int8``) gets the int8 extractor beside it."""
-    from models.engines import FEATURES_FILE
-    from models.int8 import export_files, features_source
+    from anigenre.models.engines import FEATURES_FILE
+    from anigenre.models.int8 import export_files, features_source
 
     if manifest is not None and features_source(manifest) is not None:
         files = export_files(model, manifest)

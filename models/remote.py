@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from core.mirror import Mirror, mirror_of
-from core.seen import file_sha256
-from models.registry import (
+from anigenre.core.mirror import Mirror, mirror_of
+from anigenre.core.seen import file_sha256
+from anigenre.models.registry import (
     CARD_FILE,
     CHECKSUMS_FILE,
     KERAS_FILE,

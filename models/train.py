@@ -11,16 +11,21 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-
-from core.errors import ConfigError, DataError
-from core.genres import Vocabulary
-from models.backbones import BackboneSpec, WeightsSource, build_backbone, resolve_weights, spec_for
-from models.callbacks import ProgressBar, ValMAPEarlyStopping
-from models.config import TrainConfig
-from models.embed import decode_all, embed_files, features_engine, features_extractor
-from models.evaluation import evaluation_report
-from models.features import FeatureCache, cache_key
-from models.heads import average_heads, build_head, make_loss
+from anigenre.core.errors import ConfigError, DataError
+from anigenre.core.genres import Vocabulary
+from anigenre.models.backbones import (
+    BackboneSpec,
+    WeightsSource,
+    build_backbone,
+    resolve_weights,
+    spec_for,
+)
+from anigenre.models.callbacks import ProgressBar, ValMAPEarlyStopping
+from anigenre.models.config import TrainConfig
+from anigenre.models.embed import decode_all, embed_files, features_engine, features_extractor
+from anigenre.models.evaluation import evaluation_report
+from anigenre.models.features import FeatureCache, cache_key
+from anigenre.models.heads import average_heads, build_head, make_loss
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import requests
-
-from core.errors import GraphQLError, MalformedResponse
-from scraper.http import (
+from anigenre.core.errors import GraphQLError, MalformedResponse
+from anigenre.scraper.http import (
     RetryPolicy,
     Stats,
     Timeout,
@@ -16,7 +15,7 @@ from scraper.http import (
     send,
     with_retries,
 )
-from scraper.ratelimit import RateLimiter
+from anigenre.scraper.ratelimit import RateLimiter
 
 
 class AniListClient:

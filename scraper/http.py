@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import requests
-
-from core.backoff import compute_backoff
-from core.errors import (
+from anigenre.core.backoff import compute_backoff
+from anigenre.core.errors import (
     ApiDisabled,
     HTTPStatusError,
     NetworkError,

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-
-from core.atomic import write_bytes_atomic
-from core.errors import InvalidImage, NotFound, PermanentError, RetryableError
-from core.images import EXTENSIONS, inspect_image
-from scraper.http import RetryPolicy, Stats, Timeout, new_session, raise_for_status, send
-from scraper.http import with_retries as _with_retries
-from scraper.ratelimit import RateLimiter
+from anigenre.core.atomic import write_bytes_atomic
+from anigenre.core.errors import InvalidImage, NotFound, PermanentError, RetryableError
+from anigenre.core.images import EXTENSIONS, inspect_image
+from anigenre.scraper.http import RetryPolicy, Stats, Timeout, new_session, raise_for_status, send
+from anigenre.scraper.http import with_retries as _with_retries
+from anigenre.scraper.ratelimit import RateLimiter
 
 POSTER_DIR = Path("raw") / "posters"
 # A CDN that answers 200 with an HTML error page usually serves the image on a

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from scraper.client import AniListClient
-from scraper.posters import PosterDownloader, PosterJob, is_current
-from scraper.query import FULL_SORT, INCREMENTAL_SORT, MEDIA_PAGE_QUERY, page_variables
-from scraper.records import media_row
-from scraper.store import RawStore
+from anigenre.scraper.client import AniListClient
+from anigenre.scraper.posters import PosterDownloader, PosterJob, is_current
+from anigenre.scraper.query import FULL_SORT, INCREMENTAL_SORT, MEDIA_PAGE_QUERY, page_variables
+from anigenre.scraper.records import media_row
+from anigenre.scraper.store import RawStore
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow.compute as pc
-
-from core import schemas
-from core.atomic import write_text_atomic
-from core.errors import ConfigError
-from core.tables import read_table, upsert
+from anigenre.core import schemas
+from anigenre.core.atomic import write_text_atomic
+from anigenre.core.errors import ConfigError
+from anigenre.core.tables import read_table, upsert
 
 
 class RawStore:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from config import Settings
-from core.errors import ConfigError
-from scraper.client import AniListClient
-from scraper.http import RetryPolicy, Timeout, new_session
-from scraper.posters import PosterDownloader
-from scraper.ratelimit import RateLimiter
-from scraper.run import PageCallback, Scraper
-from scraper.store import RawStore
+from anigenre.config import Settings
+from anigenre.core.errors import ConfigError
+from anigenre.scraper.client import AniListClient
+from anigenre.scraper.http import RetryPolicy, Timeout, new_session
+from anigenre.scraper.posters import PosterDownloader
+from anigenre.scraper.ratelimit import RateLimiter
+from anigenre.scraper.run import PageCallback, Scraper
+from anigenre.scraper.store import RawStore
 
 
 def build_scraper(settings: Settings, on_page: PageCallback | None = None) -> Scraper:

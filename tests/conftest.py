@@ -6,10 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from config import Settings, load_settings
-from scraper.replay.build import build_server
-from scraper.replay.catalog import Catalog
+from anigenre.config import Settings, load_settings
+from anigenre.scraper.replay.build import build_server
+from anigenre.scraper.replay.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 

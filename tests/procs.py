@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
-
-from jobs.queue.app import worker_argv
+from anigenre.jobs.queue.app import worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +121,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """``anigenre ARGS`` as a user runs it: a fresh process, output captured as text."""
     return subprocess.run(
-        [sys.executable, "-m", "jobs.cli", *args],
+        [sys.executable, "-m", "anigenre.jobs.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pyarrow.fs as pafs
+from anigenre.core.storage import S3Options, Store, open_store
 
-from core.storage import S3Options, Store, open_store
 from tests.procs import free_port
 
 _buckets = itertools.count()

@@ -7,11 +7,10 @@ import io
 
 import numpy as np
 import pandas as pd
+from anigenre.core import dataset as ds
+from anigenre.core.dataset_store import DATASET_PATH, write_dataset
+from anigenre.core.genres import Vocabulary
 from PIL import Image
-
-from core import dataset as ds
-from core.dataset_store import DATASET_PATH, write_dataset
-from core.genres import Vocabulary
 
 VOCAB = Vocabulary()
 SIGNALS = {"Action": 0, "Drama": 1, "Comedy": 2}  # genre -> colour channel it brightens
@@ -76,9 +75,9 @@ def labelled_folder(folder, n: int, *, seed: int, other: str, extra_rows=()) -> 
 def trained_tiny_model(data_dir, shared_dir, epochs: int = 3):
     """(settings, model id): the paper's small CNN at 40x32 trained for seconds on a
     synthetic dataset in ``data_dir``; what the prediction tests predict with."""
-    from config import load_settings
-    from jobs import stages
-    from models.config import TrainConfig
+    from anigenre.config import load_settings
+    from anigenre.jobs import stages
+    from anigenre.models.config import TrainConfig
 
     synthetic_dataset(data_dir, n=60)
     settings = load_settings(overrides={"data_dir": data_dir, "shared_dir": shared_dir}, env={})

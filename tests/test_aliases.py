@@ -8,10 +8,10 @@ import shutil
 
 import pandas as pd
 import pytest
+from anigenre.jobs.cli import main
+from anigenre.models.aliases import read_aliases
+from anigenre.models.registry import resolve_model_id
 
-from jobs.cli import main
-from models.aliases import read_aliases
-from models.registry import resolve_model_id
 from tests.synthetic import poster_folder, trained_tiny_model
 
 

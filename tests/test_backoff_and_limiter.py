@@ -1,9 +1,8 @@
 import random
 
 import pytest
-
-from core.backoff import compute_backoff
-from scraper.ratelimit import SAFETY, RateLimiter
+from anigenre.core.backoff import compute_backoff
+from anigenre.scraper.ratelimit import SAFETY, RateLimiter
 
 
 def test_backoff_grows_then_caps_and_is_jittered():

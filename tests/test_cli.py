@@ -96,7 +96,7 @@ def test_scrape_killed_at_any_moment_resumes_with_every_title_once(
         "ANIGENRE_ANILIST_URL": server.url,
         "ANIGENRE_RATE_LIMIT_PER_MIN": "3000",
     }
-    args = [sys.executable, "-m", "jobs.cli", "scrape", "--years", "2020-2021"]
+    args = [sys.executable, "-m", "anigenre.jobs.cli", "scrape", "--years", "2020-2021"]
     checkpoint = data / "raw" / "_scrape_checkpoint.json"
     # Kill twice, at different points: after a few pages, and later mid-way.
     for kill_after in (2, 9):
@@ -147,6 +147,6 @@ def test_status_of_an_unknown_id_without_a_broker_says_where_to_look(tmp_path):
     ],
 )
 def test_data_dir_is_accepted_before_or_after_the_subcommand(argv, expected):
-    from jobs.cli import build_parser
+    from anigenre.jobs.cli import build_parser
 
     assert build_parser().parse_args(argv).data_dir == expected

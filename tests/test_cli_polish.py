@@ -17,14 +17,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from anigenre.config import load_settings
+from anigenre.jobs import stages
+from anigenre.jobs.cli.demo_cmd import DEMO_YEARS, demo_request, next_steps, reusable_model
+from anigenre.jobs.cli.predict_cmd import NAME_WIDTH, format_top_k
+from anigenre.jobs.runs.plan import RunPlan
+from anigenre.models.config import TrainConfig
+from anigenre.scraper.run import ScrapeRequest
 
-from config import load_settings
-from jobs import stages
-from jobs.cli.demo_cmd import DEMO_YEARS, demo_request, next_steps, reusable_model
-from jobs.cli.predict_cmd import NAME_WIDTH, format_top_k
-from jobs.runs.plan import RunPlan
-from models.config import TrainConfig
-from scraper.run import ScrapeRequest
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import poster_folder, synthetic_dataset
 
@@ -75,8 +75,8 @@ def test_version_is_the_installed_one():
 
 
 def test_the_cli_offers_every_backbone_and_defaults_to_the_configs():
-    from jobs.cli.models_cmd import BACKBONE_NAMES, DEFAULT_BACKBONE
-    from models.backbones import BACKBONES
+    from anigenre.jobs.cli.models_cmd import BACKBONE_NAMES, DEFAULT_BACKBONE
+    from anigenre.models.backbones import BACKBONES
 
     assert set(BACKBONE_NAMES) == set(BACKBONES)
     assert TrainConfig().backbone == DEFAULT_BACKBONE
@@ -187,7 +187,7 @@ def test_interrupted_predict_names_the_one_command_that_finishes_it(trained, tmp
     folder = _posters(tmp_path / "in", n)
     out = tmp_path / "out"
     env = _env(ANIGENRE_DATA_DIR=settings.data_dir)
-    argv = [sys.executable, "-m", "jobs.cli", "predict", str(folder), "--out", str(out)]
+    argv = [sys.executable, "-m", "anigenre.jobs.cli", "predict", str(folder), "--out", str(out)]
     # Keras, the slower engine: LiteRT can finish small posters before the signal lands.
     proc = subprocess.Popen(
         [*argv, "--chunk-size", "2", "--engine", "keras"],
@@ -354,8 +354,8 @@ def test_tasks_read_as_words_fail_with_exit_1_and_workers_log_one_line_each(
 @pytest.mark.parametrize(
     "argv",
     [
-        ["-m", "celery", "-A", "jobs.queue.worker", "beat", "--loglevel", "INFO"],
-        ["-m", "jobs.cli", "beat"],
+        ["-m", "celery", "-A", "anigenre.jobs.queue.worker", "beat", "--loglevel", "INFO"],
+        ["-m", "anigenre.jobs.cli", "beat"],
     ],
     ids=["celery-beat", "anigenre-beat"],
 )

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from anigenre.config import load_settings
+from anigenre.core.errors import ConfigError, DataError, StorageError
+from anigenre.core.mirror import STATE_DIR, Mirror, pull, pull_paths, push
+from anigenre.core.storage import open_store
 
-from config import load_settings
-from core.errors import ConfigError, DataError, StorageError
-from core.mirror import STATE_DIR, Mirror, pull, pull_paths, push
-from core.storage import open_store
 from tests.conftest import ROOT
 from tests.procs import own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_folder
@@ -268,8 +268,8 @@ def test_scrape_refuses_an_s3_data_dir_in_one_line(s3, tmp_path):
 
 
 def test_a_model_whose_checksums_cannot_be_read_is_refused_not_loaded_unchecked(s3, tmp_path):
-    from models.registry import list_models
-    from models.remote import fetch_model, sync_listing
+    from anigenre.models.registry import list_models
+    from anigenre.models.remote import fetch_model, sync_listing
 
     store = s3.new_bucket("data")
     manifest = {"model_id": "m1", "created": "2026-01-01T00:00:00", "genres": ["Action"]}
@@ -290,7 +290,7 @@ def test_a_model_whose_checksums_cannot_be_read_is_refused_not_loaded_unchecked(
 
 
 def test_imports_from_two_machines_in_turn_both_land_in_the_bucket_dataset(s3, tmp_path):
-    from jobs import stages
+    from anigenre.jobs import stages
 
     uri = s3.new_bucket().uri_of("data")
     labelled_folder(tmp_path / "one", 6, seed=0, other="Drama")
@@ -327,7 +327,7 @@ def test_a_prefix_may_name_one_file(pair):
 def test_a_fetched_model_damaged_on_this_disk_is_fetched_again(s3, tmp_path):
     import hashlib
 
-    from models.remote import fetch_model
+    from anigenre.models.remote import fetch_model
 
     store = s3.new_bucket("data")
     files = {

@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from anigenre.config import load_settings
+from anigenre.core import dataset as ds
+from anigenre.core.dataset_store import DATASET_PATH, read_dataset
+from anigenre.core.errors import DataError
+from anigenre.core.genres import Vocabulary
+from anigenre.core.splits import SPLITS
+from anigenre.jobs import stages
 
-from config import load_settings
-from core import dataset as ds
-from core.dataset_store import DATASET_PATH, read_dataset
-from core.errors import DataError
-from core.genres import Vocabulary
-from core.splits import SPLITS
-from jobs import stages
 from tests import images as gen
 from tests.procs import run_cli
 
@@ -227,8 +227,8 @@ def test_cli_import_then_stats_as_a_user_runs_it(tmp_path, posters_dir):
 
 
 def test_preprocess_after_a_scrape_then_import_links_franchises(replay, make_settings, posters_dir):
-    from scraper.run import ScrapeRequest
-    from scraper.wiring import build_scraper
+    from anigenre.scraper.run import ScrapeRequest
+    from anigenre.scraper.wiring import build_scraper
 
     server = replay()
     settings = make_settings(server.url)

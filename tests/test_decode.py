@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from anigenre.core.errors import InvalidImage
+from anigenre.core.images import PAD_VALUE, decode_image
+from anigenre.core.loader import decode_file, iter_batches, iter_decoded
 from PIL import Image
 
-from core.errors import InvalidImage
-from core.images import PAD_VALUE, decode_image
-from core.loader import decode_file, iter_batches, iter_decoded
 from tests import images as gen
 
 SIZE = (32, 24)  # (height, width), poster-shaped

@@ -4,11 +4,10 @@ point outside images/ (a fresh ``make demo`` once died on exactly this)."""
 from __future__ import annotations
 
 import pytest
-
-from config import load_settings
-from core.errors import DataError
-from jobs import stages
-from jobs.cli.demo_cmd import split_posters
+from anigenre.config import load_settings
+from anigenre.core.errors import DataError
+from anigenre.jobs import stages
+from anigenre.jobs.cli.demo_cmd import split_posters
 
 
 def test_demo_folders_import_every_poster(tmp_path, posters_dir, shared_dir):

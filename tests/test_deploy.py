@@ -16,11 +16,11 @@ import tomllib
 
 import pytest
 import yaml
+from anigenre.config import Settings, load_settings
+from anigenre.jobs.cli import build_parser
+from anigenre.jobs.queue.app import QUEUES, create_app
 from celery.schedules import crontab
 
-from config import Settings, load_settings
-from jobs.cli import build_parser
-from jobs.queue.app import QUEUES, create_app
 from tests.conftest import ROOT
 from tests.procs import own_redis
 
@@ -105,7 +105,7 @@ def test_every_command_is_a_real_entry_point():
             except SystemExit as exc:  # argparse: 0 after --help, 2 for an unknown command
                 assert exc.code == 0, name
             continue
-        assert cmd[:3] == ["celery", "-A", "jobs.queue.worker"], name
+        assert cmd[:3] == ["celery", "-A", "anigenre.jobs.queue.worker"], name
         assert cmd[3] in CELERY_SUBCOMMANDS, name
 
 
@@ -157,7 +157,7 @@ def test_worker_healthchecks_run_in_a_shell_and_name_their_own_worker():
         # CMD would pass "$HOSTNAME" to celery as it is; only a shell expands it.
         assert test[0] == "CMD-SHELL" and len(test) == 2, name
         words = shlex.split(interpolate(test[1], {}))
-        assert words[:5] == ["celery", "-A", "jobs.queue.worker", "inspect", "ping"], name
+        assert words[:5] == ["celery", "-A", "anigenre.jobs.queue.worker", "inspect", "ping"], name
         assert words[words.index("-d") + 1] == f"{prefix}@$HOSTNAME", name
         timeout = float(words[words.index("-t") + 1])
         assert timeout < _seconds(service["healthcheck"]["timeout"]), name
@@ -350,7 +350,7 @@ def _clean_env(tmp_path, broker: str) -> dict:
 def _start(cmd: list[str], env: dict, log, ready: str, timeout: float = 60):
     fh = open(log, "w")  # noqa: SIM115 - closed by the caller's _stop
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", *cmd[1:]],
+        [sys.executable, "-m", "anigenre.jobs.cli", *cmd[1:]],
         cwd=ROOT,
         env=env,
         stdout=fh,

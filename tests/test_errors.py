@@ -18,13 +18,13 @@ import zipfile
 
 import pandas as pd
 import pytest
+from anigenre.config import load_settings
+from anigenre.core.dataset_store import DATASET_PATH
+from anigenre.core.groups import linked_groups
+from anigenre.jobs import stages
+from anigenre.models.registry import output_width
+from anigenre.scraper.store import RawStore
 
-from config import load_settings
-from core.dataset_store import DATASET_PATH
-from core.groups import linked_groups
-from jobs import stages
-from models.registry import output_width
-from scraper.store import RawStore
 from tests.procs import ROOT, own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_folder, poster_png, trained_tiny_model
 
@@ -127,9 +127,8 @@ def test_output_width_from_the_saved_config_matches_keras(tmp_path):
     """The cheap check reads the width from config.json; it must agree with Keras for
     every head the project builds (plain, hidden layer, ensemble of heads)."""
     import keras
-
-    from models.heads import average_heads, build_head
-    from models.train import compose
+    from anigenre.models.heads import average_heads, build_head
+    from anigenre.models.train import compose
 
     backbone = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten()], name="bb")
     models = {

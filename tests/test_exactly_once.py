@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from anigenre.core.errors import ConfigError
+from anigenre.core.genres import Vocabulary
+from anigenre.jobs import stages
+from anigenre.jobs.runs.chunks import execute_chunk
+from anigenre.jobs.runs.index import list_runs, load_plan
+from anigenre.jobs.runs.markers import mark_failed, mark_queued
+from anigenre.jobs.runs.parts import missing_chunks
+from anigenre.jobs.stages.predict import claim_run
 from PIL import Image, ImageDraw
 
-from core.errors import ConfigError
-from core.genres import Vocabulary
-from jobs import stages
-from jobs.runs.chunks import execute_chunk
-from jobs.runs.index import list_runs, load_plan
-from jobs.runs.markers import mark_failed, mark_queued
-from jobs.runs.parts import missing_chunks
-from jobs.stages.predict import claim_run
 from tests import images as gen
 from tests.procs import ROOT, own_redis, run_cli
 from tests.synthetic import poster_folder, poster_png, trained_tiny_model
@@ -151,7 +151,7 @@ def test_two_predicts_of_one_folder_at_once_write_each_file_once(trained, tmp_pa
     settings, model_id = trained
     folder = posters(tmp_path / "in", 24)
     out = tmp_path / "out"
-    argv = [sys.executable, "-m", "jobs.cli", "predict", str(folder), "--out", str(out)]
+    argv = [sys.executable, "-m", "anigenre.jobs.cli", "predict", str(folder), "--out", str(out)]
     procs = [
         subprocess.Popen(
             [*argv, "--chunk-size", "2"],
@@ -293,7 +293,7 @@ def test_a_41_megapixel_jpeg_is_predicted_and_decoded_small(trained, tmp_path):
     probe = textwrap.dedent(
         """
         import resource, sys
-        from core.images import decode_image
+        from anigenre.core.images import decode_image
         data = open(sys.argv[1], "rb").read()
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         decode_image(data, (40, 32))

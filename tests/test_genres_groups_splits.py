@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
-
-from core.errors import DataError
-from core.genres import GENRES, Vocabulary, column_slug
-from core.groups import linked_groups, title_stem
-from core.splits import SPLITS, grouped_stratified_split
+from anigenre.core.errors import DataError
+from anigenre.core.genres import GENRES, Vocabulary, column_slug
+from anigenre.core.groups import linked_groups, title_stem
+from anigenre.core.splits import SPLITS, grouped_stratified_split
 
 
 def test_vocabulary_is_anilists_18_in_fixed_order_and_hentai_only_when_adult():

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from anigenre.config import load_settings
+from anigenre.jobs.cli import main
+from anigenre.jobs.queue.app import create_app
+from anigenre.jobs.queue.inbox import tick
+from anigenre.jobs.runs.index import list_runs, load_plan
+from anigenre.jobs.stages.inbox import last_tick, report_page
 
-from config import load_settings
-from jobs.cli import main
-from jobs.queue.app import create_app
-from jobs.queue.inbox import tick
-from jobs.runs.index import list_runs, load_plan
-from jobs.stages.inbox import last_tick, report_page
 from tests.procs import ROOT, Worker, own_redis
 from tests.synthetic import poster_folder, trained_tiny_model
 
@@ -52,7 +52,7 @@ class Beat:
     def __init__(self, env: dict, log: Path) -> None:
         self.log = log
         self._fh = open(log, "w")  # noqa: SIM115 - closed in stop()
-        argv = [sys.executable, "-m", "jobs.cli", "beat", "--loglevel", "DEBUG"]
+        argv = [sys.executable, "-m", "anigenre.jobs.cli", "beat", "--loglevel", "DEBUG"]
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -190,8 +190,8 @@ def test_an_empty_inbox_is_quiet_and_a_missing_one_is_one_line(tmp_path):
 
 
 def test_a_report_that_cannot_be_written_does_not_stop_the_inbox(model, tmp_path):
-    from jobs.stages import predict_in_process
-    from jobs.stages.inbox import plan_inbox
+    from anigenre.jobs.stages import predict_in_process
+    from anigenre.jobs.stages.inbox import plan_inbox
 
     data, model_id = model
     assert main(["--data-dir", str(data), "models", "promote", model_id], env={}) == 0

@@ -1,7 +1,7 @@
 import pytest
+from anigenre.core.errors import InvalidImage
+from anigenre.core.images import inspect_image
 
-from core.errors import InvalidImage
-from core.images import inspect_image
 from tests.images import encode, png_header_only
 
 LIMIT = 10_000_000

@@ -15,14 +15,14 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 import redis
+from anigenre.core.genres import Vocabulary
+from anigenre.jobs import stages
+from anigenre.jobs.runs.index import load_plan
+from anigenre.jobs.runs.markers import finalize
+from anigenre.jobs.runs.parts import PartCounts
+from anigenre.jobs.runs.plan import RunPlan
+from anigenre.jobs.runs.status import run_status
 
-from core.genres import Vocabulary
-from jobs import stages
-from jobs.runs.index import load_plan
-from jobs.runs.markers import finalize
-from jobs.runs.parts import PartCounts
-from jobs.runs.plan import RunPlan
-from jobs.runs.status import run_status
 from tests import images as gen
 from tests.procs import ROOT, RedisServer, Worker, own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_png, trained_tiny_model

@@ -9,16 +9,18 @@ import sys
 
 from tests.conftest import ROOT
 
-PACKAGES = ("config", "core", "scraper", "models", "jobs")
+# The repository's folders, each installed as ``anigenre.<folder>``; ``anigenre/`` is the
+# package itself (the Python API).
+PACKAGES = ("config", "core", "scraper", "models", "jobs", "anigenre")
 CELERY_LIBS = ("celery", "kombu", "redis")
 # Celery's pure crontab parser validates the schedule setting at load time: no app, no broker.
-ALLOWED_OUTSIDE_QUEUE = {("config.settings", "celery.schedules")}
+ALLOWED_OUTSIDE_QUEUE = {("anigenre.config.settings", "celery.schedules")}
 
 
 def _module_name(path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
-    return ".".join(parts)
+    return ".".join(parts if parts[0] == "anigenre" else ("anigenre", *parts))
 
 
 def _imports(path) -> set[str]:
@@ -86,9 +88,11 @@ def test_no_import_circles():
 
 def test_nothing_imports_the_cli():
     for name, deps in _graph().items():
-        if name.startswith("jobs.cli"):
+        if name.startswith("anigenre.jobs.cli"):
             continue
-        assert not any(d == "jobs.cli" or d.startswith("jobs.cli.") for d in deps), name
+        assert not any(
+            d == "anigenre.jobs.cli" or d.startswith("anigenre.jobs.cli.") for d in deps
+        ), name
 
 
 def test_only_the_queue_package_imports_celery_kombu_or_redis():
@@ -96,7 +100,7 @@ def test_only_the_queue_package_imports_celery_kombu_or_redis():
     offenders = []
     for path in files:
         name = _module_name(path)
-        if name.startswith("jobs.queue"):
+        if name.startswith("anigenre.jobs.queue"):
             continue
         for imported in _imports(path):
             if imported.split(".")[0] in CELERY_LIBS and not any(
@@ -110,7 +114,9 @@ def test_only_the_queue_package_imports_celery_kombu_or_redis():
 def test_importing_the_project_builds_no_celery_app():
     """Only the worker entry module builds an app on import; everything else, the CLI
     included, reads no ./anigenre.toml by being imported."""
-    modules = sorted(n for n in _graph() if n != "jobs.queue.worker" and not n.endswith("__main__"))
+    modules = sorted(
+        n for n in _graph() if n != "anigenre.jobs.queue.worker" and not n.endswith("__main__")
+    )
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}:\n"
@@ -124,6 +130,21 @@ def test_importing_the_project_builds_no_celery_app():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+
+
+def test_no_module_imports_a_generic_top_level_name():
+    """Everything is imported as ``anigenre.<folder>``: a bare ``import models`` would load a
+    user's own ``models/`` package, or ours twice under two names."""
+    generic = {pkg for pkg in PACKAGES if pkg != "anigenre"}
+    files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
+    files += [*(ROOT / "tests").glob("*.py"), *(ROOT / "bench").glob("*.py")]
+    offenders = sorted(
+        f"{path.relative_to(ROOT)}: {imported}"
+        for path in files
+        for imported in _imports(path)
+        if imported.split(".")[0] in generic
+    )
+    assert offenders == []
 
 
 def test_tests_never_name_the_machines_redis():

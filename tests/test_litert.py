@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from anigenre.jobs import stages
+from anigenre.jobs.runs.index import load_plan
+from anigenre.jobs.runs.layout import PLAN
+from anigenre.models.registry import LITERT_FILE, LITERT_KEY, MODELS_DIR, litert_current
 
-from jobs import stages
-from jobs.runs.index import load_plan
-from jobs.runs.layout import PLAN
-from models.registry import LITERT_FILE, LITERT_KEY, MODELS_DIR, litert_current
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import poster_png, trained_tiny_model
 
@@ -83,16 +83,16 @@ def test_both_engines_give_the_same_probabilities_and_top4(trained, tmp_path):
 def test_chunks_decoded_ahead_are_decoded_once_and_predicted_alike(trained, tmp_path, monkeypatch):
     """In-process, the next chunk's first files decode while this chunk's network runs:
     each file is still read and decoded once, and the rows equal a one-chunk run's."""
-    import models.predictor
+    import anigenre.models.predictor
 
     settings, model_id = trained
     posters(tmp_path / "in", 11)
     (tmp_path / "in" / "copy.png").write_bytes((tmp_path / "in" / "p004.png").read_bytes())
     predictor = stages.load_predictor(settings, model_id, "litert")
     decoded: list[str] = []
-    real = models.predictor.decode_file
+    real = anigenre.models.predictor.decode_file
     monkeypatch.setattr(
-        models.predictor,
+        anigenre.models.predictor,
         "decode_file",
         lambda p, *a, **k: decoded.append(str(p)) or real(p, *a, **k),
     )
@@ -201,8 +201,8 @@ def test_a_plan_from_before_engines_loads_and_runs_on_keras(trained, tmp_path):
 
 NO_TF = """
 import sys
-from jobs import stages
-from config import load_settings
+from anigenre.jobs import stages
+from anigenre.config import load_settings
 settings = load_settings(overrides={{"data_dir": {data!r}}}, env={{}})
 plan = stages.plan_prediction(settings, [{folder!r}], model_id="latest", out_dir={out!r},
                               engine={engine!r})
@@ -307,11 +307,11 @@ def test_pretrained_backbones_and_their_scaling_convert_with_parity(backbone, sh
     """MobileNetV2 with the local ImageNet weights (Rescaling inside), the default pair of
     MobileNetV2s on one input, and ResNet50's CaffePreprocess layer, at a small input: the
     export gives Keras's probabilities."""
-    from models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights
-    from models.engines import KerasEngine, LiteRTEngine
-    from models.heads import build_head
-    from models.registry import convert_to_litert
-    from models.train import compose
+    from anigenre.models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights
+    from anigenre.models.engines import KerasEngine, LiteRTEngine
+    from anigenre.models.heads import build_head
+    from anigenre.models.registry import convert_to_litert
+    from anigenre.models.train import compose
 
     spec = BACKBONES[backbone]
     weights = (
@@ -331,8 +331,8 @@ def test_training_features_from_litert_are_kerass_features(shared_dir):
     """Enough missing images and the float backbone's features come from its LiteRT
     export, under the same cache key, so they must be Keras's numbers; a few come from
     Keras itself, since the export would cost more than it saves."""
-    from models.backbones import BACKBONES, build_backbone, resolve_weights
-    from models.embed import LITERT_MIN_IMAGES, features_extractor
+    from anigenre.models.backbones import BACKBONES, build_backbone, resolve_weights
+    from anigenre.models.embed import LITERT_MIN_IMAGES, features_extractor
 
     spec = BACKBONES["mobilenet_v2_0.35"]
     weights = resolve_weights(spec, "auto", shared_dir / "weights")
@@ -340,7 +340,7 @@ def test_training_features_from_litert_are_kerass_features(shared_dir):
     x = np.random.default_rng(1).integers(0, 256, (6, 96, 64, 3)).astype(np.uint8)
     keras_features = features_extractor(backbone, weights, images=LITERT_MIN_IMAGES - 1)
     litert_features = features_extractor(backbone, weights, images=LITERT_MIN_IMAGES)
-    from models.engines import FloatNetwork
+    from anigenre.models.engines import FloatNetwork
 
     assert isinstance(litert_features, FloatNetwork)
     assert not isinstance(keras_features, FloatNetwork)
@@ -373,8 +373,9 @@ def trained_int8(tmp_path_factory, shared_dir):
     """A head on the shared int8 MobileNetV2's features, in its own dir. At half the
     default input: at 64x48 the int8 features of noise-like synthetic posters are too far
     from the float ones (cosine 0.92) to stand for real use; at 160x112 they are 0.996."""
-    from config import load_settings
-    from models.config import TrainConfig
+    from anigenre.config import load_settings
+    from anigenre.models.config import TrainConfig
+
     from tests.synthetic import synthetic_dataset
 
     data = tmp_path_factory.mktemp("int8-data")
@@ -392,7 +393,7 @@ def trained_int8(tmp_path_factory, shared_dir):
 
 
 def test_an_int8_model_exports_its_extractor_and_head(trained_int8, shared_dir):
-    from models.engines import FEATURES_FILE
+    from anigenre.models.engines import FEATURES_FILE
 
     settings, model_id, manifest = trained_int8
     folder = folder_of(settings, model_id)
@@ -413,9 +414,9 @@ def test_an_int8_model_exports_its_extractor_and_head(trained_int8, shared_dir):
 def test_int8_features_are_cached_by_engine_and_served_as_trained(trained_int8):
     """The head's training features are the ones the LiteRT engine computes when serving:
     the same numbers, from a cache folder keyed by the int8 engine."""
-    from core.dataset_store import DATASET_PATH, read_dataset
-    from core.images import decode_image
-    from models.features import FeatureCache
+    from anigenre.core.dataset_store import DATASET_PATH, read_dataset
+    from anigenre.core.images import decode_image
+    from anigenre.models.features import FeatureCache
 
     settings, model_id, manifest = trained_int8
     metas = [
@@ -437,7 +438,7 @@ def test_int8_features_are_cached_by_engine_and_served_as_trained(trained_int8):
 
 
 def test_float_features_keep_the_cache_key_they_had_before_engines():
-    from models.features import cache_key
+    from anigenre.models.features import cache_key
 
     old = {"backbone": "b", "weights": "w", "size": [2, 1], "policy": "stretch", "view": "plain"}
     assert cache_key("b", "w", (2, 1), "stretch", "plain") == old
@@ -468,7 +469,7 @@ def test_int8_litert_agrees_with_its_float_keras_reference(trained_int8, shared_
 def test_a_stray_extractor_beside_a_float_model_is_not_served(trained, tmp_path):
     """An int8 extractor left in a float model's folder (a model.keras copied over an int8
     one) would feed the float head wrong inputs: the export is made again without it."""
-    from models.engines import FEATURES_FILE
+    from anigenre.models.engines import FEATURES_FILE
 
     settings, model_id = trained
     old, folder = copy_without_export(settings, model_id, tmp_path / "data")
@@ -483,8 +484,8 @@ def test_a_stray_extractor_beside_a_float_model_is_not_served(trained, tmp_path)
 
 
 def test_int8_backbone_without_its_file_says_what_to_do(tmp_path, shared_dir):
-    from core.errors import ConfigError
-    from models.backbones import BACKBONES, resolve_weights
+    from anigenre.core.errors import ConfigError
+    from anigenre.models.backbones import BACKBONES, resolve_weights
 
     spec = BACKBONES["mobilenet_v2_1.0_int8"]
     weights = tmp_path / "weights"

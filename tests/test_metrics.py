@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
+from anigenre.core import metrics as m
 from sklearn import metrics as skm
-
-from core import metrics as m
 
 
 def _data(seed=0, n=300, g=6):

@@ -11,14 +11,15 @@ from PIL import Image
 
 keras = pytest.importorskip("keras")  # part of the pinned install; never absent in CI
 
-from config import load_settings  # noqa: E402
-from core.errors import ConfigError  # noqa: E402
-from core.genres import Vocabulary  # noqa: E402
-from jobs import stages  # noqa: E402
-from models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.layers import CaffePreprocess  # noqa: E402
-from models.registry import list_models, load_artifact  # noqa: E402
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.core.errors import ConfigError  # noqa: E402
+from anigenre.core.genres import Vocabulary  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.layers import CaffePreprocess  # noqa: E402
+from anigenre.models.registry import list_models, load_artifact  # noqa: E402
+
 from tests.synthetic import synthetic_dataset  # noqa: E402
 
 VOCAB = Vocabulary()
@@ -75,8 +76,8 @@ def test_frozen_pretrained_features_train_the_head_and_are_cached(synth):
 def test_the_head_brings_features_to_unit_norm_and_old_configs_read_as_before(synth):
     """The head's first layer divides by the training features' mean L2 norm, a constant
     saved in the model; a config recorded before these options reads as what it ran."""
-    from core.dataset_store import DATASET_PATH, read_dataset
-    from models.features import FeatureCache
+    from anigenre.core.dataset_store import DATASET_PATH, read_dataset
+    from anigenre.models.features import FeatureCache
 
     config = TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
     model_id, manifest = stages.train_model(synth, config)
@@ -247,7 +248,7 @@ def test_a_model_on_the_pair_trains_saves_and_says_what_it_reads(synth):
     """Trained through the stage: the manifest and card name the companion and its weights,
     the features are cached under a key naming both files, the artifact reloads, and
     fine-tuning, whose top layers would all be the companion's, is refused."""
-    from models.registry import CARD_FILE
+    from anigenre.models.registry import CARD_FILE
 
     config = TrainConfig(**{**TINY, "input_size": (64, 48)})
     model_id, manifest = stages.train_model(synth, config)

@@ -9,12 +9,17 @@ import datetime as dt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from core.errors import DataError
-from jobs.runs.markers import finalize
-from jobs.runs.parts import PartCounts, all_written, chunk_done, missing_chunks, part_counts
-from jobs.runs.plan import RunPlan, run_id_at
-from jobs.runs.status import run_status
+from anigenre.core.errors import DataError
+from anigenre.jobs.runs.markers import finalize
+from anigenre.jobs.runs.parts import (
+    PartCounts,
+    all_written,
+    chunk_done,
+    missing_chunks,
+    part_counts,
+)
+from anigenre.jobs.runs.plan import RunPlan, run_id_at
+from anigenre.jobs.runs.status import run_status
 
 
 def _plan(tmp_path) -> RunPlan:

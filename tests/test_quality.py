@@ -14,13 +14,14 @@ import pytest
 
 pytest.importorskip("keras")  # part of the pinned install; never absent in CI
 
-from config import load_settings  # noqa: E402
-from core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
-from core.errors import DataError  # noqa: E402
-from core.seen import SEEN_KEY  # noqa: E402
-from jobs import stages  # noqa: E402
-from models.config import TrainConfig  # noqa: E402
-from models.registry import MODELS_DIR  # noqa: E402
+from anigenre.config import load_settings  # noqa: E402
+from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
+from anigenre.core.errors import DataError  # noqa: E402
+from anigenre.core.seen import SEEN_KEY  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.registry import MODELS_DIR  # noqa: E402
+
 from tests.procs import run_cli  # noqa: E402
 from tests.synthetic import synthetic_dataset  # noqa: E402
 

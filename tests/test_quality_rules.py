@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from core import metrics as m
-from models.evaluation import RATE_CAP, decision_rule
+from anigenre.core import metrics as m
+from anigenre.models.evaluation import RATE_CAP, decision_rule
 
 
 def scores(n: int, prevalence: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,9 +11,9 @@ import time
 
 import pandas as pd
 import pytest
+from anigenre.jobs.cli import build_parser
+from anigenre.models.config import TrainConfig
 
-from jobs.cli import build_parser
-from models.config import TrainConfig
 from tests.procs import ROOT, own_redis, run_cli
 from tests.test_jobs import _clean_env, make_folder, trained  # noqa: F401 - fixture
 
@@ -80,7 +80,7 @@ def test_worker_command_uses_the_named_config_not_the_one_in_the_cwd(tmp_path, r
             "rate_limit_per_min = 6000\n"
         )
         env = {**_clean_env(), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        cli = [sys.executable, "-m", "jobs.cli", "--config", str(good)]
+        cli = [sys.executable, "-m", "anigenre.jobs.cli", "--config", str(good)]
         log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed below
         worker = subprocess.Popen(
             [*cli, "worker", "-Q", "scrape", "--loglevel", "INFO"],

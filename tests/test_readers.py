@@ -12,13 +12,13 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from anigenre.core.atomic import atomic_path
+from anigenre.core.errors import ConfigError
+from anigenre.jobs import stages
+from anigenre.jobs.runs.chunks import execute_chunk
+from anigenre.jobs.runs.layout import BOOKKEEPING
+from anigenre.jobs.runs.plan import plan_run
 
-from core.atomic import atomic_path
-from core.errors import ConfigError
-from jobs import stages
-from jobs.runs.chunks import execute_chunk
-from jobs.runs.layout import BOOKKEEPING
-from jobs.runs.plan import plan_run
 from tests.procs import ROOT, run_cli
 from tests.synthetic import poster_folder, trained_tiny_model
 

@@ -1,6 +1,6 @@
 import datetime as dt
 
-from scraper.records import html_to_text, media_row
+from anigenre.scraper.records import html_to_text, media_row
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

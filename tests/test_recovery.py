@@ -13,12 +13,11 @@ import sys
 import time
 
 import pytest
-
-from config import load_settings
-from jobs import stages
-from jobs.queue.app import create_app
-from jobs.queue.publish import send_chunks
-from jobs.queue.sweeper import (
+from anigenre.config import load_settings
+from anigenre.jobs import stages
+from anigenre.jobs.queue.app import create_app
+from anigenre.jobs.queue.publish import send_chunks
+from anigenre.jobs.queue.sweeper import (
     RESENT_PREFIX,
     Sweeper,
     chunk_of_message,
@@ -27,12 +26,13 @@ from jobs.queue.sweeper import (
     publish_holdings,
     unacked_chunks,
 )
-from jobs.runs.index import load_plan, record_run
-from jobs.runs.lease import LEASE, read_lease
-from jobs.runs.markers import mark_queued
-from jobs.runs.plan import plan_run
-from jobs.runs.stalls import ORPHANED, REQUEUED, SUSPECT, read_stalls
-from jobs.runs.status import run_status
+from anigenre.jobs.runs.index import load_plan, record_run
+from anigenre.jobs.runs.lease import LEASE, read_lease
+from anigenre.jobs.runs.markers import mark_queued
+from anigenre.jobs.runs.plan import plan_run
+from anigenre.jobs.runs.stalls import ORPHANED, REQUEUED, SUSPECT, read_stalls
+from anigenre.jobs.runs.status import run_status
+
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import poster_folder
 from tests.test_jobs import _clean_env, _exactly_once, _submit, _worker_env, make_folder, trained
@@ -101,7 +101,7 @@ def test_sigkilled_worker_chunks_come_back_without_resume(trained, tmp_path, bro
 
         replacement = Worker("replacement", env, tmp_path / "replacement.log").start()
         waiter = subprocess.Popen(
-            [sys.executable, "-m", "jobs.cli", "jobs", "wait", run_id, "--timeout", "230"],
+            [sys.executable, "-m", "anigenre.jobs.cli", "jobs", "wait", run_id, "--timeout", "230"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-
-from config import load_settings
-from core.errors import ConfigError
-from jobs import stages
-from jobs.runs.index import list_runs, load_plan, record_run
-from jobs.runs.live import hold, live_inputs, release
-from jobs.runs.parts import missing_chunks
-from jobs.runs.plan import RunPlan
-from jobs.runs.status import run_status
-from jobs.stages.inbox import (
+from anigenre.config import load_settings
+from anigenre.core.errors import ConfigError
+from anigenre.jobs import stages
+from anigenre.jobs.runs.index import list_runs, load_plan, record_run
+from anigenre.jobs.runs.live import hold, live_inputs, release
+from anigenre.jobs.runs.parts import missing_chunks
+from anigenre.jobs.runs.plan import RunPlan
+from anigenre.jobs.runs.status import run_status
+from anigenre.jobs.stages.inbox import (
     Tick,
     last_tick,
     now_iso,
@@ -32,6 +31,7 @@ from jobs.stages.inbox import (
     report_if_due,
     report_page,
 )
+
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import labelled_folder, poster_png, trained_tiny_model
 from tests.test_readers import readme_block
@@ -263,7 +263,7 @@ def test_two_planners_of_one_bucket_take_turns_on_the_brokers_lock(trained, s3, 
             "ANIGENRE_DATA_DIR": str(settings.data_dir),
             "ANIGENRE_BROKER_URL": url,
         }
-        argv = [sys.executable, "-m", "jobs.cli", "jobs", "submit", "predict", posters,
+        argv = [sys.executable, "-m", "anigenre.jobs.cli", "jobs", "submit", "predict", posters,
                 "--out", bucket.uri_of("preds")]  # fmt: skip
         procs = [
             subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -279,7 +279,7 @@ def test_two_planners_of_one_bucket_take_turns_on_the_brokers_lock(trained, s3, 
 
 
 def test_the_brokers_planning_lock_expires_when_its_holder_dies(tmp_path):
-    from jobs.queue.locks import PREFIX, planning_lock
+    from anigenre.jobs.queue.locks import PREFIX, planning_lock
 
     with own_redis(tmp_path / "redis") as (url, client):
         killed = planning_lock(url, "s3://b/out", timeout_s=1.0)()

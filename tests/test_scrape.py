@@ -8,13 +8,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import requests
-
-from core import schemas
-from core.errors import ApiDisabled, GraphQLError
-from scraper.query import MEDIA_PAGE_QUERY
-from scraper.run import ScrapeRequest
-from scraper.store import RawStore
-from scraper.wiring import build_scraper
+from anigenre.core import schemas
+from anigenre.core.errors import ApiDisabled, GraphQLError
+from anigenre.scraper.query import MEDIA_PAGE_QUERY
+from anigenre.scraper.run import ScrapeRequest
+from anigenre.scraper.store import RawStore
+from anigenre.scraper.wiring import build_scraper
 
 
 def scrape(settings, **request):
@@ -217,7 +216,7 @@ def test_incremental_overlap_rereads_the_window_before_the_watermark(
 
 
 def test_concurrent_scrape_on_one_data_dir_is_refused(replay, make_settings):
-    from core.errors import ConfigError
+    from anigenre.core.errors import ConfigError
 
     server = replay()
     store = RawStore(make_settings(server.url).data_dir)

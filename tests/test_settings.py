@@ -1,9 +1,8 @@
 from pathlib import Path
 
 import pytest
-
-from config import load_settings
-from core.errors import ConfigError
+from anigenre.config import load_settings
+from anigenre.core.errors import ConfigError
 
 
 def test_defaults_point_at_real_anilist_and_local_data():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-
-from core.errors import ConfigError, StorageError
-from core.storage import S3Options, is_remote, open_store
+from anigenre.core.errors import ConfigError, StorageError
+from anigenre.core.storage import S3Options, is_remote, open_store
 
 
 @pytest.fixture(params=["local", "s3"])

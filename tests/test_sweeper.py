@@ -9,11 +9,10 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-from config import load_settings
-from jobs.queue.app import create_app
-from jobs.queue.publish import send_chunks
-from jobs.queue.sweeper import (
+from anigenre.config import load_settings
+from anigenre.jobs.queue.app import create_app
+from anigenre.jobs.queue.publish import send_chunks
+from anigenre.jobs.queue.sweeper import (
     Sweeper,
     chunk_of_message,
     confirm,
@@ -21,10 +20,11 @@ from jobs.queue.sweeper import (
     in_flight,
     publish_holdings,
 )
-from jobs.runs.index import load_plan, record_run
-from jobs.runs.parts import missing_chunks
-from jobs.runs.plan import plan_run
-from jobs.runs.status import run_status
+from anigenre.jobs.runs.index import load_plan, record_run
+from anigenre.jobs.runs.parts import missing_chunks
+from anigenre.jobs.runs.plan import plan_run
+from anigenre.jobs.runs.status import run_status
+
 from tests.procs import own_redis, run_cli
 from tests.synthetic import poster_folder
 

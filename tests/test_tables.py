@@ -2,9 +2,8 @@ import datetime as dt
 
 import pandas as pd
 import pyarrow.parquet as pq
-
-from core import schemas
-from core.tables import read_table, upsert
+from anigenre.core import schemas
+from anigenre.core.tables import read_table, upsert
 
 
 def _row(i, score=None, title="t"):

@@ -10,8 +10,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-
-from core.run_summary import RATE_BAND, decision_rows, summarize
+from anigenre.core.run_summary import RATE_BAND, decision_rows, summarize
 
 GENRES = ("Action", "Drama", "Comedy", "Horror")
 
@@ -68,10 +67,11 @@ def test_decision_rows_of_an_older_model_leave_expected_unrecorded():
 
 pytest.importorskip("keras")  # part of the pinned install; never absent in CI
 
-from core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
-from jobs import stages  # noqa: E402
-from models.card import FEW_POSITIVES, NOT_RECORDED  # noqa: E402
-from models.registry import CARD_FILE, MODELS_DIR, check_artifact, model_card  # noqa: E402
+from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
+from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.card import FEW_POSITIVES, NOT_RECORDED  # noqa: E402
+from anigenre.models.registry import CARD_FILE, MODELS_DIR, check_artifact, model_card  # noqa: E402
+
 from tests.procs import run_cli  # noqa: E402
 from tests.synthetic import poster_folder, trained_tiny_model  # noqa: E402
 
@@ -172,7 +172,7 @@ def test_report_sets_each_genres_observed_rate_beside_the_expected_one(trained, 
 def older_copy(settings, model_id, tmp_path):
     """Settings of a data dir holding a copy of the model as trained before the manifest
     recorded expected rates and training data, and before cards were written."""
-    from config import load_settings
+    from anigenre.config import load_settings
 
     data = tmp_path / "old-data"
     folder = data / MODELS_DIR / model_id

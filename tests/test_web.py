@@ -15,22 +15,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit as st
+from anigenre.config import load_settings
+from anigenre.core.errors import ConfigError, InvalidImage
+from anigenre.core.genres import GENRES, Vocabulary
+from anigenre.core.images import decode_image
+from anigenre.core.predictions import prediction_table
+from anigenre.core.tables import write_table
+from anigenre.jobs import stages
+from anigenre.jobs.runs.chunks import execute_chunk
+from anigenre.jobs.runs.index import index_home, load_plan, record_run
+from anigenre.jobs.runs.markers import finalize
+from anigenre.jobs.runs.plan import RunPlan, plan_run
+from anigenre.jobs.web import runs as data
+from anigenre.jobs.web.posters import upload_message
+from anigenre.jobs.web.submit import folder_location, masked_url
 from streamlit.testing.v1 import AppTest
 
-from config import load_settings
-from core.errors import ConfigError, InvalidImage
-from core.genres import GENRES, Vocabulary
-from core.images import decode_image
-from core.predictions import prediction_table
-from core.tables import write_table
-from jobs import stages
-from jobs.runs.chunks import execute_chunk
-from jobs.runs.index import index_home, load_plan, record_run
-from jobs.runs.markers import finalize
-from jobs.runs.plan import RunPlan, plan_run
-from jobs.web import runs as data
-from jobs.web.posters import upload_message
-from jobs.web.submit import folder_location, masked_url
 from tests import images as gen
 from tests.procs import ROOT, own_redis, run_cli
 from tests.synthetic import poster_folder, poster_png
@@ -143,13 +143,13 @@ def test_bad_uploads_get_one_line_each_and_the_good_one_still_shows(page):
 
 
 def test_the_model_is_loaded_once_per_server_not_per_upload(page, monkeypatch):
-    import models.registry
+    import anigenre.models.registry
 
     st.cache_resource.clear()
     loads = []
-    real = models.registry.load_artifact
+    real = anigenre.models.registry.load_artifact
     monkeypatch.setattr(
-        models.registry, "load_artifact", lambda *a, **k: loads.append(a) or real(*a, **k)
+        anigenre.models.registry, "load_artifact", lambda *a, **k: loads.append(a) or real(*a, **k)
     )
     first = page()
     for i in range(3):
@@ -273,7 +273,7 @@ def bucket_env(s3, tmp_path, monkeypatch):
 
 
 def test_the_pages_settings_reach_the_bucket_the_cli_reaches(s3, bucket_env, monkeypatch):
-    from jobs.web import context
+    from anigenre.jobs.web import context
 
     bucket, env = bucket_env
     for key, value in env.items():
@@ -552,7 +552,7 @@ def test_masked_url_hides_the_password_only():
 
 
 def test_web_serves_on_loopback_headless_with_the_model_after_the_script_args(tmp_path):
-    from jobs.cli.web_cmd import server_env, streamlit_argv
+    from anigenre.jobs.cli.web_cmd import server_env, streamlit_argv
 
     argv = streamlit_argv("127.0.0.1", 8123, "latest")
     flags = dict(zip(argv[5:-3:2], argv[6:-3:2], strict=True))
@@ -562,7 +562,7 @@ def test_web_serves_on_loopback_headless_with_the_model_after_the_script_args(tm
     assert flags["--browser.gatherUsageStats"] == "false"
     assert flags["--runner.postScriptGC"] == "false"  # bench/web.py: ~0.3 s per upload
     assert argv[-3:] == ["--", "--model", "latest"]
-    from config import load_settings
+    from anigenre.config import load_settings
 
     settings = load_settings(overrides={"data_dir": "rel/data", "broker_url": "redis://h/0"})
     env = server_env(settings, "my.toml", {"PATH": "/bin"})

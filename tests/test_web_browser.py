@@ -19,11 +19,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from anigenre.core.genres import GENRES
+from anigenre.jobs import stages
+from anigenre.jobs.runs.index import load_plan
 from PIL import Image
 
-from core.genres import GENRES
-from jobs import stages
-from jobs.runs.index import load_plan
 from tests.procs import ROOT, free_port, own_redis
 from tests.synthetic import poster_folder, poster_png
 from tests.test_jobs import _clean_env, trained  # noqa: F401 - fixture
@@ -85,7 +85,7 @@ def _serve(settings, work: Path, broker: str, *run_ids: str):
     env = {**_clean_env(), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = open(work / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", "--data-dir", str(settings.data_dir), "web"]
+        [sys.executable, "-m", "anigenre.jobs.cli", "--data-dir", str(settings.data_dir), "web"]
         + ["--port", str(port), "--model", "latest", "--broker", broker],
         cwd=work,
         env=env,

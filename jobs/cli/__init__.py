@@ -9,9 +9,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from config import load_settings
-from core.errors import AnigenreError, ConfigError, RetryableError
-from jobs.cli import (
+from anigenre.config import load_settings
+from anigenre.core.errors import AnigenreError, ConfigError, RetryableError
+from anigenre.jobs.cli import (
     dataset_cmd,
     demo_cmd,
     jobs_cmd,
@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 1
     except OSError as exc:
         # Last resort for a file error no edge mapped: still one line, with the path.
-        from core.errors import StorageError
+        from anigenre.core.errors import StorageError
 
         print(f"anigenre: error: {StorageError.from_os(exc, action='use')}", file=sys.stderr)
         return 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.errors import ConfigError
-from core.parsing import parse_formats, parse_year_range
+from anigenre.core.errors import ConfigError
+from anigenre.core.parsing import parse_formats, parse_year_range
 
 
 def _typed(parse):
@@ -64,7 +64,7 @@ def add_include_seen(parser) -> None:
 def storage_location(text: str):
     """A local path (a Path) or an ``s3://bucket/prefix`` URI (text); an unknown scheme
     is refused here, in one line. The Queue page parses its folder with the same function."""
-    from core.storage import parse_storage_location  # pyarrow: not at every CLI start
+    from anigenre.core.storage import parse_storage_location  # pyarrow: not at every CLI start
 
     return _typed(parse_storage_location)(text)
 
@@ -72,7 +72,7 @@ def storage_location(text: str):
 def local_path(text: str) -> Path:
     """A path on this machine. Flags that read a labelled folder or write charts take no
     ``s3://`` URI: refused here, where ``Path`` would silently fold it into ``s3:/...``."""
-    from core.storage import is_remote
+    from anigenre.core.storage import is_remote
 
     if is_remote(text):
         raise argparse.ArgumentTypeError(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from config import Settings
-from core.dataset import Filters
-from jobs import stages
-from jobs.cli import args as types
+from anigenre.config import Settings
+from anigenre.core.dataset import Filters
+from anigenre.jobs import stages
+from anigenre.jobs.cli import args as types
 
 _SHOW_SKIPPED = 10
 

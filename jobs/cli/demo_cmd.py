@@ -22,14 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from config import Settings
-from core.dataset import Filters
-from core.errors import AnigenreError
-from jobs.cli.hints import command
-from jobs.cli.scrape_cmd import format_summary, scrape_with_progress
-from scraper.replay.build import build_server
-from scraper.run import ScrapeRequest
-from scraper.store import RawStore
+from anigenre.config import Settings
+from anigenre.core.dataset import Filters
+from anigenre.core.errors import AnigenreError
+from anigenre.jobs.cli.hints import command
+from anigenre.jobs.cli.scrape_cmd import format_summary, scrape_with_progress
+from anigenre.scraper.replay.build import build_server
+from anigenre.scraper.run import ScrapeRequest
+from anigenre.scraper.store import RawStore
 
 DEMO_YEARS = (2013, 2021)  # the paper's period
 HELD_OUT_YEAR = "2022"
@@ -149,9 +149,9 @@ def demo_request(settings: Settings, years: tuple[int, int] = DEMO_YEARS) -> Scr
 
 def reusable_model(settings: Settings, config) -> str | None:
     """The newest model trained on the current dataset with ``config``, if any."""
-    from core.dataset import fingerprint
-    from core.dataset_store import DATASET_PATH, read_dataset
-    from models.registry import list_models
+    from anigenre.core.dataset import fingerprint
+    from anigenre.core.dataset_store import DATASET_PATH, read_dataset
+    from anigenre.models.registry import list_models
 
     dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)
     wanted = (fingerprint(dataset), json.loads(json.dumps(config.as_dict())))
@@ -162,10 +162,10 @@ def reusable_model(settings: Settings, config) -> str | None:
 
 
 def _in_process(settings: Settings, labelled: list[Path], inbox: Path) -> str:
-    from jobs import stages
-    from jobs.cli.models_cmd import format_summary as model_summary
-    from jobs.cli.predict_cmd import format_top_k
-    from models.config import TrainConfig
+    from anigenre.jobs import stages
+    from anigenre.jobs.cli.models_cmd import format_summary as model_summary
+    from anigenre.jobs.cli.predict_cmd import format_top_k
+    from anigenre.models.config import TrainConfig
 
     request = demo_request(settings)
     print(
@@ -194,7 +194,7 @@ def _in_process(settings: Settings, labelled: list[Path], inbox: Path) -> str:
     config = TrainConfig(bootstrap=300)
     model_id = reusable_model(settings, config)
     if model_id:
-        from models.registry import load_manifest
+        from anigenre.models.registry import load_manifest
 
         manifest = load_manifest(settings.data_dir, model_id)
         print(f"  model {model_id} (reused: trained on this dataset with these settings)")
@@ -221,14 +221,14 @@ def _print_report(report) -> None:
 
 
 def _through_workers(settings: Settings, labelled: list[Path], inbox: Path) -> str:
-    from jobs import stages
-    from jobs.cli.status_view import format_result
-    from jobs.queue.app import worker_argv
-    from jobs.queue.broker import broker_app
-    from jobs.queue.publish import send_chunks, send_task
-    from jobs.runs.index import index_home, load_plan
-    from jobs.runs.status import run_status
-    from models.config import TrainConfig
+    from anigenre.jobs import stages
+    from anigenre.jobs.cli.status_view import format_result
+    from anigenre.jobs.queue.app import worker_argv
+    from anigenre.jobs.queue.broker import broker_app
+    from anigenre.jobs.queue.publish import send_chunks, send_task
+    from anigenre.jobs.runs.index import index_home, load_plan
+    from anigenre.jobs.runs.status import run_status
+    from anigenre.models.config import TrainConfig
 
     app = broker_app(settings)
     env = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from config import Settings
+from anigenre.config import Settings
 
 _DEFAULT_DATA_DIR = Path("data")
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import sys
 import time
 
-from config import Settings
-from core import mirror
-from jobs.cli import args as types
-from jobs.cli.hints import command, masked_url
-from jobs.cli.models_cmd import add_train_arguments, train_config
-from jobs.cli.predict_cmd import add_predict_arguments, format_top_k, nothing_new, plan_from_args
-from jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
+from anigenre.config import Settings
+from anigenre.core import mirror
+from anigenre.jobs.cli import args as types
+from anigenre.jobs.cli.hints import command, masked_url
+from anigenre.jobs.cli.models_cmd import add_train_arguments, train_config
+from anigenre.jobs.cli.predict_cmd import (
+    add_predict_arguments,
+    format_top_k,
+    nothing_new,
+    plan_from_args,
+)
+from anigenre.jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
 
 
 def register(sub) -> None:
@@ -53,8 +58,8 @@ def register(sub) -> None:
 
 
 def run_submit_predict(args, settings: Settings) -> int:
-    from jobs.queue.broker import broker_app
-    from jobs.queue.publish import send_chunks
+    from anigenre.jobs.queue.broker import broker_app
+    from anigenre.jobs.queue.publish import send_chunks
 
     app = broker_app(settings)  # fail before hashing thousands of files
     plan = plan_from_args(settings, args)
@@ -63,7 +68,7 @@ def run_submit_predict(args, settings: Settings) -> int:
         return 0
     sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
     if not sent:
-        from jobs.runs.markers import finalize
+        from anigenre.jobs.runs.markers import finalize
 
         finalize(plan)
     print(plan.run_id)
@@ -82,7 +87,7 @@ def run_submit_predict(args, settings: Settings) -> int:
 def _warn_if_local_inputs_leave_this_machine(inputs, out_dir, settings: Settings) -> None:
     """Workers on other machines cannot read this machine's files: when the run lives in a
     bucket (its output or the data dir), local inputs are most likely a mistake."""
-    from core.storage import is_remote
+    from anigenre.core.storage import is_remote
 
     shared = is_remote(str(out_dir)) or settings.data_uri is not None
     local = [str(p) for p in inputs if not is_remote(str(p))]
@@ -105,9 +110,9 @@ def run_submit_train(args, settings: Settings) -> int:
 
 
 def _submit_task(settings: Settings, name: str, queue: str, **kwargs) -> int:
-    from jobs.cli.task_records import record_task
-    from jobs.queue.broker import broker_app
-    from jobs.queue.publish import send_task
+    from anigenre.jobs.cli.task_records import record_task
+    from anigenre.jobs.queue.broker import broker_app
+    from anigenre.jobs.queue.publish import send_task
 
     app = broker_app(settings)
     task_id = send_task(app, f"jobs.tasks.{name}", queue, **kwargs)
@@ -159,8 +164,8 @@ def _status_line(s) -> str:
 
 
 def run_status(args, settings: Settings) -> int:
-    from jobs.cli.status_view import FAILED_STATES, run_view, task_line
-    from jobs.runs.index import index_home, list_runs
+    from anigenre.jobs.cli.status_view import FAILED_STATES, run_view, task_line
+    from anigenre.jobs.runs.index import index_home, list_runs
 
     if args.id in list_runs(index_home(settings), settings.s3):
         s = _read_status(settings, args.id)  # a DataError when its files are gone
@@ -180,9 +185,9 @@ def _show(args, view: dict, line: str) -> None:
 def _task(settings: Settings, task_id: str):
     """A submitted task's view and the app that answered it; an id that is neither one of
     our recorded tasks nor known to the result backend is an error, not PENDING."""
-    from core.errors import AnigenreError, ConfigError
-    from jobs.cli.status_view import task_view
-    from jobs.cli.task_records import load_task
+    from anigenre.core.errors import AnigenreError, ConfigError
+    from anigenre.jobs.cli.status_view import task_view
+    from anigenre.jobs.cli.task_records import load_task
 
     mirror.pull(settings, "tasks")
     record = load_task(settings.data_dir, task_id)
@@ -196,7 +201,7 @@ def _task(settings: Settings, task_id: str):
             f"no run '{task_id}' in {settings.data_dir} ('anigenre jobs list' shows them); "
             "a task id from 'jobs submit scrape|train' needs --broker"
         )
-    from jobs.queue.broker import broker_app
+    from anigenre.jobs.queue.broker import broker_app
 
     app = broker_app(settings)
     state, outcome = _task_state(app, task_id)
@@ -217,7 +222,7 @@ def _task_state(app, task_id: str):
 
 
 def run_wait(args, settings: Settings) -> int:
-    from jobs.runs.index import index_home, list_runs
+    from anigenre.jobs.runs.index import index_home, list_runs
 
     if args.id in list_runs(index_home(settings), settings.s3):
         return _wait_run(args, settings)
@@ -225,8 +230,8 @@ def run_wait(args, settings: Settings) -> int:
 
 
 def _wait_task(args, settings: Settings) -> int:
-    from core.errors import AnigenreError
-    from jobs.cli.status_view import FAILED_STATES, task_line, task_view
+    from anigenre.core.errors import AnigenreError
+    from anigenre.jobs.cli.status_view import FAILED_STATES, task_line, task_view
 
     view, app = _task(settings, args.id)  # pulls the task records once
     record = _record(settings, args.id)  # fixed at submission: read once, not every poll
@@ -246,19 +251,18 @@ def _wait_task(args, settings: Settings) -> int:
 
 
 def _record(settings: Settings, task_id: str):
-    from jobs.cli.task_records import load_task
+    from anigenre.jobs.cli.task_records import load_task
 
     return load_task(settings.data_dir, task_id)
 
 
 def _wait_run(args, settings: Settings) -> int:
+    from anigenre.core.errors import AnigenreError, DataError
+    from anigenre.jobs.runs.index import index_home, load_plan
+    from anigenre.jobs.runs.markers import finalize
+    from anigenre.jobs.runs.parts import PartCounts
+    from anigenre.jobs.runs.status import run_status
     from tqdm import tqdm
-
-    from core.errors import AnigenreError, DataError
-    from jobs.runs.index import index_home, load_plan
-    from jobs.runs.markers import finalize
-    from jobs.runs.parts import PartCounts
-    from jobs.runs.status import run_status
 
     plan = load_plan(index_home(settings), args.id, settings.s3)
     counts = PartCounts()
@@ -306,8 +310,8 @@ def _wait_run(args, settings: Settings) -> int:
 def _no_worker_suffix(settings: Settings, queue: str) -> str:
     if not settings.broker_url:
         return ""
-    from core.errors import AnigenreError
-    from jobs.queue.broker import broker_app
+    from anigenre.core.errors import AnigenreError
+    from anigenre.jobs.queue.broker import broker_app
 
     try:
         hint = no_worker_hint(broker_app(settings), queue, settings)
@@ -317,15 +321,15 @@ def _no_worker_suffix(settings: Settings, queue: str) -> str:
 
 
 def run_resume(args, settings: Settings) -> int:
-    from jobs import stages
-    from jobs.runs.index import index_home, load_plan
-    from jobs.runs.parts import missing_chunks
-    from jobs.stages.predict import claim_run, planning_lock
+    from anigenre.jobs import stages
+    from anigenre.jobs.runs.index import index_home, load_plan
+    from anigenre.jobs.runs.parts import missing_chunks
+    from anigenre.jobs.stages.predict import claim_run, planning_lock
 
     plan = load_plan(index_home(settings), args.run_id, settings.s3)
     app = None
     if settings.broker_url:
-        from jobs.queue.broker import broker_app
+        from anigenre.jobs.queue.broker import broker_app
 
         app = broker_app(settings)  # fail before touching the plan
     # Files that other runs predicted (or own) since this one was planned leave its
@@ -334,7 +338,7 @@ def run_resume(args, settings: Settings) -> int:
     missing = missing_chunks(plan)
     note = f"; {dropped} file(s) left to the other runs that predict them" if dropped else ""
     if app is not None:
-        from jobs.queue.publish import forget_resends, send_chunks
+        from anigenre.jobs.queue.publish import forget_resends, send_chunks
 
         forget_resends(app, plan.run_id)
         send_chunks(app, plan, missing)
@@ -351,10 +355,10 @@ def run_resume(args, settings: Settings) -> int:
 def run_list(args, settings: Settings) -> int:
     import json
 
-    from core.errors import DataError
-    from jobs.cli.status_view import run_view, task_line
-    from jobs.cli.task_records import list_tasks
-    from jobs.runs.index import index_home, list_runs
+    from anigenre.core.errors import DataError
+    from anigenre.jobs.cli.status_view import run_view, task_line
+    from anigenre.jobs.cli.task_records import list_tasks
+    from anigenre.jobs.runs.index import index_home, list_runs
 
     runs = []  # (view, line) in run order, newest last
     for run_id in list_runs(index_home(settings), settings.s3):
@@ -379,12 +383,12 @@ def run_list(args, settings: Settings) -> int:
 
 def _task_views(settings: Settings, records) -> list[dict]:
     """Views of the recorded tasks; their states when a broker is set and answers."""
-    from core.errors import AnigenreError
-    from jobs.cli.status_view import task_view
+    from anigenre.core.errors import AnigenreError
+    from anigenre.jobs.cli.status_view import task_view
 
     app = None
     if records and settings.broker_url:
-        from jobs.queue.broker import broker_app
+        from anigenre.jobs.queue.broker import broker_app
 
         try:
             app = broker_app(settings)
@@ -398,9 +402,9 @@ def _task_views(settings: Settings, records) -> list[dict]:
 
 def _read_status(settings: Settings, run_id: str):
     """The status of ``run_id``; a run whose files are gone or damaged is a DataError."""
-    from core.errors import AnigenreError, DataError, StorageError
-    from jobs.runs.index import index_home, load_plan
-    from jobs.runs.status import run_status
+    from anigenre.core.errors import AnigenreError, DataError, StorageError
+    from anigenre.jobs.runs.index import index_home, load_plan
+    from anigenre.jobs.runs.status import run_status
 
     # A DataError when its plan is gone.
     plan = load_plan(index_home(settings), run_id, settings.s3)

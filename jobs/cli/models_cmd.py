@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from config import Settings
-from core import mirror
-from core.errors import ConfigError
-from jobs.cli import args as types
+from anigenre.config import Settings
+from anigenre.core import mirror
+from anigenre.core.errors import ConfigError
+from anigenre.jobs.cli import args as types
 
 # Spelled out so that `--help` needs no Keras import; a test holds it to models.backbones.
 BACKBONE_NAMES = (
@@ -64,7 +64,7 @@ def add_train_arguments(t) -> None:
 
 def train_config(args):
     """The TrainConfig the flags of ``add_train_arguments`` describe."""
-    from models.config import TrainConfig
+    from anigenre.models.config import TrainConfig
 
     try:
         return TrainConfig(
@@ -116,9 +116,8 @@ def register(sub) -> None:
 
 
 def run_train(args, settings: Settings) -> int:
+    from anigenre.jobs import stages
     from tqdm import tqdm
-
-    from jobs import stages
 
     config = train_config(args)
     with tqdm(
@@ -161,9 +160,9 @@ def format_summary(summary: dict) -> str:
 def run_list(args, settings: Settings) -> int:
     import json
 
-    from models.aliases import names_by_model
-    from models.registry import list_models
-    from models.remote import sync_listing
+    from anigenre.models.aliases import names_by_model
+    from anigenre.models.registry import list_models
+    from anigenre.models.remote import sync_listing
 
     sync_listing(settings)
     models = list_models(settings.data_dir)
@@ -212,14 +211,14 @@ def register_card(msub) -> None:
 
 
 def run_card(args, settings: Settings) -> int:
-    from models.registry import model_card
-    from models.remote import sync_listing
+    from anigenre.models.registry import model_card
+    from anigenre.models.remote import sync_listing
 
     sync_listing(settings)  # an s3:// data dir: cards come with the listing, not the weights
     text, path, written = model_card(settings.data_dir, args.model)
     print(text, end="")
     if written:
-        from core.mirror import push
+        from anigenre.core.mirror import push
 
         rel = f"models/{path.parent.name}"
         push(settings, rel)  # an s3:// data dir: the card lands in the bucket, beside the model
@@ -232,7 +231,7 @@ def run_card(args, settings: Settings) -> int:
 
 
 def run_evaluate(args, settings: Settings) -> int:
-    from jobs import stages
+    from anigenre.jobs import stages
 
     result = stages.evaluate_model(
         settings,
@@ -257,7 +256,7 @@ def run_evaluate(args, settings: Settings) -> int:
 
 
 def register_aliases(msub) -> None:
-    from models.aliases import DEFAULT_ALIAS
+    from anigenre.models.aliases import DEFAULT_ALIAS
 
     p = msub.add_parser(
         "promote", help="point an alias (default 'production') at a model; --model NAME uses it"
@@ -271,9 +270,9 @@ def register_aliases(msub) -> None:
 
 
 def run_promote(args, settings: Settings) -> int:
-    from models.aliases import ALIASES_FILE, set_alias
-    from models.registry import list_models, resolve_model_id
-    from models.remote import sync_listing
+    from anigenre.models.aliases import ALIASES_FILE, set_alias
+    from anigenre.models.registry import list_models, resolve_model_id
+    from anigenre.models.remote import sync_listing
 
     sync_listing(settings)
     model_id = resolve_model_id(settings.data_dir, args.model)
@@ -287,8 +286,8 @@ def run_promote(args, settings: Settings) -> int:
 
 
 def run_demote(args, settings: Settings) -> int:
-    from models.aliases import ALIASES_FILE, remove_alias
-    from models.remote import sync_listing
+    from anigenre.models.aliases import ALIASES_FILE, remove_alias
+    from anigenre.models.remote import sync_listing
 
     sync_listing(settings)
     model_id = remove_alias(settings.data_dir, args.alias)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from config import Settings
-from jobs.cli import args as types
-from jobs.cli.hints import command
+from anigenre.config import Settings
+from anigenre.jobs.cli import args as types
+from anigenre.jobs.cli.hints import command
 
 TABLE_LIMIT = 20  # print the paper's Table 4-style listing for inputs up to this size
 
@@ -42,7 +42,7 @@ def add_predict_arguments(p) -> None:
 
 def plan_from_args(settings: Settings, args):
     """The run plan for the arguments ``add_predict_arguments`` declares."""
-    from jobs import stages
+    from anigenre.jobs import stages
 
     return stages.plan_prediction(
         settings,
@@ -87,9 +87,8 @@ def register(sub) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    from anigenre.jobs import stages
     from tqdm import tqdm
-
-    from jobs import stages
 
     plan = plan_from_args(settings, args)
     if not plan.inputs:
@@ -171,7 +170,7 @@ def register_report(sub) -> None:
 
 
 def run_report(args, settings: Settings) -> int:
-    from jobs import stages
+    from anigenre.jobs import stages
 
     report = stages.report_run(settings, args.run_id, args.labels, args.include_seen)
     totals = report.summary[report.summary.section == "totals"].set_index("name")["count"]

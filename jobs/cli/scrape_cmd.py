@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from anigenre.config import Settings
+from anigenre.jobs.cli import args as types
+from anigenre.scraper.run import ScrapeRequest, ScrapeSummary
+from anigenre.scraper.store import RawStore
+from anigenre.scraper.wiring import build_scraper
 from tqdm import tqdm
-
-from config import Settings
-from jobs.cli import args as types
-from scraper.run import ScrapeRequest, ScrapeSummary
-from scraper.store import RawStore
-from scraper.wiring import build_scraper
 
 
 def add_scrape_arguments(p) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from config import Settings
-from core.errors import ConfigError
-from jobs.cli import args as types
-from scraper.replay.build import build_server
+from anigenre.config import Settings
+from anigenre.core.errors import ConfigError
+from anigenre.jobs.cli import args as types
+from anigenre.scraper.replay.build import build_server
 
 
 def register(sub) -> None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from core.atomic import write_text_atomic
+from anigenre.core.atomic import write_text_atomic
 
 TASKS_DIR = Path("tasks")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a file name, never a path

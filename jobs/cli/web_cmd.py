@@ -15,8 +15,8 @@ import socket
 import sys
 from pathlib import Path
 
-from config import Settings
-from core.errors import ConfigError
+from anigenre.config import Settings
+from anigenre.core.errors import ConfigError
 
 APP = Path(__file__).resolve().parent.parent / "web" / "app.py"
 MAX_UPLOAD_MB = 50  # far above any poster; Streamlit itself refuses larger files
@@ -110,8 +110,8 @@ def run(args, settings: Settings) -> int:
         raise ConfigError("the web page needs Streamlit: pip install -e '.[web]'")
     model = args.model
     if model != "latest":
-        from models.registry import resolve_model_id
-        from models.remote import sync_listing
+        from anigenre.models.registry import resolve_model_id
+        from anigenre.models.remote import sync_listing
 
         sync_listing(settings)
         model = resolve_model_id(settings.data_dir, model)  # a typo fails here, not later

@@ -6,8 +6,8 @@ They build the app from the settings this command line resolved (``--config``,
 
 from __future__ import annotations
 
-from config import Settings
-from jobs.cli import args as types
+from anigenre.config import Settings
+from anigenre.jobs.cli import args as types
 
 QUEUE_NAMES = ("scrape", "train", "predict")
 
@@ -45,7 +45,7 @@ def _broker(args) -> dict:
 
 
 def _app(settings: Settings):
-    from jobs.queue.broker import broker_app
+    from anigenre.jobs.queue.broker import broker_app
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return broker_app(settings)  # one line, not a retry loop, when Redis is not there

@@ -6,12 +6,11 @@ from __future__ import annotations
 import logging
 import sys
 
+from anigenre.config import Settings
+from anigenre.config.settings import interval_seconds
+from anigenre.jobs.queue.bootstep import SweeperStep
 from celery import Celery, signals
 from celery.schedules import crontab
-
-from config import Settings
-from config.settings import interval_seconds
-from jobs.queue.bootstep import SweeperStep
 
 QUEUES = ("scrape", "train", "predict")
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
@@ -19,7 +18,7 @@ DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 def create_app(settings: Settings) -> Celery:
     broker = settings.broker_url or DEFAULT_BROKER
-    app = Celery("anigenre", broker=broker, backend=broker, include=["jobs.queue.tasks"])
+    app = Celery("anigenre", broker=broker, backend=broker, include=["anigenre.jobs.queue.tasks"])
     transport = {
         "visibility_timeout": settings.task_visibility_timeout_s,
         "unacked_restore_interval": settings.broker_restore_interval_s,
@@ -87,8 +86,8 @@ def beat_schedule(settings: Settings) -> dict:
 
 
 def _scrape_entry(settings: Settings) -> dict:
-    from core.parsing import parse_year_range
-    from scraper.run import ScrapeRequest
+    from anigenre.core.parsing import parse_year_range
+    from anigenre.scraper.run import ScrapeRequest
 
     request = ScrapeRequest(
         years=parse_year_range(settings.schedule_scrape_years),
@@ -122,7 +121,7 @@ def cron(text: str) -> crontab:
     )
 
 
-WORKER_MODULE = "jobs.queue.worker"
+WORKER_MODULE = "anigenre.jobs.queue.worker"
 
 
 def worker_argv(queues: str, name: str, *, loglevel: str = "INFO", quiet: bool = True) -> list[str]:

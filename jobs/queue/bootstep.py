@@ -7,11 +7,10 @@ import logging
 import os
 
 import redis
+from anigenre.jobs.queue.publish import send_chunks
+from anigenre.jobs.queue.sweeper import PREDICT_QUEUE, Sweeper, holdings_key, publish_holdings
+from anigenre.jobs.runs.index import index_home
 from celery import bootsteps
-
-from jobs.queue.publish import send_chunks
-from jobs.queue.sweeper import PREDICT_QUEUE, Sweeper, holdings_key, publish_holdings
-from jobs.runs.index import index_home
 
 log = logging.getLogger(__name__)
 

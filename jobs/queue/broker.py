@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from anigenre.config import Settings
+from anigenre.core.errors import ConfigError, NetworkError
+from anigenre.jobs.queue.app import create_app
 from celery import Celery
 from kombu.exceptions import OperationalError
 from kombu.utils.url import maybe_sanitize_url
-
-from config import Settings
-from core.errors import ConfigError, NetworkError
-from jobs.queue.app import create_app
 
 BROKER_SCHEMES = ("redis", "rediss")
 

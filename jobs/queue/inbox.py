@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from anigenre.config import Settings
+from anigenre.core.errors import AnigenreError
+from anigenre.jobs.queue.publish import send_chunks
+from anigenre.jobs.runs import live
+from anigenre.jobs.stages import inbox
 from celery import Celery
-
-from config import Settings
-from core.errors import AnigenreError
-from jobs.queue.publish import send_chunks
-from jobs.runs import live
-from jobs.stages import inbox
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 
 import redis
-
-from core.errors import NetworkError
+from anigenre.core.errors import NetworkError
 
 PREFIX = "anigenre:planning:"
 TIMEOUT_S = 300.0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import redis
+from anigenre.jobs.queue.sweeper import RESENT_PREFIX
+from anigenre.jobs.runs.markers import mark_queued
+from anigenre.jobs.runs.plan import RunPlan
 from celery import Celery, group
-
-from jobs.queue.sweeper import RESENT_PREFIX
-from jobs.runs.markers import mark_queued
-from jobs.runs.plan import RunPlan
 
 
 def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):

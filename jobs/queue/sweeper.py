@@ -32,14 +32,21 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from anigenre.core.errors import ConfigError, DataError, StorageError
+from anigenre.jobs.runs.index import indexed_run_files, list_runs, load_plan
+from anigenre.jobs.runs.markers import finalize, mark_failed
+from anigenre.jobs.runs.parts import missing_chunks
+from anigenre.jobs.runs.plan import FAILED, MANIFEST, QUEUED, RunPlan
+from anigenre.jobs.runs.stalls import (
+    LOST,
+    ORPHANED,
+    REQUEUED,
+    SUSPECT,
+    Stall,
+    read_stalls,
+    write_stalls,
+)
 from kombu.transport.redis import Channel
-
-from core.errors import ConfigError, DataError, StorageError
-from jobs.runs.index import indexed_run_files, list_runs, load_plan
-from jobs.runs.markers import finalize, mark_failed
-from jobs.runs.parts import missing_chunks
-from jobs.runs.plan import FAILED, MANIFEST, QUEUED, RunPlan
-from jobs.runs.stalls import LOST, ORPHANED, REQUEUED, SUSPECT, Stall, read_stalls, write_stalls
 
 log = logging.getLogger(__name__)
 

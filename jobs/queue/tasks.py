@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 import resource
 
+from anigenre.core.errors import RetryableError
 from celery import Task, shared_task
-
-from core.errors import RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class PredictTask(Task):
     _predictors: dict | None = None
 
     def predictor(self, model_id: str, engine: str):
-        from jobs.stages import load_predictor
+        from anigenre.jobs.stages import load_predictor
 
         if self._predictors is None:
             self._predictors = {}
@@ -53,10 +52,10 @@ class PredictTask(Task):
     max_retries=5,
 )
 def predict_chunk(self, run_id: str, index: int) -> dict:
-    from jobs.runs.chunks import execute_chunk
-    from jobs.runs.index import index_home, load_plan
-    from jobs.runs.markers import finalize
-    from jobs.runs.parts import all_written, chunk_done, missing_chunks
+    from anigenre.jobs.runs.chunks import execute_chunk
+    from anigenre.jobs.runs.index import index_home, load_plan
+    from anigenre.jobs.runs.markers import finalize
+    from anigenre.jobs.runs.parts import all_written, chunk_done, missing_chunks
 
     settings = _settings(self)
     plan = load_plan(index_home(settings), run_id, settings.s3)
@@ -79,7 +78,7 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
 def _report(task: Task, plan) -> str | None:
     """The report a finished inbox run asked for. Its rows are written whatever happens
     here, so a report that fails is logged, not raised; the next inbox tick retries it."""
-    from jobs.stages.inbox import report_if_due
+    from anigenre.jobs.stages.inbox import report_if_due
 
     try:
         folder = report_if_due(_settings(task), plan)
@@ -114,8 +113,8 @@ def current_rss_kb() -> int:
     max_retries=3,
 )
 def scrape(self, request: dict) -> dict:
-    from jobs import stages
-    from scraper.run import ScrapeRequest
+    from anigenre.jobs import stages
+    from anigenre.scraper.run import ScrapeRequest
 
     s = stages.scrape(_settings(self), ScrapeRequest.from_json(request))
     return {
@@ -131,8 +130,8 @@ def scrape(self, request: dict) -> dict:
 def preprocess(
     self, years: list | None = None, require_score: bool = False, require_studio: bool = False
 ) -> dict:
-    from core.dataset import Filters
-    from jobs import stages
+    from anigenre.core.dataset import Filters
+    from anigenre.jobs import stages
 
     filters = Filters(tuple(years) if years else None, require_score, require_studio)
     change = stages.preprocess(_settings(self), filters)
@@ -143,7 +142,7 @@ def preprocess(
 def import_dataset(self, folder: str, replace: bool = False) -> dict:
     from pathlib import Path
 
-    from jobs import stages
+    from anigenre.jobs import stages
 
     change = stages.import_dataset(_settings(self), Path(folder), replace=replace)
     return {"total": change.total, "added": change.added, "skipped": len(change.skipped)}
@@ -151,8 +150,8 @@ def import_dataset(self, folder: str, replace: bool = False) -> dict:
 
 @shared_task(name="jobs.tasks.train", bind=True)
 def train(self, config: dict) -> dict:
-    from jobs import stages
-    from models.config import TrainConfig
+    from anigenre.jobs import stages
+    from anigenre.models.config import TrainConfig
 
     model_id, manifest = stages.train_model(_settings(self), TrainConfig.from_dict(config))
     return {"model_id": model_id, "test": manifest["metrics_summary"]["test"]}
@@ -163,6 +162,6 @@ def predict_inbox(self) -> dict:
     """Beat's inbox tick (jobs.queue.inbox)."""
     from dataclasses import asdict
 
-    from jobs.queue.inbox import tick
+    from anigenre.jobs.queue.inbox import tick
 
     return asdict(tick(self.app, _settings(self)))

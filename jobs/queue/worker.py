@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from config import load_settings
-from jobs.queue.app import create_app
+from anigenre.config import load_settings
+from anigenre.jobs.queue.app import create_app
 
 settings = load_settings(env=os.environ)
 settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there

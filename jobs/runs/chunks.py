@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-
-from core.predictions import prediction_table
-from jobs.runs.inputs import InputReader
-from jobs.runs.layout import parts_folder, run_folder
-from jobs.runs.plan import RunPlan, fs_path
+from anigenre.core.predictions import prediction_table
+from anigenre.jobs.runs.inputs import InputReader
+from anigenre.jobs.runs.layout import parts_folder, run_folder
+from anigenre.jobs.runs.plan import RunPlan, fs_path
 
 
 def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None = None) -> dict:

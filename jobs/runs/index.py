@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.errors import AnigenreError, ConfigError, DataError
-from core.storage import S3Options, Store, open_store
-from jobs.runs.layout import PLAN, run_dir_for, run_folder
-from jobs.runs.legacy import migrate_run
-from jobs.runs.plan import RunPlan
+from anigenre.core.errors import AnigenreError, ConfigError, DataError
+from anigenre.core.storage import S3Options, Store, open_store
+from anigenre.jobs.runs.layout import PLAN, run_dir_for, run_folder
+from anigenre.jobs.runs.legacy import migrate_run
+from anigenre.jobs.runs.plan import RunPlan
 
 RUNS_INDEX = Path("runs")
 

@@ -11,8 +11,8 @@ import hashlib
 import threading
 from pathlib import PurePosixPath
 
-from core.errors import AnigenreError, ConfigError
-from core.storage import S3Options, Store, is_remote, open_store
+from anigenre.core.errors import AnigenreError, ConfigError
+from anigenre.core.storage import S3Options, Store, is_remote, open_store
 
 __all__ = ["InputReader", "is_remote", "remote_files"]
 

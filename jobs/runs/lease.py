@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import AnigenreError
-from core.storage import Store, open_store
-from jobs.runs.layout import LEASE
+from anigenre.core.errors import AnigenreError
+from anigenre.core.storage import Store, open_store
+from anigenre.jobs.runs.layout import LEASE
 
 REFRESH_S = 2.0
 # Well above REFRESH_S: a busy machine can delay the refresh thread by seconds.

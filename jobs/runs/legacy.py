@@ -12,8 +12,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from core.errors import StorageError
-from jobs.runs.layout import (
+from anigenre.core.errors import StorageError
+from anigenre.jobs.runs.layout import (
     BOOKKEEPING,
     PLAN,
     PLAN_LOCK,

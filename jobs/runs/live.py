@@ -26,10 +26,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import IO
 
-from core.storage import Store
-from jobs.runs.layout import FAILED, MANIFEST, PLAN, PLAN_LOCK, QUEUED, RUN_LOCK, RUNS
-from jobs.runs.lease import lease_problem, read_lease, write_lease
-from jobs.runs.legacy import migrate_out_dir
+from anigenre.core.storage import Store
+from anigenre.jobs.runs.layout import FAILED, MANIFEST, PLAN, PLAN_LOCK, QUEUED, RUN_LOCK, RUNS
+from anigenre.jobs.runs.lease import lease_problem, read_lease, write_lease
+from anigenre.jobs.runs.legacy import migrate_out_dir
 
 PlanningLock = Callable[[], AbstractContextManager]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from core.errors import DataError
-from jobs.runs.layout import FAILED, MANIFEST, QUEUED
-from jobs.runs.parts import part_counts
-from jobs.runs.plan import RunPlan
+from anigenre.core.errors import DataError
+from anigenre.jobs.runs.layout import FAILED, MANIFEST, QUEUED
+from anigenre.jobs.runs.parts import part_counts
+from anigenre.jobs.runs.plan import RunPlan
 
 
 def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:

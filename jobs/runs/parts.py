@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from core.storage import Store
-from jobs.runs.plan import RunPlan
+from anigenre.core.storage import Store
+from anigenre.jobs.runs.plan import RunPlan
 
 Counts = tuple[int, int]  # (ok rows, error rows)
 

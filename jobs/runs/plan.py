@@ -22,13 +22,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
-
-from core.errors import ConfigError
-from core.schemas import RUN_PARTITION, UTC_MILLIS
-from core.storage import S3Options, Store, is_remote, open_store
-from jobs.runs import live
-from jobs.runs.inputs import InputReader, remote_files
-from jobs.runs.layout import (
+from anigenre.core.errors import ConfigError
+from anigenre.core.schemas import RUN_PARTITION, UTC_MILLIS
+from anigenre.core.storage import S3Options, Store, is_remote, open_store
+from anigenre.jobs.runs import live
+from anigenre.jobs.runs.inputs import InputReader, remote_files
+from anigenre.jobs.runs.layout import (
     FAILED,
     MANIFEST,
     PLAN,

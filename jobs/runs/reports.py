@@ -11,15 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from anigenre.core import metrics
+from anigenre.core.charts import barh_png, histogram_png
+from anigenre.core.genres import Vocabulary
+from anigenre.core.importer import parse_genres, read_labels
+from anigenre.core.run_summary import DECISION_COLUMNS, RATE_BAND, decision_rows, summarize
+from anigenre.core.seen import split_seen
+from anigenre.jobs.runs.plan import RunPlan
 from PIL import Image
-
-from core import metrics
-from core.charts import barh_png, histogram_png
-from core.genres import Vocabulary
-from core.importer import parse_genres, read_labels
-from core.run_summary import DECISION_COLUMNS, RATE_BAND, decision_rows, summarize
-from core.seen import split_seen
-from jobs.runs.plan import RunPlan
 
 GALLERY_LIMIT = 60
 THUMB = (120, 170)

@@ -13,8 +13,8 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 
-from jobs.runs.layout import STALLED_MARKER
-from jobs.runs.plan import RunPlan
+from anigenre.jobs.runs.layout import STALLED_MARKER
+from anigenre.jobs.runs.plan import RunPlan
 
 ORPHANED, LOST = "orphaned", "lost"
 SUSPECT, REQUEUED = "suspect", "requeued"

@@ -12,12 +12,12 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from jobs.runs.layout import MANIFEST, QUEUED
-from jobs.runs.lease import STALE_S, lease_problem, read_lease
-from jobs.runs.markers import failure
-from jobs.runs.parts import PartCounts
-from jobs.runs.plan import RunPlan
-from jobs.runs.stalls import describe, read_stalls
+from anigenre.jobs.runs.layout import MANIFEST, QUEUED
+from anigenre.jobs.runs.lease import STALE_S, lease_problem, read_lease
+from anigenre.jobs.runs.markers import failure
+from anigenre.jobs.runs.parts import PartCounts
+from anigenre.jobs.runs.plan import RunPlan
+from anigenre.jobs.runs.stalls import describe, read_stalls
 
 RUNNING, STALLED, INTERRUPTED, FAILED, COMPLETE = (
     "running",

@@ -1,7 +1,7 @@
 """Pipeline stages as plain functions of Settings: the CLI and the Celery tasks both call
 these, so a queued job does exactly what its command does. No Celery here."""
 
-from jobs.stages.data import (
+from anigenre.jobs.stages.data import (
     DatasetChange,
     DatasetStats,
     dataset_stats,
@@ -9,9 +9,14 @@ from jobs.stages.data import (
     import_dataset,
     preprocess,
 )
-from jobs.stages.predict import load_predictor, plan_prediction, predict_in_process, report_run
-from jobs.stages.scrape import scrape
-from jobs.stages.training import Evaluation, evaluate_model, train_model
+from anigenre.jobs.stages.predict import (
+    load_predictor,
+    plan_prediction,
+    predict_in_process,
+    report_run,
+)
+from anigenre.jobs.stages.scrape import scrape
+from anigenre.jobs.stages.training import Evaluation, evaluate_model, train_model
 
 __all__ = [
     "DatasetChange",

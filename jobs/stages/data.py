@@ -10,23 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-
-from config import Settings
-from core import dataset as ds
-from core import mirror
-from core.atomic import write_bytes_atomic, write_text_atomic
-from core.charts import split_counts_png
-from core.dataset_store import (
+from anigenre.config import Settings
+from anigenre.core import dataset as ds
+from anigenre.core import mirror
+from anigenre.core.atomic import write_bytes_atomic, write_text_atomic
+from anigenre.core.charts import split_counts_png
+from anigenre.core.dataset_store import (
     DATASET_PATH,
     empty_dataset,
     read_dataset,
     read_or_empty,
     write_dataset,
 )
-from core.errors import DataError
-from core.genres import Vocabulary
-from core.importer import IMAGE_DIR, import_folder
-from scraper.store import RawStore
+from anigenre.core.errors import DataError
+from anigenre.core.genres import Vocabulary
+from anigenre.core.importer import IMAGE_DIR, import_folder
+from anigenre.scraper.store import RawStore
 
 
 @dataclass

@@ -17,13 +17,13 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from config import Settings
-from core.errors import AnigenreError, ConfigError
-from core.storage import Store, open_store
-from jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
-from jobs.runs.layout import MANIFEST, run_folder
-from jobs.runs.plan import RunPlan, discover
-from jobs.stages.predict import plan_prediction, report_run
+from anigenre.config import Settings
+from anigenre.core.errors import AnigenreError, ConfigError
+from anigenre.core.storage import Store, open_store
+from anigenre.jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
+from anigenre.jobs.runs.layout import MANIFEST, run_folder
+from anigenre.jobs.runs.plan import RunPlan, discover
+from anigenre.jobs.stages.predict import plan_prediction, report_run
 
 log = logging.getLogger(__name__)
 

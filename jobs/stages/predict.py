@@ -7,17 +7,17 @@ import fcntl
 import hashlib
 from pathlib import Path
 
-from config import Settings
-from core.errors import AnigenreError, ConfigError
-from core.storage import is_remote, open_store
-from jobs.runs import live
-from jobs.runs.chunks import decode_ahead, execute_chunk
-from jobs.runs.index import index_home, load_plan, record_run
-from jobs.runs.lease import hold_lease
-from jobs.runs.markers import finalize
-from jobs.runs.parts import chunk_done, missing_chunks
-from jobs.runs.plan import RunPlan, plan_run, reclaim
-from jobs.runs.reports import build_report
+from anigenre.config import Settings
+from anigenre.core.errors import AnigenreError, ConfigError
+from anigenre.core.storage import is_remote, open_store
+from anigenre.jobs.runs import live
+from anigenre.jobs.runs.chunks import decode_ahead, execute_chunk
+from anigenre.jobs.runs.index import index_home, load_plan, record_run
+from anigenre.jobs.runs.lease import hold_lease
+from anigenre.jobs.runs.markers import finalize
+from anigenre.jobs.runs.parts import chunk_done, missing_chunks
+from anigenre.jobs.runs.plan import RunPlan, plan_run, reclaim
+from anigenre.jobs.runs.reports import build_report
 
 
 def plan_prediction(
@@ -44,8 +44,8 @@ def plan_prediction(
     it, so no other planner can take the run's files in the moment between planning and
     running (or queueing) them. ``retry_errors=False``: see :func:`jobs.runs.plan.plan_run`.
     """
-    from models.registry import check_artifact, vocabulary_of
-    from models.remote import fetch_model
+    from anigenre.models.registry import check_artifact, vocabulary_of
+    from anigenre.models.remote import fetch_model
 
     manifest = check_artifact(settings.data_dir, fetch_model(settings, model_id))
     out = out_dir or index_home(settings)  # the data dir's URI when it is in a bucket
@@ -89,7 +89,7 @@ def planning_lock(settings: Settings, out):
     if out.is_local:
         return None
     if settings.broker_url:
-        from jobs.queue.locks import planning_lock as broker_lock
+        from anigenre.jobs.queue.locks import planning_lock as broker_lock
 
         return broker_lock(settings.broker_url, out.uri)
     return lambda: _machine_lock(settings.cache_dir / "locks", out.uri)
@@ -123,17 +123,17 @@ def load_predictor(settings: Settings, model_id: str, engine: str | None = None)
     LiteRT reads the manifest and model.tflite only (exporting it first for a model saved
     before exports existed, which alone needs TensorFlow). With an s3:// data dir the model
     is fetched into the local mirror first, once, and verified (models.remote)."""
-    from models.predictor import Predictor
-    from models.remote import fetch_model
+    from anigenre.models.predictor import Predictor
+    from anigenre.models.remote import fetch_model
 
     model_id = fetch_model(settings, model_id)
     if (engine or settings.predict_engine) == "litert":
-        from models.engines import LiteRTEngine
-        from models.registry import litert_model_path
+        from anigenre.models.engines import LiteRTEngine
+        from anigenre.models.registry import litert_model_path
 
         path, manifest = litert_model_path(settings.data_dir, model_id)
         return Predictor(LiteRTEngine(path), manifest, settings.max_image_pixels)
-    from models.registry import load_artifact
+    from anigenre.models.registry import load_artifact
 
     model, manifest = load_artifact(settings.data_dir, model_id)
     return Predictor(model, manifest, settings.max_image_pixels)
@@ -165,8 +165,8 @@ def report_run(
 ):
     """The run's report; against labels it scores only posters the model did not train or
     tune on, unless ``include_seen``."""
-    from models.registry import load_manifest, vocabulary_of
-    from models.remote import sync_listing
+    from anigenre.models.registry import load_manifest, vocabulary_of
+    from anigenre.models.remote import sync_listing
 
     sync_listing(settings)
     plan = load_plan(index_home(settings), run_id, settings.s3)

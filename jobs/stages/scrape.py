@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from config import Settings
-from scraper.run import PageCallback, ScrapeRequest, ScrapeSummary
-from scraper.wiring import build_scraper
+from anigenre.config import Settings
+from anigenre.scraper.run import PageCallback, ScrapeRequest, ScrapeSummary
+from anigenre.scraper.wiring import build_scraper
 
 
 def scrape(

@@ -11,22 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-
-from config import Settings
-from core import dataset as ds
-from core import mirror
-from core.dataset_store import DATASET_PATH, read_dataset
-from core.errors import DataError
+from anigenre.config import Settings
+from anigenre.core import dataset as ds
+from anigenre.core import mirror
+from anigenre.core.dataset_store import DATASET_PATH, read_dataset
+from anigenre.core.errors import DataError
 
 
 def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
     """Train on processed/dataset.parquet and register the artifact: (model id, manifest)."""
     import datetime as dt
 
-    from models import registry
-    from models.manifest import build_manifest
-    from models.remote import push_model
-    from models.train import train
+    from anigenre.models import registry
+    from anigenre.models.manifest import build_manifest
+    from anigenre.models.remote import push_model
+    from anigenre.models.train import train
 
     mirror.pull(settings, "processed")
     dataset, vocab = read_dataset(settings.data_dir / DATASET_PATH)
@@ -73,14 +72,13 @@ def evaluate_model(
     """Score a registered model on a dataset's test split or on a labelled folder, leaving
     out (unless ``include_seen``) the posters it was trained or tuned on."""
     import numpy as np
-
-    from core import metrics
-    from core.importer import parse_genres, read_labels
-    from core.seen import file_sha256, split_seen
-    from models.evaluation import decisions_of, score, summary
-    from models.predictor import Predictor
-    from models.registry import load_artifact, vocabulary_of
-    from models.remote import fetch_model
+    from anigenre.core import metrics
+    from anigenre.core.importer import parse_genres, read_labels
+    from anigenre.core.seen import file_sha256, split_seen
+    from anigenre.models.evaluation import decisions_of, score, summary
+    from anigenre.models.predictor import Predictor
+    from anigenre.models.registry import load_artifact, vocabulary_of
+    from anigenre.models.remote import fetch_model
 
     model, manifest = load_artifact(settings.data_dir, fetch_model(settings, model_id))
     vocab = vocabulary_of(manifest)

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-
-from core.errors import AnigenreError
+from anigenre.core.errors import AnigenreError
 
 PAGES = Path(__file__).resolve().parent / "pages"
 

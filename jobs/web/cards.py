@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
-from models.card import weights_sources
-from models.registry import MODELS_DIR, list_models
+from anigenre.models.card import weights_sources
+from anigenre.models.registry import MODELS_DIR, list_models
 
 FIGURES = (("macro mAP", "macro_map"), ("micro mAP", "micro_map"), ("P@3", "p@3"))
 FIGURES_F1 = ("micro F1", "micro_f1")

@@ -10,8 +10,7 @@ import sys
 from dataclasses import dataclass
 
 import streamlit as st
-
-from config import Settings, load_settings
+from anigenre.config import Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -51,9 +50,9 @@ _READ = ("ANIGENRE_", "AWS_")
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _poster_model(data_dir: str, model_id: str, max_pixels: int):
-    from jobs.web.posters import PosterModel
-    from models.predictor import Predictor
-    from models.registry import load_artifact
+    from anigenre.jobs.web.posters import PosterModel
+    from anigenre.models.predictor import Predictor
+    from anigenre.models.registry import load_artifact
 
     keep_keras_state()
     model, manifest = load_artifact(data_dir, model_id)
@@ -65,8 +64,8 @@ def _poster_model(data_dir: str, model_id: str, max_pixels: int):
 def poster_model(s: Settings, model: str):
     """The model ``model`` names (id, prefix or 'latest'), loaded and warmed once per
     server; 'latest' is re-resolved on each call, so a newly trained model is picked up."""
-    from models.registry import resolve_model_id
-    from models.remote import fetch_model
+    from anigenre.models.registry import resolve_model_id
+    from anigenre.models.remote import fetch_model
 
     # fetch_model: with an s3:// data dir, the model in the local mirror, fetched once.
     model_id = resolve_model_id(s.data_dir, fetch_model(s, model))

@@ -8,10 +8,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from anigenre.core.errors import InvalidImage
+from anigenre.core.images import decode_image
 from PIL import Image, ImageOps
-
-from core.errors import InvalidImage
-from core.images import decode_image
 
 ACCEPTED = "JPEG, PNG, WebP, GIF or BMP"
 # core.images' reasons, as a person reads them.

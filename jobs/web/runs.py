@@ -18,14 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-from core import metrics
-from core.errors import AnigenreError
-from core.genres import ADULT_GENRE, GENRES, Vocabulary, column_slug
-from jobs.runs.index import indexed_run_files, list_runs, load_plan
-from jobs.runs.plan import MANIFEST
-from jobs.runs.reports import find_labels
-from jobs.runs.status import run_status
+from anigenre.core import metrics
+from anigenre.core.errors import AnigenreError
+from anigenre.core.genres import ADULT_GENRE, GENRES, Vocabulary, column_slug
+from anigenre.jobs.runs.index import indexed_run_files, list_runs, load_plan
+from anigenre.jobs.runs.plan import MANIFEST
+from anigenre.jobs.runs.reports import find_labels
+from anigenre.jobs.runs.status import run_status
 
 # The run ids sort by creation time (jobs.runs.plan.run_id_at).
 RUN_COLUMNS = [

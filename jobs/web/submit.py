@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from config import Settings
-from core.errors import ConfigError
+from anigenre.config import Settings
+from anigenre.core.errors import ConfigError
 
 BROKER_HELP = (
     "No broker is configured, so this page cannot queue work. Start the page with "
@@ -45,10 +45,10 @@ def submit_folder(
 ) -> Submitted:
     """Check the broker, plan the run, publish its chunks; a run with nothing left to
     predict is finalised at once. Raises ConfigError/NetworkError with a one-line reason."""
-    from jobs import stages
-    from jobs.queue.broker import broker_app
-    from jobs.queue.publish import send_chunks
-    from jobs.runs.markers import finalize
+    from anigenre.jobs import stages
+    from anigenre.jobs.queue.broker import broker_app
+    from anigenre.jobs.queue.publish import send_chunks
+    from anigenre.jobs.runs.markers import finalize
 
     location = folder_location(folder)
     app = broker_app(settings)  # fail before hashing thousands of files
@@ -67,7 +67,7 @@ def folder_location(folder: str) -> Path | str:
     """The folder typed on the page, as ``anigenre predict`` parses its paths: a local
     path (``~`` expanded) or an ``s3://bucket/prefix`` URI, kept as text because a Path
     would fold its ``//``. Raises ConfigError with one line."""
-    from core.storage import parse_storage_location
+    from anigenre.core.storage import parse_storage_location
 
     text = folder.strip()
     if not text:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scraper.replay.catalog import Catalog
-from scraper.replay.faults import FaultPlan
-from scraper.replay.limits import WindowLimiter
-from scraper.replay.server import ReplayServer
+from anigenre.scraper.replay.catalog import Catalog
+from anigenre.scraper.replay.faults import FaultPlan
+from anigenre.scraper.replay.limits import WindowLimiter
+from anigenre.scraper.replay.server import ReplayServer
 
 
 def build_server(

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.errors import GraphQLError
+from anigenre.core.errors import GraphQLError
 
 RECORDED_AT = int(dt.datetime(2021, 12, 13, tzinfo=dt.UTC).timestamp())
 _THREE_YEARS = 3 * 365 * 86400

@@ -19,7 +19,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from core.errors import ConfigError
+from anigenre.core.errors import ConfigError
 
 _RANDOM = {"5xx", "burst", "slow", "malformed", "403", "truncate", "html", "429"}
 _TARGETED = {"html", "truncate", "404", "5xx"}

@@ -15,10 +15,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from core.errors import GraphQLError
-from scraper.replay.catalog import Catalog
-from scraper.replay.faults import FaultPlan
-from scraper.replay.limits import TOO_MANY, WindowLimiter
+from anigenre.core.errors import GraphQLError
+from anigenre.scraper.replay.catalog import Catalog
+from anigenre.scraper.replay.faults import FaultPlan
+from anigenre.scraper.replay.limits import TOO_MANY, WindowLimiter
 
 _COVER = re.compile(r"^/covers/(extraLarge|large)/(\d+)\.[A-Za-z0-9]+$")
 _CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import streamlit as st
-
-from jobs.web import cards, context
-from models.remote import sync_listing
+from anigenre.jobs.web import cards, context
+from anigenre.models.remote import sync_listing
 
 
 def render() -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import streamlit as st
-
-from core.errors import AnigenreError
-from jobs.runs.index import index_home
-from jobs.web import context
-from jobs.web import runs as data
-from jobs.web.submit import BROKER_HELP, masked_url, submit_folder
+from anigenre.core.errors import AnigenreError
+from anigenre.jobs.runs.index import index_home
+from anigenre.jobs.web import context
+from anigenre.jobs.web import runs as data
+from anigenre.jobs.web.submit import BROKER_HELP, masked_url, submit_folder
 
 POLL_S = 1.0
 

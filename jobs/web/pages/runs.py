@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
-
-from core.errors import AnigenreError
-from core.storage import open_store
-from jobs.runs.index import index_home, indexed_out_dir
-from jobs.runs.layout import parts_dir_for, parts_folder
-from jobs.runs.parts import PartCounts
-from jobs.web import context
-from jobs.web import runs as data
-from jobs.web.posters import thumbnail
+from anigenre.core.errors import AnigenreError
+from anigenre.core.storage import open_store
+from anigenre.jobs.runs.index import index_home, indexed_out_dir
+from anigenre.jobs.runs.layout import parts_dir_for, parts_folder
+from anigenre.jobs.runs.parts import PartCounts
+from anigenre.jobs.web import context
+from anigenre.jobs.web import runs as data
+from anigenre.jobs.web.posters import thumbnail
 
 RUNS_PER_PAGE = 20
 ROWS_PER_PAGE = 50
@@ -97,7 +96,7 @@ def _thumb(path: str, mtime_ns: int) -> bytes | None:
 
 
 def _manifest(data_dir: Path, model_id: str | None) -> dict | None:
-    from models.registry import load_manifest
+    from anigenre.models.registry import load_manifest
 
     try:
         return load_manifest(data_dir, model_id) if model_id else None
@@ -254,7 +253,7 @@ def _downloads(s, run_id, out_dir, summary, filtered) -> None:
     elif summary.state == "complete":
         st.caption(f"No report yet ({report}).")
         if st.button("Make report.html"):
-            from jobs import stages
+            from anigenre.jobs import stages
 
             with st.spinner("Writing the report..."):
                 stages.report_run(s, run_id)

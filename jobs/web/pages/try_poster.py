@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-
-from core.errors import AnigenreError, InvalidImage
-from jobs.web import context
-from jobs.web.posters import ACCEPTED, PosterResult, thumbnail, upload_message
+from anigenre.core.errors import AnigenreError, InvalidImage
+from anigenre.jobs.web import context
+from anigenre.jobs.web.posters import ACCEPTED, PosterResult, thumbnail, upload_message
 
 TOP_K = 5
 THUMB_WIDTH = 240  # the thumbnail's own width: sharp, and no wider on a phone

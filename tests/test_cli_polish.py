@@ -131,7 +131,7 @@ def test_top_k_table_keeps_its_columns_with_long_file_names(tmp_path):
         ),
         plan.part_path(0),
     )
-    lines = format_top_k(plan).splitlines()
+    lines = format_top_k(pq.read_table(plan.part_path(0)).to_pandas()).splitlines()
     column = 2 + NAME_WIDTH + 1
     assert [line[column:] for line in lines] == ["Action, Drama"] * 3 + ["error: corrupt: cut off"]
     long_name = lines[1][2 : 2 + NAME_WIDTH]

@@ -211,7 +211,7 @@ def test_sweep_requeues_a_dead_workers_chunk_never_a_live_ones(tmp_path, broker)
             if chunk_of_message(m._raw)[1] == 1:
                 break
         sweep()
-        assert read_stalls(plan) == {} and run_status(plan).state == "running"
+        assert read_stalls(plan) == {} and run_status(plan).state == "queued"
 
 
 def test_sweep_waits_while_a_worker_cannot_say_what_it_holds(tmp_path, broker):
@@ -240,7 +240,7 @@ def test_a_queued_run_with_no_part_for_a_while_is_stalled(tmp_path):
     queued = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=200)
     mark_queued(plan, now=queued)
     s = run_status(plan, stall_after_s=300)
-    assert s.state == "running"
+    assert s.state == "queued"
     s = run_status(plan, stall_after_s=120)
     assert s.state == "stalled" and s.eta_s is None
     clock = queued.astimezone().strftime("%H:%M:%S")
@@ -295,7 +295,7 @@ def test_in_process_run_states_from_its_lease(tmp_path):
     (plan.run_dir / LEASE).unlink()
     assert run_status(plan).note == "no process holds it", "planned an hour ago, never run"
     mark_queued(plan)
-    assert run_status(plan).state == "running", "a queued run is the sweeper's, not a lease's"
+    assert run_status(plan).state == "queued", "a queued run is the sweeper's, not a lease's"
 
     _, fresh = small_run(tmp_path / "fresh", 1)
     assert run_status(fresh).state == "running", "just planned: its lease comes in a moment"

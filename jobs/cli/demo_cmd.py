@@ -11,6 +11,7 @@ a model trained on the same dataset with the same settings is not trained again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -19,14 +20,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from anigenre.config import Settings
-from anigenre.core.dataset import Filters
 from anigenre.core.errors import AnigenreError
-from anigenre.jobs.cli.hints import command
-from anigenre.jobs.cli.scrape_cmd import format_summary, scrape_with_progress
+from anigenre.jobs.service.hints import command
+from anigenre.jobs.service.wiring import dispatcher_for
 from anigenre.scraper.replay.build import build_server
 from anigenre.scraper.run import ScrapeRequest
 from anigenre.scraper.store import RawStore
@@ -88,10 +87,9 @@ def run(args, settings: Settings) -> int:
     flag = f"--data-dir {_quoted(settings.data_dir)}"
     print(f"demo data dir: {settings.data_dir} (other commands need {flag})")
     try:
-        if args.broker:
-            run_id = _through_workers(demo, labelled, inbox)
-        else:
-            run_id = _in_process(demo, labelled, inbox)
+        dispatcher = dispatcher_for(demo)  # a broker that does not answer stops us here
+        with _demo_worker(demo) if dispatcher.queued else contextlib.nullcontext():
+            run_id = _pipeline(demo, dispatcher, labelled, inbox)
         stats = server.stats()
         requests = ", ".join(f"{n} {kind}" for kind, n in stats["requests"].items())
         print(
@@ -156,61 +154,70 @@ def reusable_model(settings: Settings, config) -> str | None:
     dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)
     wanted = (fingerprint(dataset), json.loads(json.dumps(config.as_dict())))
     for manifest in reversed(list_models(settings.data_dir)):
-        if (manifest["dataset"]["fingerprint"], manifest["config"]) == wanted:
-            return manifest["model_id"]
+        if (manifest.dataset.fingerprint, manifest.config) == wanted:
+            return manifest.model_id
     return None
 
 
-def _in_process(settings: Settings, labelled: list[Path], inbox: Path) -> str:
+def _pipeline(settings: Settings, dispatcher, labelled: list[Path], inbox: Path) -> str:
+    """The six steps, each a stage call on ``dispatcher``: in this process, or on the
+    queues of the worker the demo started."""
     from anigenre.jobs import stages
     from anigenre.jobs.cli.models_cmd import format_summary as model_summary
     from anigenre.jobs.cli.predict_cmd import format_top_k
+    from anigenre.jobs.cli.status_view import format_result
+    from anigenre.jobs.service import runs
     from anigenre.models.config import TrainConfig
+    from anigenre.models.registry import load_manifest
+
+    where = " on the workers' queues" if dispatcher.queued else ""
+
+    def call(step: str, name: str, **kwargs) -> dict:
+        result = dispatcher.result(dispatcher.send(name, **kwargs), timeout=3600)
+        print(f"  {step}: {format_result(name, result)}")
+        return result
 
     request = demo_request(settings)
     print(
-        f"[1/6] scrape {DEMO_YEARS[0]}-{DEMO_YEARS[1]} "
-        f"from the replay server at {settings.anilist_url}"
+        f"[1/6] scrape {DEMO_YEARS[0]}-{DEMO_YEARS[1]} from the replay server{where}"
         + (" (incremental: what is stored is kept)" if request.incremental else "")
     )
-    print(
-        format_summary(
-            scrape_with_progress(settings, request), RawStore(settings.data_dir), request
-        )
-    )
+    call("scrape", "scrape", request=request.to_json())
     print(
         f"[2/6] import {labelled[0]} (every shared poster but the {HELD_OUT_YEAR} titles)"
         + "".join(f" and {extra}" for extra in labelled[1:])
     )
-    added = 0
     for folder in labelled:
-        change = stages.import_dataset(settings, folder)
-        added += change.added
-    print(f"  {change.total} posters, {added} added")
+        call("import", "import_dataset", folder=str(folder))
     print("[3/6] preprocess the scraped titles")
-    change = stages.preprocess(settings, Filters(years=DEMO_YEARS))
-    print(f"  {change.total} posters in the dataset: {change.splits}")
+    call("preprocess", "preprocess", years=list(DEMO_YEARS))
     print("[4/6] train MobileNetV2 1.0 + 0.35 (frozen ImageNet backbones + head)")
     config = TrainConfig(bootstrap=300)
     model_id = reusable_model(settings, config)
     if model_id:
-        from anigenre.models.registry import load_manifest
-
-        manifest = load_manifest(settings.data_dir, model_id)
         print(f"  model {model_id} (reused: trained on this dataset with these settings)")
     else:
-        model_id, manifest = stages.train_model(settings, config)
-        print(f"  model {model_id}")
-    print(model_summary(manifest["metrics_summary"]))
-    print(f"[5/6] predict the {HELD_OUT_YEAR} posters in {inbox / 'images'}")
-    plan = stages.plan_prediction(
-        settings, [inbox / "images"], model_id=model_id, out_dir=settings.data_dir, force=True
+        model_id = call("train", "train", config=config.as_dict())["model_id"]
+    print(model_summary(load_manifest(settings.data_dir, model_id).metrics_summary))
+    print(f"[5/6] predict the {HELD_OUT_YEAR} posters in {inbox / 'images'}{where}")
+    done = runs.submit(
+        settings, [inbox / "images"], dispatcher, model=model_id, out=settings.data_dir, force=True
     )
-    result = stages.predict_in_process(settings, plan)
-    print(f"  run {plan.run_id}: {result['ok']} ok, {result['error']} error\n{format_top_k(plan)}")
+    run_id = done.plan.run_id
+    try:
+        s = runs.wait(settings, run_id, timeout=1800)
+    except AnigenreError as exc:
+        # The demo's worker stops with the demo: finishing the run needs a new one.
+        raise AnigenreError(
+            f"{exc}. To finish it, start a worker "
+            f"('{command(settings, 'worker -Q predict --broker URL')}') and run "
+            f"'{command(settings, f'jobs --broker URL resume {run_id}')}'"
+        ) from None
+    table = format_top_k(runs.table(settings, run_id))
+    print(f"  run {run_id}: {s.rows_ok} ok, {s.rows_error} error\n{table}")
     print("[6/6] report")
-    _print_report(stages.report_run(settings, plan.run_id))
-    return plan.run_id
+    _print_report(stages.report_run(settings, run_id))
+    return run_id
 
 
 def _print_report(report) -> None:
@@ -220,17 +227,12 @@ def _print_report(report) -> None:
     print(f"  open {report.folder / 'report.html'}")
 
 
-def _through_workers(settings: Settings, labelled: list[Path], inbox: Path) -> str:
-    from anigenre.jobs import stages
-    from anigenre.jobs.cli.status_view import format_result
+@contextlib.contextmanager
+def _demo_worker(settings: Settings):
+    """A real Celery worker on every queue, for as long as the demo runs; its log is in
+    the data dir."""
     from anigenre.jobs.queue.app import worker_argv
-    from anigenre.jobs.queue.broker import broker_app
-    from anigenre.jobs.queue.publish import send_chunks, send_task
-    from anigenre.jobs.runs.index import index_home, load_plan
-    from anigenre.jobs.runs.status import run_status
-    from anigenre.models.config import TrainConfig
 
-    app = broker_app(settings)
     env = {
         **os.environ,
         "ANIGENRE_DATA_DIR": str(settings.data_dir),
@@ -239,66 +241,16 @@ def _through_workers(settings: Settings, labelled: list[Path], inbox: Path) -> s
         "ANIGENRE_RATE_LIMIT_PER_MIN": str(settings.rate_limit_per_min),
         "ANIGENRE_SHARED_DIR": str(settings.shared_dir),
     }
-    log = open(settings.data_dir / "demo-worker.log", "w")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen(
-        worker_argv("scrape,train,predict", "demo", quiet=False),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-
-        def wait(task_id: str, what: str):
-            result = app.AsyncResult(task_id).get(timeout=3600)
-            print(f"  {what}: {format_result(what, result)}")
-            return result
-
-        years = f"{DEMO_YEARS[0]}-{DEMO_YEARS[1]}"
-        request = demo_request(settings)
-        print(
-            f"[1/6] scrape {years} on the 'scrape' queue"
-            + (" (incremental: what is stored is kept)" if request.incremental else "")
+    with open(settings.data_dir / "demo-worker.log", "w") as log:
+        worker = subprocess.Popen(
+            worker_argv("scrape,train,predict", "demo", quiet=False),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        wait(send_task(app, "jobs.tasks.scrape", "scrape", request=request.to_json()), "scrape")
-        print("[2/6] import on the 'train' queue")
-        for folder in labelled:
-            task = send_task(app, "jobs.tasks.import_dataset", "train", folder=str(folder))
-            wait(task, "import")
-        print("[3/6] preprocess on the 'train' queue")
-        wait(send_task(app, "jobs.tasks.preprocess", "train", years=list(DEMO_YEARS)), "preprocess")
-        print("[4/6] train on the 'train' queue")
-        config = TrainConfig(bootstrap=300)
-        model_id = reusable_model(settings, config)
-        if model_id:
-            print(f"  model {model_id} (reused: trained on this dataset with these settings)")
-        else:
-            task = send_task(app, "jobs.tasks.train", "train", config=config.as_dict())
-            model_id = wait(task, "train")["model_id"]
-        print(f"[5/6] predict the {HELD_OUT_YEAR} posters on the 'predict' queue")
-        plan = stages.plan_prediction(
-            settings, [inbox / "images"], model_id=model_id, out_dir=settings.data_dir, force=True
-        )
-        send_chunks(app, plan)
-        plan = load_plan(index_home(settings), plan.run_id, settings.s3)
-        deadline = time.monotonic() + 1800
-        while not plan.manifest_path.exists():
-            s = run_status(plan)
-            if s.failed or worker.poll() is not None or time.monotonic() > deadline:
-                # The demo's worker stops with the demo: finishing the run needs a new one.
-                raise AnigenreError(
-                    f"run {plan.run_id} did not finish ({s.failed or 'worker gone or timed out'});"
-                    f" see {log.name}. To finish it, start a worker "
-                    f"('{command(settings, 'worker -Q predict --broker URL')}') and run "
-                    f"'{command(settings, f'jobs --broker URL resume {plan.run_id}')}'"
-                )
-            time.sleep(0.5)
-        s = run_status(plan)
-        print(f"  run {plan.run_id}: {s.rows_ok} ok, {s.rows_error} error")
-        print("[6/6] report")
-        _print_report(stages.report_run(settings, plan.run_id))
-        return plan.run_id
-    finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=30)
-        log.close()
+        try:
+            yield
+        finally:
+            os.killpg(worker.pid, 15)
+            worker.wait(timeout=30)

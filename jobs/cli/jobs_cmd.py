@@ -1,22 +1,22 @@
-"""``anigenre jobs submit|status|wait|resume|list``: the same stages, queued on Redis."""
+"""``anigenre jobs submit|status|wait|resume|list``: the same stages, queued on Redis.
+Parsing and formatting only: what each does lives in jobs.service."""
 
 from __future__ import annotations
 
+import json
 import sys
-import time
 
 from anigenre.config import Settings
-from anigenre.core import mirror
+from anigenre.core.storage import is_remote
 from anigenre.jobs.cli import args as types
-from anigenre.jobs.cli.hints import command, masked_url
 from anigenre.jobs.cli.models_cmd import add_train_arguments, train_config
-from anigenre.jobs.cli.predict_cmd import (
-    add_predict_arguments,
-    format_top_k,
-    nothing_new,
-    plan_from_args,
-)
+from anigenre.jobs.cli.predict_cmd import add_predict_arguments, format_top_k, nothing_new
 from anigenre.jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
+from anigenre.jobs.cli.status_view import run_line, run_view, task_line
+from anigenre.jobs.service import runs, tasks
+from anigenre.jobs.service.dispatch import FAILED_STATES
+from anigenre.jobs.service.hints import command
+from anigenre.jobs.service.wiring import dispatcher_for
 
 
 def register(sub) -> None:
@@ -50,45 +50,57 @@ def register(sub) -> None:
     )
     r.add_argument("run_id")
     r.set_defaults(run=run_resume)
-    ls = jsub.add_parser("list", help="runs and submitted tasks, newest last")
+    ls = jsub.add_parser("list", help="runs, newest first, and submitted tasks")
     ls.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    ls.add_argument("--limit", type=types.positive_int, help="only the newest N runs")
     ls.set_defaults(run=run_list)
     for parser in (p, s, t, st, w, r, ls):
         parser.set_defaults(settings_overrides=lambda a: {"broker_url": getattr(a, "broker", None)})
 
 
+def _broker(settings: Settings):
+    """The broker's dispatcher: ``jobs submit`` queues, it never runs work here."""
+    if not settings.broker_url:
+        from anigenre.core.errors import ConfigError
+
+        raise ConfigError(
+            "no broker configured; pass --broker redis://HOST:6379/0 or set ANIGENRE_BROKER_URL"
+        )
+    return dispatcher_for(settings)
+
+
 def run_submit_predict(args, settings: Settings) -> int:
-    from anigenre.jobs.queue.broker import broker_app
-    from anigenre.jobs.queue.publish import send_chunks
-
-    app = broker_app(settings)  # fail before hashing thousands of files
-    plan = plan_from_args(settings, args)
-    if not plan.inputs:
-        print(nothing_new(plan), file=sys.stderr)  # no run id on stdout: none was recorded
-        return 0
-    sent = len(plan.chunks) if send_chunks(app, plan) is not None else 0
-    if not sent:
-        from anigenre.jobs.runs.markers import finalize
-
-        finalize(plan)
-    print(plan.run_id)
-    print(
-        f"  {len(plan.inputs)} file(s) in {sent} chunk(s) queued on 'predict'"
-        + (f"; {plan.already_predicted} already predicted" if plan.already_predicted else "")
-        + (f"; {len(plan.duplicates)} duplicate(s)" if plan.duplicates else ""),
-        file=sys.stderr,
+    dispatcher = _broker(settings)  # fail before hashing thousands of files
+    done = runs.submit(
+        settings,
+        args.paths,
+        dispatcher,
+        model=args.model,
+        out=args.out,
+        top_k=args.top_k,
+        chunk_size=args.chunk_size,
+        force=args.force,
+        engine=args.engine,
     )
-    if sent:
-        _warn_if_no_worker(app, "predict", settings)
-        _warn_if_local_inputs_leave_this_machine(args.paths, plan.out_dir, settings)
+    if done.run_id is None:
+        print(nothing_new(done.plan), file=sys.stderr)  # no run id on stdout: none was recorded
+        return 0
+    print(done.run_id)
+    print("  " + done.describe().split(": ", 1)[1], file=sys.stderr)
+    if done.chunks:
+        _say(dispatcher.idle_hint("predict"))
+        _warn_if_local_inputs_leave_this_machine(args.paths, done.plan.out_dir, settings)
     return 0
+
+
+def _say(line: str | None) -> None:
+    if line:
+        print(f"  {line}", file=sys.stderr)
 
 
 def _warn_if_local_inputs_leave_this_machine(inputs, out_dir, settings: Settings) -> None:
     """Workers on other machines cannot read this machine's files: when the run lives in a
     bucket (its output or the data dir), local inputs are most likely a mistake."""
-    from anigenre.core.storage import is_remote
-
     shared = is_remote(str(out_dir)) or settings.data_uri is not None
     local = [str(p) for p in inputs if not is_remote(str(p))]
     if shared and local:
@@ -100,322 +112,128 @@ def _warn_if_local_inputs_leave_this_machine(inputs, out_dir, settings: Settings
 
 
 def run_submit_scrape(args, settings: Settings) -> int:
-    request = scrape_request(args, settings).to_json()
-    return _submit_task(settings, "scrape", "scrape", request=request)
+    return _submit_task(settings, "scrape", request=scrape_request(args, settings).to_json())
 
 
 def run_submit_train(args, settings: Settings) -> int:
-    config = train_config(args).as_dict()
-    return _submit_task(settings, "train", "train", config=config)
+    return _submit_task(settings, "train", config=train_config(args).as_dict())
 
 
-def _submit_task(settings: Settings, name: str, queue: str, **kwargs) -> int:
-    from anigenre.jobs.cli.task_records import record_task
-    from anigenre.jobs.queue.broker import broker_app
-    from anigenre.jobs.queue.publish import send_task
-
-    app = broker_app(settings)
-    task_id = send_task(app, f"jobs.tasks.{name}", queue, **kwargs)
-    record_task(settings.data_dir, task_id, name, queue)
-    mirror.push(settings, "tasks")  # with an s3:// data dir, any machine's `jobs status` sees it
-    print(task_id)
-    print(
-        f"  {name} queued on '{queue}'; '{command(settings, f'jobs wait {task_id}')}' follows it",
-        file=sys.stderr,
-    )
-    _warn_if_no_worker(app, queue, settings)
+def _submit_task(settings: Settings, name: str, **kwargs) -> int:
+    dispatcher = _broker(settings)
+    record = tasks.submit_task(settings, dispatcher, name, **kwargs)
+    print(record.task_id)
+    follow = command(settings, f"jobs wait {record.task_id}")
+    print(f"  {name} queued on '{record.queue}'; '{follow}' follows it", file=sys.stderr)
+    _say(dispatcher.idle_hint(record.queue))
     return 0
 
 
-def _warn_if_no_worker(app, queue: str, settings: Settings) -> None:
-    hint = no_worker_hint(app, queue, settings)
-    if hint:
-        print(f"  {hint}", file=sys.stderr)
-
-
-def no_worker_hint(app, queue: str, settings: Settings) -> str | None:
-    """A line saying how to start a worker when none consumes ``queue``, else None."""
-    try:
-        replies = app.control.inspect(timeout=1.0).active_queues() or {}
-    except Exception:  # a hint is never worth failing the command
-        return None
-    if any(q.get("name") == queue for queues in replies.values() for q in queues or ()):
-        return None
-    broker = masked_url(settings.broker_url)
-    return f"no worker is consuming '{queue}'; start one with: " + command(
-        settings, f"worker -Q {queue} --broker {broker}"
-    )
-
-
-def _status_line(s) -> str:
-    rate = f"{s.rate_per_s:.1f} posters/s" if s.rate_per_s else "rate -"
-    eta = "done" if s.complete else (f"ETA {s.eta_s:.0f} s" if s.eta_s is not None else "ETA -")
-    if s.state == "stalled":  # an ETA would promise what is not happening
-        eta = f"stalled: {s.note}"
-    elif s.state == "interrupted":
-        eta = f"interrupted: {s.note}; 'anigenre jobs resume {s.run_id}' finishes it"
-    return (
-        f"run {s.run_id}: {s.chunks_done}/{s.chunks_total} chunks, "
-        f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
-        f"{rate}, {eta}"
-        + (" [complete]" if s.complete else "")
-        + (f" [failed: {s.failed}]" if s.failed and not s.complete else "")
-    )
+def _dispatcher_or_none(settings: Settings):
+    return dispatcher_for(settings) if settings.broker_url else None
 
 
 def run_status(args, settings: Settings) -> int:
-    from anigenre.jobs.cli.status_view import FAILED_STATES, run_view, task_line
-    from anigenre.jobs.runs.index import index_home, list_runs
-
-    if args.id in list_runs(index_home(settings), settings.s3):
-        s = _read_status(settings, args.id)  # a DataError when its files are gone
-        _show(args, run_view(s), _status_line(s))
+    if runs.is_run(settings, args.id):
+        s = runs.status(settings, args.id)  # a DataError when its files are gone
+        _show(args, run_view(s), run_line(s, settings))
         return 1 if s.failed and not s.complete else 0
-    view, _ = _task(settings, args.id)
+    view = tasks.task_status(settings, args.id, _dispatcher_or_none(settings))
     _show(args, view, task_line(view))
     return 1 if view["state"] in FAILED_STATES else 0
 
 
 def _show(args, view: dict, line: str) -> None:
-    import json
-
     print(json.dumps(view, indent=2, default=str) if args.json else line)
 
 
-def _task(settings: Settings, task_id: str):
-    """A submitted task's view and the app that answered it; an id that is neither one of
-    our recorded tasks nor known to the result backend is an error, not PENDING."""
-    from anigenre.core.errors import AnigenreError, ConfigError
-    from anigenre.jobs.cli.status_view import task_view
-    from anigenre.jobs.cli.task_records import load_task
-
-    mirror.pull(settings, "tasks")
-    record = load_task(settings.data_dir, task_id)
-    if not settings.broker_url:
-        if record:
-            raise ConfigError(
-                f"task {task_id} ({record.name}) keeps its state on the broker; pass --broker "
-                "redis://HOST:6379/0 or set ANIGENRE_BROKER_URL"
-            )
-        raise ConfigError(
-            f"no run '{task_id}' in {settings.data_dir} ('anigenre jobs list' shows them); "
-            "a task id from 'jobs submit scrape|train' needs --broker"
-        )
-    from anigenre.jobs.queue.broker import broker_app
-
-    app = broker_app(settings)
-    state, outcome = _task_state(app, task_id)
-    if record is None and state == "PENDING":
-        raise AnigenreError(
-            f"no run or task '{task_id}' in {settings.data_dir} or on the broker "
-            "('anigenre jobs list' shows them)"
-        )
-    return task_view(task_id, record, state, outcome), app
-
-
-def _task_state(app, task_id: str):
-    result = app.AsyncResult(task_id)
-    state = result.state
-    if state in ("SUCCESS", "FAILURE", "RETRY", "REVOKED"):
-        return state, result.result
-    return state, None
-
-
 def run_wait(args, settings: Settings) -> int:
-    from anigenre.jobs.runs.index import index_home, list_runs
-
-    if args.id in list_runs(index_home(settings), settings.s3):
-        return _wait_run(args, settings)
-    return _wait_task(args, settings)
-
-
-def _wait_task(args, settings: Settings) -> int:
-    from anigenre.core.errors import AnigenreError
-    from anigenre.jobs.cli.status_view import FAILED_STATES, task_line, task_view
-
-    view, app = _task(settings, args.id)  # pulls the task records once
-    record = _record(settings, args.id)  # fixed at submission: read once, not every poll
-    deadline = time.monotonic() + args.timeout
-    while view["state"] not in ("SUCCESS", *FAILED_STATES):
-        if time.monotonic() > deadline:
-            hint = no_worker_hint(app, view["queue"], settings) if view["queue"] else None
-            raise AnigenreError(
-                f"task {args.id} not finished after {args.timeout:.0f} s ({view['state']}); "
-                f"it stays queued: '{command(settings, f'jobs wait {args.id}')}' waits again"
-                + (f"; {hint}" if hint else "")
-            )
-        time.sleep(0.5)
-        view = task_view(args.id, record, *_task_state(app, args.id))
-    print(task_line(view))
-    return 1 if view["state"] in FAILED_STATES else 0
-
-
-def _record(settings: Settings, task_id: str):
-    from anigenre.jobs.cli.task_records import load_task
-
-    return load_task(settings.data_dir, task_id)
-
-
-def _wait_run(args, settings: Settings) -> int:
-    from anigenre.core.errors import AnigenreError, DataError
-    from anigenre.jobs.runs.index import index_home, load_plan
-    from anigenre.jobs.runs.markers import finalize
-    from anigenre.jobs.runs.parts import PartCounts
-    from anigenre.jobs.runs.status import run_status
+    if not runs.is_run(settings, args.id):
+        dispatcher = _dispatcher_or_none(settings)
+        if dispatcher is None:
+            tasks.task_status(settings, args.id, None)  # says what is missing, and raises
+        view = tasks.wait_task(settings, args.id, dispatcher, args.timeout)
+        print(task_line(view))
+        return 1 if view["state"] in FAILED_STATES else 0
     from tqdm import tqdm
 
-    plan = load_plan(index_home(settings), args.id, settings.s3)
-    counts = PartCounts()
-    deadline = time.monotonic() + args.timeout
-    told = None
-    with tqdm(
-        total=len(plan.inputs), unit="poster", desc="wait", file=sys.stderr, disable=None
-    ) as bar:
-        while True:
-            s = run_status(plan, counts=counts, stall_after_s=settings.run_stall_after_s)
+    with tqdm(unit="poster", desc="wait", file=sys.stderr, disable=None) as bar:
+
+        def progress(s) -> None:
+            bar.total = s.rows_total
             bar.update(s.rows_ok + s.rows_error - bar.n)
-            if s.chunks_done == s.chunks_total:
-                if not s.complete:  # the finalising worker died; every part is there
-                    finalize(plan)
-                break
-            if s.failed:
-                raise DataError(
-                    f"run {plan.run_id} failed: {s.failed}; "
-                    f"'anigenre jobs resume {plan.run_id}' retries it"
-                )
-            if s.state == "interrupted":  # nothing will finish it while we wait
-                raise DataError(
-                    f"run {plan.run_id} was interrupted: {s.note}; "
-                    f"'anigenre jobs resume {plan.run_id}' finishes it"
-                )
-            if s.note != told:  # say each new stall, and its end, once
-                if s.note or told:
-                    bar.write(f"stalled: {s.note}" if s.note else "moving again", file=sys.stderr)
-                told = s.note
-            if time.monotonic() > deadline:
-                # Its chunks are still queued: resuming now would queue them a second time.
-                raise AnigenreError(
-                    f"run {plan.run_id} not complete after {args.timeout:.0f} s "
-                    f"({s.chunks_done}/{s.chunks_total} chunks); its chunks stay queued: "
-                    f"'{command(settings, f'jobs wait {plan.run_id}')}' waits again"
-                    + _no_worker_suffix(settings, "predict")
-                )
-            time.sleep(0.5)
-    print(_status_line(run_status(plan)))
-    if len(plan.inputs) <= 20:
-        print(format_top_k(plan))
+
+        def note(text: str | None) -> None:
+            bar.write(f"stalled: {text}" if text else "moving again", file=sys.stderr)
+
+        s = runs.wait(
+            settings,
+            args.id,
+            timeout=args.timeout,
+            on_progress=progress,
+            on_note=note,
+            idle_hint=lambda: _idle_hint(settings),
+        )
+    print(run_line(s, settings))
+    if s.rows_total <= 20:
+        print(format_top_k(runs.table(settings, args.id)))
     return 0
 
 
-def _no_worker_suffix(settings: Settings, queue: str) -> str:
-    if not settings.broker_url:
-        return ""
+def _idle_hint(settings: Settings) -> str | None:
     from anigenre.core.errors import AnigenreError
-    from anigenre.jobs.queue.broker import broker_app
 
     try:
-        hint = no_worker_hint(broker_app(settings), queue, settings)
-    except AnigenreError:
-        return ""
-    return f"; {hint}" if hint else ""
+        dispatcher = _dispatcher_or_none(settings)
+    except AnigenreError:  # a hint is never worth failing the command
+        return None
+    return dispatcher.idle_hint("predict") if dispatcher else None
 
 
 def run_resume(args, settings: Settings) -> int:
-    from anigenre.jobs import stages
-    from anigenre.jobs.runs.index import index_home, load_plan
-    from anigenre.jobs.runs.parts import missing_chunks
-    from anigenre.jobs.stages.predict import claim_run, planning_lock
-
-    plan = load_plan(index_home(settings), args.run_id, settings.s3)
-    app = None
-    if settings.broker_url:
-        from anigenre.jobs.queue.broker import broker_app
-
-        app = broker_app(settings)  # fail before touching the plan
-    # Files that other runs predicted (or own) since this one was planned leave its
-    # missing chunks: a resume never writes a second row for a file.
-    plan, dropped = claim_run(plan, resume=True, lock=planning_lock(settings, plan.out))
-    missing = missing_chunks(plan)
-    note = f"; {dropped} file(s) left to the other runs that predict them" if dropped else ""
-    if app is not None:
-        from anigenre.jobs.queue.publish import forget_resends, send_chunks
-
-        forget_resends(app, plan.run_id)
-        send_chunks(app, plan, missing)
-        print(f"re-queued {len(missing)} chunk(s) of run {plan.run_id}{note}")
-        return 0
-    manifest = stages.predict_in_process(settings, plan)  # skips the chunks already written
-    print(
-        f"run {plan.run_id}: {len(missing)} chunk(s) redone here{note}; "
-        f"{manifest['ok']} ok, {manifest['error']} error [complete]"
+    done = runs.resume(settings, args.run_id, dispatcher_for(settings))
+    note = (
+        f"; {done.dropped} file(s) left to the other runs that predict them" if done.dropped else ""
     )
+    if done.queued:
+        print(f"re-queued {done.chunks} chunk(s) of run {done.run_id}{note}")
+        return 0
+    s = done.status
+    what = f"{done.chunks} chunk(s) redone here" if done.chunks else "nothing left to redo"
+    print(f"run {done.run_id}: {what}{note}; {s.rows_ok} ok, {s.rows_error} error [complete]")
     return 0
 
 
 def run_list(args, settings: Settings) -> int:
-    import json
-
-    from anigenre.core.errors import DataError
-    from anigenre.jobs.cli.status_view import run_view, task_line
-    from anigenre.jobs.cli.task_records import list_tasks
-    from anigenre.jobs.runs.index import index_home, list_runs
-
-    runs = []  # (view, line) in run order, newest last
-    for run_id in list_runs(index_home(settings), settings.s3):
-        try:
-            s = _read_status(settings, run_id)
-            runs.append((run_view(s), _status_line(s)))
-        except DataError as exc:  # one run whose folder is gone must not hide the others
-            runs.append(({"run_id": run_id, "unreadable": str(exc)}, str(exc)))
-    mirror.pull(settings, "tasks")
-    tasks = _task_views(settings, list_tasks(settings.data_dir))
+    entries = runs.runs(settings, args.limit)
+    task_list = tasks.task_views(settings, _states_dispatcher(settings))
     if args.json:
-        print(json.dumps({"runs": [v for v, _ in runs], "tasks": tasks}, indent=2))
+        listed = [
+            {"run_id": e.run_id, "unreadable": e.error}
+            if e.status is None
+            else {**run_view(e.status), "out_dir": e.out_dir, "model_id": e.model_id}
+            for e in entries
+        ]
+        print(json.dumps({"runs": listed, "tasks": task_list}, indent=2))
         return 0
-    if not runs and not tasks:
+    if not entries and not task_list:
         print(f"no runs or tasks recorded in {settings.data_dir}")
-    for _, line in runs:
-        print(line)
-    for view in tasks:
+    for e in entries:
+        if e.status is None:
+            print(e.error)
+        else:
+            print(f"{run_line(e.status, settings)}\n    model {e.model_id} -> {e.out_dir}")
+    for view in task_list:
         print(task_line(view))
     return 0
 
 
-def _task_views(settings: Settings, records) -> list[dict]:
-    """Views of the recorded tasks; their states when a broker is set and answers."""
+def _states_dispatcher(settings: Settings):
+    """The broker, to ask for the tasks' states; the runs still list when it is down."""
     from anigenre.core.errors import AnigenreError
-    from anigenre.jobs.cli.status_view import task_view
 
-    app = None
-    if records and settings.broker_url:
-        from anigenre.jobs.queue.broker import broker_app
-
-        try:
-            app = broker_app(settings)
-        except AnigenreError as exc:  # the runs still list; say why the states are missing
-            print(f"anigenre: task states unknown: {exc}", file=sys.stderr)
-    return [
-        task_view(r.task_id, r, *(_task_state(app, r.task_id) if app else (None, None)))
-        for r in records
-    ]
-
-
-def _read_status(settings: Settings, run_id: str):
-    """The status of ``run_id``; a run whose files are gone or damaged is a DataError."""
-    from anigenre.core.errors import AnigenreError, DataError, StorageError
-    from anigenre.jobs.runs.index import index_home, load_plan
-    from anigenre.jobs.runs.status import run_status
-
-    # A DataError when its plan is gone.
-    plan = load_plan(index_home(settings), run_id, settings.s3)
     try:
-        return run_status(plan, stall_after_s=settings.run_stall_after_s)
-    except FileNotFoundError as exc:
-        why = f"{exc.filename} is gone; was its output folder moved or deleted?"
-    except OSError as exc:
-        why = str(StorageError.from_os(exc, action="read"))
-    except (ValueError, TypeError, KeyError) as exc:
-        why = f"its files are damaged ({type(exc).__name__}: {exc})"
+        return _dispatcher_or_none(settings)
     except AnigenreError as exc:
-        why = str(exc)
-    raise DataError(f"run {run_id}: unreadable: {why}")
+        print(f"anigenre: task states unknown: {exc}", file=sys.stderr)
+        return None

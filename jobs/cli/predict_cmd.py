@@ -7,7 +7,7 @@ from pathlib import Path
 
 from anigenre.config import Settings
 from anigenre.jobs.cli import args as types
-from anigenre.jobs.cli.hints import command
+from anigenre.jobs.service.hints import command
 
 TABLE_LIMIT = 20  # print the paper's Table 4-style listing for inputs up to this size
 
@@ -40,21 +40,16 @@ def add_predict_arguments(p) -> None:
     )
 
 
-def plan_from_args(settings: Settings, args):
-    """The run plan for the arguments ``add_predict_arguments`` declares."""
-    from anigenre.jobs import stages
-
-    return stages.plan_prediction(
-        settings,
-        args.paths,
-        model_id=args.model,
-        out_dir=args.out,
-        top_k=args.top_k,
-        chunk_size=args.chunk_size or settings.predict_chunk_size,
-        force=args.force,
-        engine=args.engine,
-        hold=True,  # until this process has run (or queued) it: see jobs.runs.live
-    )
+def plan_args(args) -> dict:
+    """The run-plan arguments of jobs.service.runs.plan, from ``add_predict_arguments``."""
+    return {
+        "model": args.model,
+        "out": args.out,
+        "top_k": args.top_k,
+        "chunk_size": args.chunk_size,
+        "force": args.force,
+        "engine": args.engine,
+    }
 
 
 def _files(n: int) -> str:
@@ -87,10 +82,11 @@ def register(sub) -> None:
 
 
 def run(args, settings: Settings) -> int:
-    from anigenre.jobs import stages
+    from anigenre.jobs.service import runs
+    from anigenre.jobs.service.dispatch import InProcess
     from tqdm import tqdm
 
-    plan = plan_from_args(settings, args)
+    plan = runs.plan(settings, args.paths, **plan_args(args))
     if not plan.inputs:
         print(nothing_new(plan))  # no run is recorded: there is nothing to run
         return 0
@@ -111,9 +107,8 @@ def run(args, settings: Settings) -> int:
         with tqdm(
             total=len(plan.inputs), unit="poster", desc="predict", file=sys.stderr, disable=None
         ) as bar:
-            manifest = stages.predict_in_process(
-                settings, plan, lambda r: bar.update(r["ok"] + r["error"])
-            )
+            here = InProcess(settings, lambda r: bar.update(r["ok"] + r["error"]))
+            here.send_chunks(plan)
     except KeyboardInterrupt:
         # Running the same command again would start a second run beside this unfinished one.
         print(
@@ -121,22 +116,18 @@ def run(args, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"  {manifest['ok']} ok, {manifest['error']} error -> {plan.parts.uri}")
+    s = runs.status(settings, plan.run_id)
+    print(f"  {s.rows_ok} ok, {s.rows_error} error -> {plan.parts.uri}")
     if len(plan.inputs) <= TABLE_LIMIT:
-        print(format_top_k(plan))
+        print(format_top_k(runs.table(settings, plan.run_id)))
     return 0
 
 
 NAME_WIDTH = 40
 
 
-def format_top_k(plan) -> str:
-    import pandas as pd
-
-    parts = [plan.parts.read_table(plan.part_name(i)).to_pandas() for i in range(len(plan.chunks))]
-    if not parts:
-        return ""
-    rows = pd.concat(parts)
+def format_top_k(rows) -> str:
+    """A run's rows (jobs.service.runs.table) as the paper's Table 4: name and genres."""
     lines = []
     for r in rows.itertuples():
         name = fit_name(Path(r.path).name, NAME_WIDTH)

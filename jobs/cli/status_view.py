@@ -1,15 +1,14 @@
-"""What ``jobs status|wait|list`` print for a queued task: one readable line, or JSON.
+"""What ``jobs status|wait|list`` print: one readable line, or JSON.
 
-A task's view is a plain dict (``task_view``), so the human line and ``--json`` say the
-same thing.
+A task's view is a plain dict (jobs.service.tasks.task_view), so the human line and
+``--json`` say the same thing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-# Celery's states, in words. A task id the result backend has never seen is PENDING too,
-# which is why the CLI keeps its own record of the tasks it submitted.
+# Celery's states, in words.
 _STATE_WORDS = {
     "PENDING": "queued, not started",
     "RECEIVED": "received by a worker",
@@ -19,30 +18,6 @@ _STATE_WORDS = {
     "FAILURE": "failed",
     "REVOKED": "cancelled",
 }
-FAILED_STATES = ("FAILURE", "REVOKED")
-
-
-def task_view(task_id: str, record, state: str | None, outcome=None) -> dict:
-    """``record``: the TaskRecord or None; ``state`` None when no broker was asked;
-    ``outcome``: the task's return value (SUCCESS) or its exception (FAILURE, RETRY)."""
-    view = {
-        "kind": "task",
-        "id": task_id,
-        "name": record.name if record else None,
-        "queue": record.queue if record else None,
-        "submitted": record.submitted if record else None,
-        "state": state,
-    }
-    if isinstance(outcome, BaseException):
-        view["error"] = error_line(outcome)
-    elif state == "SUCCESS":
-        view["result"] = outcome
-    return view
-
-
-def error_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def task_line(view: dict) -> str:
@@ -103,6 +78,28 @@ def _scalar(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def run_line(s, settings) -> str:
+    """A RunStatus in one line: counts, rate, and the ETA or why there is none."""
+    from anigenre.jobs.service.hints import command
+
+    rate = f"{s.rate_per_s:.1f} posters/s" if s.rate_per_s else "rate -"
+    eta = "done" if s.complete else (f"ETA {s.eta_s:.0f} s" if s.eta_s is not None else "ETA -")
+    if s.state == "stalled":  # an ETA would promise what is not happening
+        eta = f"stalled: {s.note}"
+    elif s.state == "interrupted":
+        resume = command(settings, f"jobs resume {s.run_id}")
+        eta = f"interrupted: {s.note}; '{resume}' finishes it"
+    elif s.state == "queued":
+        eta = "queued: no chunk taken by a worker yet"
+    return (
+        f"run {s.run_id}: {s.chunks_done}/{s.chunks_total} chunks, "
+        f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
+        f"{rate}, {eta}"
+        + (" [complete]" if s.complete else "")
+        + (f" [failed: {s.failed}]" if s.failed and not s.complete else "")
+    )
 
 
 def run_view(status) -> dict:

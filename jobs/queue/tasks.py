@@ -1,5 +1,6 @@
 """Celery tasks: thin wrappers that take ids, paths and request objects as JSON, call the
-stages, and return small JSON.
+stages (jobs.stages.calls, which the in-process dispatcher calls too), and return small
+JSON.
 
 Tasks are ``shared_task``s: they bind to whichever app the worker built (the entry module's
 or ``anigenre worker``'s), so importing this module builds no app. Names are fixed strings,
@@ -16,6 +17,7 @@ import logging
 import resource
 
 from anigenre.core.errors import RetryableError
+from anigenre.jobs.stages import calls
 from celery import Task, shared_task
 
 log = logging.getLogger(__name__)
@@ -113,48 +115,24 @@ def current_rss_kb() -> int:
     max_retries=3,
 )
 def scrape(self, request: dict) -> dict:
-    from anigenre.jobs import stages
-    from anigenre.scraper.run import ScrapeRequest
-
-    s = stages.scrape(_settings(self), ScrapeRequest.from_json(request))
-    return {
-        "titles": s.titles,
-        "pages": s.pages,
-        "posters": dict(s.posters),
-        "requests": s.requests,
-        "rate_limited": s.rate_limited,
-    }
+    return calls.scrape(_settings(self), request)
 
 
 @shared_task(name="jobs.tasks.preprocess", bind=True)
 def preprocess(
     self, years: list | None = None, require_score: bool = False, require_studio: bool = False
 ) -> dict:
-    from anigenre.core.dataset import Filters
-    from anigenre.jobs import stages
-
-    filters = Filters(tuple(years) if years else None, require_score, require_studio)
-    change = stages.preprocess(_settings(self), filters)
-    return {"total": change.total, "added": change.added, "splits": change.splits}
+    return calls.preprocess(_settings(self), years, require_score, require_studio)
 
 
 @shared_task(name="jobs.tasks.import_dataset", bind=True)
 def import_dataset(self, folder: str, replace: bool = False) -> dict:
-    from pathlib import Path
-
-    from anigenre.jobs import stages
-
-    change = stages.import_dataset(_settings(self), Path(folder), replace=replace)
-    return {"total": change.total, "added": change.added, "skipped": len(change.skipped)}
+    return calls.import_dataset(_settings(self), folder, replace)
 
 
 @shared_task(name="jobs.tasks.train", bind=True)
 def train(self, config: dict) -> dict:
-    from anigenre.jobs import stages
-    from anigenre.models.config import TrainConfig
-
-    model_id, manifest = stages.train_model(_settings(self), TrainConfig.from_dict(config))
-    return {"model_id": model_id, "test": manifest["metrics_summary"]["test"]}
+    return calls.train(_settings(self), config)
 
 
 @shared_task(name="jobs.tasks.predict_inbox", bind=True)

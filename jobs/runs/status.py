@@ -1,6 +1,7 @@
 """How far a run has got, read from its parts and markers on disk (no broker needed).
 
-Besides counts, a run has a state: ``running``; ``stalled`` (queued, and the workers'
+Besides counts, a run has a state: ``queued`` (on the broker, no chunk done yet);
+``running``; ``stalled`` (queued, and the workers'
 sweep found chunks whose worker died or whose message was lost, or no chunk finished for
 ``stall_after_s``); ``interrupted`` (in-process, and its process is gone: see
 jobs.runs.lease); ``failed``; ``complete``. A stalled or interrupted run has no ETA.
@@ -12,14 +13,16 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 
-from anigenre.jobs.runs.layout import MANIFEST, QUEUED
+from anigenre.jobs.runs.layout import MANIFEST
+from anigenre.jobs.runs.layout import QUEUED as QUEUED_FILE
 from anigenre.jobs.runs.lease import STALE_S, lease_problem, read_lease
 from anigenre.jobs.runs.markers import failure
 from anigenre.jobs.runs.parts import PartCounts
 from anigenre.jobs.runs.plan import RunPlan
 from anigenre.jobs.runs.stalls import describe, read_stalls
 
-RUNNING, STALLED, INTERRUPTED, FAILED, COMPLETE = (
+QUEUED, RUNNING, STALLED, INTERRUPTED, FAILED, COMPLETE = (
+    "queued",
     "running",
     "stalled",
     "interrupted",
@@ -81,6 +84,8 @@ def run_status(
     else:
         now = now or dt.datetime.now(dt.UTC)
         state, note = _health(plan, missing, latest, stall_after_s, now)
+        if state == RUNNING and not done and _queued_at(plan) is not None:
+            state = QUEUED
     return RunStatus(
         run_id=plan.run_id,
         chunks_done=done,
@@ -126,7 +131,9 @@ def _health(
 
 def _queued_at(plan: RunPlan) -> dt.datetime | None:
     try:
-        return dt.datetime.fromisoformat(json.loads(plan.files.read_bytes(QUEUED))["queued_at"])
+        return dt.datetime.fromisoformat(
+            json.loads(plan.files.read_bytes(QUEUED_FILE))["queued_at"]
+        )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):

@@ -1,4 +1,4 @@
-"""Commands quoted in hints, written so they work when pasted: with the data dir in use."""
+"""Commands quoted in messages, written so they work when pasted: with the data dir in use."""
 
 from __future__ import annotations
 
@@ -17,16 +17,3 @@ def command(settings: Settings, rest: str) -> str:
     if Path(settings.data_dir) == _DEFAULT_DATA_DIR:
         return f"anigenre {rest}"
     return f"anigenre --data-dir {shlex.quote(str(settings.data_dir))} {rest}"
-
-
-def masked_url(url: str) -> str:
-    """``url`` with its password (if any) as ``**``: hints land in terminals and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:**@{host}{port}"))

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 from anigenre.config import load_settings
 from anigenre.jobs import stages
-from anigenre.jobs.cli.demo_cmd import DEMO_YEARS, demo_request, next_steps, reusable_model
+from anigenre.jobs.cli.demo_cmd import next_steps
 from anigenre.jobs.cli.predict_cmd import NAME_WIDTH, format_top_k
 from anigenre.jobs.runs.plan import RunPlan
+from anigenre.jobs.stages.demo import DEMO_YEARS, demo_request, reusable_model
 from anigenre.models.config import TrainConfig
 from anigenre.scraper.run import ScrapeRequest
 

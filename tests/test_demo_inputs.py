@@ -7,7 +7,7 @@ import pytest
 from anigenre.config import load_settings
 from anigenre.core.errors import DataError
 from anigenre.jobs import stages
-from anigenre.jobs.cli.demo_cmd import split_posters
+from anigenre.jobs.stages.demo import split_posters
 
 
 def test_demo_folders_import_every_poster(tmp_path, posters_dir, shared_dir):

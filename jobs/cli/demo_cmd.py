@@ -12,13 +12,7 @@ a model trained on the same dataset with the same settings is not trained again.
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import json
-import os
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,12 +20,15 @@ from anigenre.config import Settings
 from anigenre.core.errors import AnigenreError
 from anigenre.jobs.service.hints import command
 from anigenre.jobs.service.wiring import dispatcher_for
+from anigenre.jobs.stages.demo import (
+    DEMO_YEARS,
+    HELD_OUT_YEAR,
+    demo_request,
+    demo_worker,
+    reusable_model,
+    split_posters,
+)
 from anigenre.scraper.replay.build import build_server
-from anigenre.scraper.run import ScrapeRequest
-from anigenre.scraper.store import RawStore
-
-DEMO_YEARS = (2013, 2021)  # the paper's period
-HELD_OUT_YEAR = "2022"
 
 
 def register(sub) -> None:
@@ -39,35 +36,6 @@ def register(sub) -> None:
     p.add_argument("--rate-limit", type=int, default=600, help="replay server's limit per minute")
     p.add_argument("--broker", help="run every stage as a Celery task on this broker")
     p.set_defaults(run=run, settings_overrides=lambda a: {"broker_url": a.broker})
-
-
-def split_posters(shared_posters: Path, dest: Path) -> tuple[Path, Path]:
-    """Two labelled folders: everything before 2022, and 2022 alone. Copies, not links:
-    an import refuses a link that points outside its images/ folder (it is how a folder
-    could smuggle in any file on the machine)."""
-    with open(shared_posters / "labels.csv", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows, fields = list(reader), reader.fieldnames
-    folders = {}
-    for name, keep in (
-        ("labelled", lambda r: r["year"] != HELD_OUT_YEAR),
-        ("inbox-2022", lambda r: r["year"] == HELD_OUT_YEAR),
-    ):
-        folder = dest / name
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        chosen = [r for r in rows if keep(r)]
-        for r in chosen:
-            copy = folder / "images" / r["file"]
-            if copy.is_symlink():  # left by a demo from before imports refused links
-                copy.unlink()
-            if not copy.exists():
-                shutil.copyfile(shared_posters / "images" / r["file"], copy)
-        with open(folder / "labels.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(chosen)
-        folders[name] = folder
-    return folders["labelled"], folders["inbox-2022"]
 
 
 def run(args, settings: Settings) -> int:
@@ -88,7 +56,7 @@ def run(args, settings: Settings) -> int:
     print(f"demo data dir: {settings.data_dir} (other commands need {flag})")
     try:
         dispatcher = dispatcher_for(demo)  # a broker that does not answer stops us here
-        with _demo_worker(demo) if dispatcher.queued else contextlib.nullcontext():
+        with demo_worker(demo) if dispatcher.queued else contextlib.nullcontext():
             run_id = _pipeline(demo, dispatcher, labelled, inbox)
         stats = server.stats()
         requests = ", ".join(f"{n} {kind}" for kind, n in stats["requests"].items())
@@ -129,34 +97,6 @@ def _prog() -> str:
         return shlex.quote(str(argv0.resolve().relative_to(Path.cwd())))
     except ValueError:
         return shlex.quote(str(argv0))
-
-
-def demo_request(settings: Settings, years: tuple[int, int] = DEMO_YEARS) -> ScrapeRequest:
-    """The full scrape the first time; afterwards an incremental one, which keeps the
-    titles and posters already stored (an unfinished scrape of either kind resumes)."""
-    full = ScrapeRequest(years=years, overlap_s=settings.incremental_overlap_s)
-    incremental = dataclasses.replace(full, incremental=True)
-    store = RawStore(settings.data_dir)
-    saved = store.load_checkpoint()
-    if saved is not None:
-        return incremental if saved.get("key") == incremental.key() else full
-    if store.media_path.exists() and store.watermark(years) is not None:
-        return incremental
-    return full
-
-
-def reusable_model(settings: Settings, config) -> str | None:
-    """The newest model trained on the current dataset with ``config``, if any."""
-    from anigenre.core.dataset import fingerprint
-    from anigenre.core.dataset_store import DATASET_PATH, read_dataset
-    from anigenre.models.registry import list_models
-
-    dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)
-    wanted = (fingerprint(dataset), json.loads(json.dumps(config.as_dict())))
-    for manifest in reversed(list_models(settings.data_dir)):
-        if (manifest.dataset.fingerprint, manifest.config) == wanted:
-            return manifest.model_id
-    return None
 
 
 def _pipeline(settings: Settings, dispatcher, labelled: list[Path], inbox: Path) -> str:
@@ -225,32 +165,3 @@ def _print_report(report) -> None:
         ap = report.per_genre_ap.dropna(subset=["ap"])
         print(f"  held-out labels: macro AP {ap['ap'].mean():.3f} over {len(ap)} genres present")
     print(f"  open {report.folder / 'report.html'}")
-
-
-@contextlib.contextmanager
-def _demo_worker(settings: Settings):
-    """A real Celery worker on every queue, for as long as the demo runs; its log is in
-    the data dir."""
-    from anigenre.jobs.queue.app import worker_argv
-
-    env = {
-        **os.environ,
-        "ANIGENRE_DATA_DIR": str(settings.data_dir),
-        "ANIGENRE_BROKER_URL": settings.broker_url,
-        "ANIGENRE_ANILIST_URL": settings.anilist_url,
-        "ANIGENRE_RATE_LIMIT_PER_MIN": str(settings.rate_limit_per_min),
-        "ANIGENRE_SHARED_DIR": str(settings.shared_dir),
-    }
-    with open(settings.data_dir / "demo-worker.log", "w") as log:
-        worker = subprocess.Popen(
-            worker_argv("scrape,train,predict", "demo", quiet=False),
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield
-        finally:
-            os.killpg(worker.pid, 15)
-            worker.wait(timeout=30)

@@ -173,12 +173,15 @@ def resume(settings: Settings, run_id: str, dispatcher: Dispatcher) -> Resumed:
     p = load_plan(index_home(settings), run_id, settings.s3)
     p, dropped = claim_run(p, resume=True, lock=planning_lock(settings, p.out))
     missing = missing_chunks(p)
-    if dispatcher.queued:
-        dispatcher.forget_resends(run_id)
-    if missing:
-        dispatcher.send_chunks(p, missing)
-    elif not dispatcher.queued:
-        finalize(p)
+    try:
+        if dispatcher.queued:
+            dispatcher.forget_resends(run_id)
+        if missing:
+            dispatcher.send_chunks(p, missing)
+        else:
+            finalize(p)  # every part is there: only the manifest was missing, if that
+    finally:
+        live.release(p.files)  # queued, done, or failed here: no longer this process's
     return Resumed(
         run_id,
         len(missing),
@@ -232,8 +235,11 @@ def _entry(settings: Settings, run_id: str) -> RunEntry:
             return RunEntry(run_id, str(out_dir), m.get("model_id"), m.get("created"), s)
         p = load_plan(home, run_id, settings.s3)
         s = status(settings, run_id)
-    except (AnigenreError, OSError, ValueError, KeyError, TypeError) as exc:
+    except AnigenreError as exc:
         return RunEntry(run_id, None, None, None, None, error=str(exc))
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged entry or manifest
+        why = f"run {run_id}: unreadable: {type(exc).__name__}: {exc}"
+        return RunEntry(run_id, None, None, None, None, error=why)
     return RunEntry(run_id, str(out_dir), p.model_id, p.created, s)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,24 @@ RATE_BAND = (0.5, 2.0)
 DECISION_COLUMNS = ("threshold", "train_rate", "expected", "observed", "ratio", "flagged")
 
 
-def decision_rows(manifest: dict, summary: pd.DataFrame, genres: Sequence[str]) -> pd.DataFrame:
+class DecisionRecord(Protocol):
+    """What a model's manifest (models.manifest.Manifest) records of its decision rule."""
+
+    @property
+    def thresholds(self) -> Mapping[str, float]: ...
+    @property
+    def expected_rates(self) -> Mapping[str, float]: ...
+    @property
+    def train_prevalence(self) -> Mapping[str, float]: ...
+    @property
+    def expected_genres_per_poster(self) -> float | None: ...
+    @property
+    def train_genres_per_poster(self) -> float | None: ...
+
+
+def decision_rows(
+    manifest: DecisionRecord, summary: pd.DataFrame, genres: Sequence[str]
+) -> pd.DataFrame:
     """Rows to append to :func:`summarize`'s table: per genre (section ``decision``) the
     threshold of the ``predicted`` column, the training prevalence, the expected rate (share
     of validation posters predicted), this run's observed rate, observed / expected, and
@@ -61,9 +79,9 @@ def decision_rows(manifest: dict, summary: pd.DataFrame, genres: Sequence[str]) 
     totals = summary[summary.section == "totals"].set_index("name")["count"]
     ok = int(totals.get("ok", 0))
     counts = summary[summary.section == "predicted_genre"].set_index("name")["count"]
-    thresholds = manifest.get("thresholds", {})
-    expected = manifest.get("expected_rates", {})
-    prevalence = manifest.get("train_prevalence", {})
+    thresholds = manifest.thresholds
+    expected = manifest.expected_rates
+    prevalence = manifest.train_prevalence
     out = []
     for g in genres:
         n = int(counts.get(g, 0))
@@ -71,12 +89,9 @@ def decision_rows(manifest: dict, summary: pd.DataFrame, genres: Sequence[str]) 
             _row("decision", g, n, thresholds.get(g), prevalence.get(g), expected.get(g), n, ok)
         )
     total = int(counts.reindex(list(genres)).fillna(0).sum())
-    mean_expected = manifest.get("expected_genres_per_poster")
-    if mean_expected is None and expected:  # recorded rates sum to the same figure
-        mean_expected = sum(expected.get(g, 0.0) for g in genres)
-    mean_train = manifest.get("train_genres_per_poster")
-    if mean_train is None and prevalence:
-        mean_train = sum(prevalence.get(g, 0.0) for g in genres)
+    # An older manifest's means are the sums of its rates (models.manifest fills them in).
+    mean_expected = manifest.expected_genres_per_poster
+    mean_train = manifest.train_genres_per_poster
     out.append(_row("genres_per_poster", "mean", total, None, mean_train, mean_expected, total, ok))
     table = pd.DataFrame(out, columns=["section", "name", "count", *DECISION_COLUMNS])
     table["flagged"] = table["flagged"].astype("boolean")

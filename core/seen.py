@@ -4,15 +4,26 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 # The manifest key: sorted sha256 of every train and validation poster.
 SEEN_KEY = "seen_sha256"
 SEEN_SPLITS = ("train", "val")
+
+
+class SeenRecord(Protocol):
+    """What a model's manifest (models.manifest.Manifest) says about its training posters."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def seen(self) -> Sequence[str] | None: ...  # None: trained before they were recorded
 
 
 @dataclass(frozen=True)
@@ -27,14 +38,18 @@ def seen_record(splits: Sequence[str], shas: Sequence[str]) -> list[str]:
     return sorted({s for split, s in zip(splits, shas, strict=True) if split in SEEN_SPLITS})
 
 
-def split_seen(manifest: Mapping, shas: Sequence[str | None], include_seen: bool) -> SeenSplit:
-    """Which of the posters with these sha256 (None: unreadable) to score."""
+def split_seen(
+    manifest: SeenRecord | None, shas: Sequence[str | None], include_seen: bool
+) -> SeenSplit:
+    """Which of the posters with these sha256 (None: unreadable) to score; ``manifest``
+    None: no model is known."""
     n = len(shas)
-    recorded = manifest.get(SEEN_KEY)
+    recorded = manifest.seen if manifest is not None else None
     if recorded is None:
         return SeenSplit(
             np.ones(n, dtype=bool),
-            f"model {manifest.get('model_id', '?')} predates the record of its training "
+            f"model {manifest.model_id if manifest is not None else '?'} predates the record "
+            "of its training "
             f"posters, so seen ones cannot be left out: scored on all {n}",
             None,
         )

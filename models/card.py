@@ -2,19 +2,29 @@
 
 Pure: a manifest and its ``metrics.json`` report in, text out. ``models.registry`` writes it
 as ``MODEL_CARD.md`` beside the model at save time; ``anigenre models card`` renders it for
-any model, older ones included (whatever they did not record says "not recorded").
+any model, older ones included (whatever they did not record says "not recorded"). The web
+page's card (``jobs.web.cards``) lays out the pieces made here: ``input_text``,
+``training_text``, ``weights_sources``, ``headline``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from anigenre.models.manifest import DatasetRecord, Manifest, Training, Weights
 
 # A genre with fewer test positives than this has an AP that a handful of posters decides:
 # the card lists such genres among the failure modes.
 FEW_POSITIVES = 10
 NOT_RECORDED = "not recorded"
 SPLITS = ("train", "val", "test")
+
+# The held-out figures a card heads with, as (label, key in metrics_summary's figures).
+HEADLINE = (("macro mAP", "macro_map"), ("micro mAP", "micro_map"), ("P@3", "p@3"))
+HEADLINE_F1 = ("micro F1", "micro_f1")
+# (row name, figures key, intervals key) of metrics_summary: the model's and the prior's.
+HEADLINE_ROWS = (("model", "test", "test_ci95"), ("prior", "prior", "prior_ci95"))
 
 # Weights files known to the project and their licences (../shared/weights/README.md).
 WEIGHT_LICENCES = {
@@ -24,15 +34,15 @@ WEIGHT_LICENCES = {
 }
 
 
-def render_card(manifest: dict, metrics: dict | None) -> str:
+def render_card(manifest: Manifest, metrics: dict | None) -> str:
     """The card of the model ``manifest`` describes; ``metrics`` is its ``metrics.json``
     (None when it cannot be read: the card then says what it lacks)."""
     metrics = metrics or {}
-    genres = list(manifest["genres"])
+    genres = list(manifest.genres)
     sections = [
         _header(manifest),
         _intended_use(genres),
-        _training_data(manifest.get("dataset") or {}, genres),
+        _training_data(manifest.dataset, genres),
         _performance(manifest, metrics, genres),
         _decision_rule(manifest, genres),
         _failure_modes(manifest, metrics, genres),
@@ -55,49 +65,56 @@ def _table(header: Sequence[str], rows: list[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def _header(manifest: dict) -> str:
-    h, w = manifest["input_size"]
-    training = manifest.get("training") or {}
-    weights = weights_sources(manifest.get("weights") or {})
-    tta = "+".join(manifest.get("tta") or []) or "none"
+def _header(manifest: Manifest) -> str:
+    seed = NOT_RECORDED if manifest.seed is None else manifest.seed
     return "\n".join(
         [
-            f"# Model card: {manifest['model_id']}",
+            f"# Model card: {manifest.model_id}",
             "",
-            f"- Backbone: {manifest['backbone']} (weights: {weights}), "
-            f"{training.get('mode', NOT_RECORDED)} training, "
-            f"{training.get('epochs_run', '?')} epochs (best {training.get('best_epoch', '?')})",
-            f"- Input: {h}x{w} RGB, resize policy {manifest['resize_policy']}, "
-            f"test-time augmentation {tta}",
-            _features_line(training),
-            f"- Created {manifest['created']}, seed {manifest.get('seed', NOT_RECORDED)}",
-            f"- Genres ({len(manifest['genres'])}): {', '.join(manifest['genres'])}",
+            f"- Backbone: {manifest.backbone} (weights: {weights_sources(manifest.weights)}), "
+            f"{training_text(manifest.training)}",
+            f"- Input: {input_text(manifest)}",
+            _features_line(manifest.training),
+            f"- Created {manifest.created}, seed {seed}",
+            f"- Genres ({len(manifest.genres)}): {', '.join(manifest.genres)}",
         ]
     )
 
 
-def weights_sources(record: dict) -> str:
+def input_text(manifest: Manifest) -> str:
+    """E.g. "320x224 RGB, resize policy pad, test-time augmentation flip"."""
+    h, w = manifest.input_size
+    tta = "+".join(manifest.tta) or "none"
+    return f"{h}x{w} RGB, resize policy {manifest.resize_policy}, test-time augmentation {tta}"
+
+
+def training_text(training: Training) -> str:
+    """E.g. "frozen training, 12 epochs (best 9)"."""
+    mode = training.mode or NOT_RECORDED
+    epochs = "?" if training.epochs_run is None else training.epochs_run
+    best = "?" if training.best_epoch is None else training.best_epoch
+    return f"{mode} training, {epochs} epochs (best {best})"
+
+
+def weights_sources(weights: Weights) -> str:
     """Where the weights came from, the companion network's too: "file; companion's: file"."""
-    text = record.get("source", NOT_RECORDED)
-    if record.get("companion"):
-        text += f"; companion's: {record['companion'].get('source', NOT_RECORDED)}"
+    text = weights.source or NOT_RECORDED
+    if weights.companion is not None:
+        text += f"; companion's: {weights.companion.source or NOT_RECORDED}"
     return text
 
 
-def _features_line(training: dict) -> str:
+def _features_line(training: Training) -> str:
     """What the head reads, for models recorded since taps and the scale existed."""
-    if "taps" not in training:
+    if training.taps is None:
         return "- Features: the backbone's pooled last layer, unscaled"
-    taps = "".join(f" and pooled {t}" for t in training["taps"])
-    companion = training.get("companion")
-    if companion:
-        taps += f", with {companion['backbone']}'s pooled last layer"
-    scale = training.get("feature_scale")
+    taps = "".join(f" and pooled {t}" for t in training.taps)
+    if training.companion:
+        taps += f", with {training.companion}'s pooled last layer"
+    scale = training.feature_scale
     scaled = f"scaled by {scale:.4g} to unit mean L2 norm" if scale else "unscaled"
-    return (
-        f"- Features: the backbone's pooled last layer{taps}, {scaled}; "
-        f"learning rate {training.get('learning_rate', NOT_RECORDED)}"
-    )
+    rate = NOT_RECORDED if training.learning_rate is None else training.learning_rate
+    return f"- Features: the backbone's pooled last layer{taps}, {scaled}; learning rate {rate}"
 
 
 def _intended_use(genres: list[str]) -> str:
@@ -124,11 +141,9 @@ def _intended_use(genres: list[str]) -> str:
     )
 
 
-def _training_data(dataset: dict, genres: list[str]) -> str:
-    rows = dataset.get("rows") or {}
-    sources = dataset.get("sources")
-    years = dataset.get("years", "missing")
-    if years == "missing":
+def _training_data(dataset: DatasetRecord, genres: list[str]) -> str:
+    rows, sources, years = dataset.rows, dataset.sources, dataset.years
+    if not dataset.years_recorded:
         years_text = NOT_RECORDED
     elif years is None:
         years_text = "no poster has a year"
@@ -148,10 +163,10 @@ def _training_data(dataset: dict, genres: list[str]) -> str:
         + " (franchises never straddle splits; thresholds are tuned on val, figures are on "
         "test)",
         f"- Years: {years_text}",
-        f"- Dataset fingerprint: `{dataset.get('fingerprint', NOT_RECORDED)}`",
+        f"- Dataset fingerprint: `{dataset.fingerprint or NOT_RECORDED}`",
         "",
     ]
-    counts = dataset.get("genre_counts")
+    counts = dataset.genre_counts
     if not counts:
         return "\n".join([*lines, f"Positives per genre and split: {NOT_RECORDED}."])
     table = [[g, *(counts.get(s, {}).get(g, 0) for s in SPLITS)] for g in genres]
@@ -159,8 +174,25 @@ def _training_data(dataset: dict, genres: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _performance(manifest: dict, metrics: dict, genres: list[str]) -> str:
-    summary = manifest.get("metrics_summary") or {}
+def headline(summary: Mapping) -> list[tuple[str, dict[str, str]]]:
+    """The held-out figures of the model and of the prior baseline from a manifest's
+    ``metrics_summary``, each as "0.412 [0.380, 0.440]" by label ("-": not recorded)."""
+    labels = (*HEADLINE, HEADLINE_F1)
+    out = []
+    for name, key, ci in HEADLINE_ROWS:
+        figures, bounds = summary.get(key) or {}, summary.get(ci) or {}
+        out.append((name, {label: _figure(figures.get(k), bounds.get(k)) for label, k in labels}))
+    return out
+
+
+def _figure(value, bounds) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + (f" {_ci(bounds)}" if bounds else "")
+
+
+def _performance(manifest: Manifest, metrics: dict, genres: list[str]) -> str:
+    summary = manifest.metrics_summary
     test = metrics.get("test") or {}
     n = summary.get("n_test", test.get("n"))
     lines = [
@@ -172,19 +204,9 @@ def _performance(manifest: dict, metrics: dict, genres: list[str]) -> str:
         "anything from the image.",
         "",
     ]
-    headline = []
-    for name, key, ci in (("model", "test", "test_ci95"), ("prior", "prior", "prior_ci95")):
-        figures, bounds = summary.get(key) or {}, summary.get(ci) or {}
-        headline.append(
-            [
-                name,
-                *(
-                    f"{_num(figures.get(k))} {_ci(bounds.get(k))}"
-                    for k in ("macro_map", "micro_map", "p@3", "micro_f1")
-                ),
-            ]
-        )
-    lines.append(_table(["", "macro mAP", "micro mAP", "P@3", "micro F1"], headline))
+    labels = [label for label, _ in (*HEADLINE, HEADLINE_F1)]
+    rows = [[name, *(figures[label] for label in labels)] for name, figures in headline(summary)]
+    lines.append(_table(["", *labels], rows))
     per_genre = {r["genre"]: r for r in test.get("per_genre", [])}
     intervals = (metrics.get("bootstrap_95") or {}).get("per_genre_ap")
     if not per_genre:
@@ -205,17 +227,13 @@ def _performance(manifest: dict, metrics: dict, genres: list[str]) -> str:
     return "\n".join(lines) + "\n" + _table(["genre", "support", "AP", "AP 95%", "ROC AUC"], table)
 
 
-def _decision_rule(manifest: dict, genres: list[str]) -> str:
-    rule = manifest.get("decision_rule") or {}
-    expected = manifest.get("expected_rates") or {}
-    prevalence = manifest.get("train_prevalence") or {}
-    thresholds = manifest["thresholds"]
-    mean_expected = manifest.get("expected_genres_per_poster")
-    if mean_expected is None and expected:
-        mean_expected = sum(expected.values())
-    mean_train = manifest.get("train_genres_per_poster")
-    if mean_train is None and prevalence:
-        mean_train = sum(prevalence.values())
+def _decision_rule(manifest: Manifest, genres: list[str]) -> str:
+    rule = manifest.decision_rule
+    expected = manifest.expected_rates
+    prevalence = manifest.train_prevalence
+    thresholds = manifest.thresholds
+    mean_expected = manifest.expected_genres_per_poster
+    mean_train = manifest.train_genres_per_poster
     params = ", ".join(
         f"{k} {rule[k]}" for k in ("rule", "cap", "tuned_on", "n_posters") if k in rule
     )
@@ -223,7 +241,7 @@ def _decision_rule(manifest: dict, genres: list[str]) -> str:
         "## Decision rule (the `predicted` column)",
         "",
         f"- Rule: {rule.get('text', NOT_RECORDED)}" + (f" ({params})" if params else ""),
-        f"- Global threshold: {_num(manifest.get('global_threshold'))}",
+        f"- Global threshold: {_num(manifest.global_threshold)}",
         f"- Genres predicted per poster: expected {_num(mean_expected, 2)} (on validation), "
         f"against {_num(mean_train, 2)} in the training labels",
         "- Expected rate: the share of validation posters the genre is predicted on. "
@@ -244,7 +262,7 @@ def _decision_rule(manifest: dict, genres: list[str]) -> str:
     return "\n".join([*lines, _table(header, table)])
 
 
-def _failure_modes(manifest: dict, metrics: dict, genres: list[str]) -> str:
+def _failure_modes(manifest: Manifest, metrics: dict, genres: list[str]) -> str:
     per_genre = {r["genre"]: r for r in (metrics.get("test") or {}).get("per_genre", [])}
     support = {g: per_genre[g]["support"] for g in genres if g in per_genre}
     if support:
@@ -254,7 +272,7 @@ def _failure_modes(manifest: dict, metrics: dict, genres: list[str]) -> str:
         absent_text = ", ".join(absent) if absent else "none"
     else:
         rare_text = absent_text = NOT_RECORDED
-    h, w = manifest["input_size"]
+    h, w = manifest.input_size
     return "\n".join(
         [
             "## Known failure modes",
@@ -280,11 +298,11 @@ def _failure_modes(manifest: dict, metrics: dict, genres: list[str]) -> str:
     )
 
 
-def _weights_text(weights: dict) -> str:
+def _weights_text(weights: Weights) -> str:
     """Where one network's weights came from and their licence, with a short sha256."""
-    source = weights.get("source")
+    source = weights.source
     if source == "file":
-        name = Path(weights.get("path") or "").name
+        name = Path(weights.path or "").name
         text = WEIGHT_LICENCES.get(
             name, f"a local weights file ({name or NOT_RECORDED}): its own licence applies"
         )
@@ -294,13 +312,13 @@ def _weights_text(weights: dict) -> str:
         text = "none: the network was trained from scratch on the data above"
     else:
         text = NOT_RECORDED
-    sha = weights.get("sha256")
+    sha = weights.sha256
     return text + (f" (sha256 `{sha[:12]}…`)" if sha else "")
 
 
-def _licences(manifest: dict) -> str:
-    weights = manifest.get("weights") or {}
-    source = weights.get("source")
+def _licences(manifest: Manifest) -> str:
+    weights = manifest.weights
+    source = weights.source
     lines = [
         "## Licences and data terms",
         "",
@@ -312,10 +330,9 @@ def _licences(manifest: dict) -> str:
         "models trained on it.",
         f"- Pretrained weights: {_weights_text(weights)}.",
     ]
-    if weights.get("companion"):
-        companion = (manifest.get("training") or {}).get("companion") or {}
-        name = companion.get("backbone", "the companion network")
-        lines.append(f"- {name}'s weights: {_weights_text(weights['companion'])}.")
+    if weights.companion is not None:
+        name = manifest.training.companion or "the companion network"
+        lines.append(f"- {name}'s weights: {_weights_text(weights.companion)}.")
     if source in ("file", "imagenet"):
         lines.append(
             "- ImageNet images, which the pretrained weights were learnt from, have their "

@@ -38,7 +38,7 @@ def features_extractor(backbone: keras.Model, weights, images: int = 0) -> Extra
         return Int8Features(model_content=extractor_bytes(weights.features))
     if images >= LITERT_MIN_IMAGES and litert_runtime():
         from anigenre.models.engines import FloatNetwork
-        from anigenre.models.registry import convert_to_litert
+        from anigenre.models.export import convert_to_litert
 
         return FloatNetwork(model_content=convert_to_litert(backbone))
     return lambda x: np.asarray(backbone.predict_on_batch(x.astype(np.float32)))

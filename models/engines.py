@@ -21,10 +21,10 @@ from typing import Protocol
 
 import numpy as np
 from anigenre.core.errors import ConfigError
+from anigenre.models.artifacts import FEATURES_FILE
 from anigenre.models.quiet import filtered_stderr
 
 ENGINES = ("litert", "keras")
-FEATURES_FILE = "features.tflite"  # beside model.tflite when the head reads int8 features
 
 
 class Engine(Protocol):

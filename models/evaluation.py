@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from anigenre.core import metrics as m
+from anigenre.models.manifest import Manifest
 
 # The prior baseline's genres with fewer validation positives than this use its global
 # threshold instead of their own: see core.metrics.tune_thresholds.
@@ -145,21 +146,21 @@ def per_genre_ap_ci(
     return {g: list(ci) for g, ci in cis.items()}
 
 
-def decisions_of(manifest: dict, genres: Sequence[str]) -> tuple[dict, bool]:
+def decisions_of(manifest: Manifest, genres: Sequence[str]) -> tuple[dict, bool]:
     """The manifest's recorded decisions for :func:`score`, and whether the prior's own
     thresholds were recorded (models trained before they were lack them)."""
 
-    def arr(key: str) -> np.ndarray:
-        return np.array([manifest[key][g] for g in genres], dtype=np.float64)
+    def arr(values: Mapping[str, float]) -> np.ndarray:
+        return np.array([values[g] for g in genres], dtype=np.float64)
 
-    recorded = "prior_thresholds" in manifest
+    prior = manifest.prior_thresholds
     return {
-        "thresholds": arr("thresholds"),
-        "global_threshold": manifest["global_threshold"],
-        "train_prevalence": arr("train_prevalence"),
-        "prior_thresholds": arr("prior_thresholds") if recorded else None,
-        "prior_global_threshold": manifest.get("prior_global_threshold"),
-    }, recorded
+        "thresholds": arr(manifest.thresholds),
+        "global_threshold": manifest.global_threshold,
+        "train_prevalence": arr(manifest.train_prevalence),
+        "prior_thresholds": arr(prior) if prior is not None else None,
+        "prior_global_threshold": manifest.prior_global_threshold,
+    }, prior is not None
 
 
 HEADLINE = ("macro_map", "micro_map", "p@3", "micro_f1")

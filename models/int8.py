@@ -1,4 +1,4 @@
-"""The int8 MobileNetV2 as a feature extractor, and the LiteRT export of a model built on it.
+"""The int8 MobileNetV2 as a feature extractor, for training and for a model built on it.
 
 The shared ``tf2_mobilenet_v2_1.0_224_ptq.tflite`` is Google's post-training-quantized
 MobileNetV2 1.0 with its ImageNet classifier on top. Cut after the global pooling, it is a
@@ -7,7 +7,8 @@ global mean) in one image per call at ~212 images/s at 320x224 on two threads, 2
 float32 LiteRT network. Training reads its features (the feature cache keys them by
 engine), so the head learns the numbers it will be served.
 
-Making the extractor and exporting the head need TensorFlow; running them does not.
+Making the extractor needs TensorFlow; running it does not. ``models.export`` writes it
+beside the head of a model trained on its features.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from anigenre.core.errors import ConfigError
+from anigenre.models.manifest import Manifest
 
 POOL_TENSOR = "GlobalPool/Mean"  # the pooled features' tensor name ends so in the file
 
@@ -51,29 +53,25 @@ def _text(name) -> str:
     return name.decode() if isinstance(name, bytes) else str(name or "")
 
 
-def features_source(manifest: dict) -> Path | None:
+def features_source(manifest: Manifest) -> Path | None:
     """The int8 file a model's head was trained on, when it was (None: a float model)."""
-    features = (manifest.get("weights") or {}).get("features")
-    return Path(features["path"]) if features else None
+    features = manifest.weights.features
+    return features.path if features else None
 
 
-def export_files(model, manifest: dict) -> dict[str, bytes]:
-    """The LiteRT files of an int8-featured model: the extractor and the float head.
-
-    The extractor is made from the very file (checked by hash) the head was trained on,
-    so an artifact exported on first use cannot pair its head with other features."""
-    from anigenre.models.engines import FEATURES_FILE
-    from anigenre.models.registry import LITERT_FILE, convert_to_litert
-
-    features = manifest["weights"]["features"]
-    source = Path(features["path"])
+def checked_extractor(manifest: Manifest) -> bytes:
+    """The extractor of an int8-featured model, made from the very file (checked by hash)
+    its head was trained on, so an artifact exported on first use cannot pair its head
+    with other features."""
+    features = manifest.weights.features
+    if features is None:
+        raise ConfigError(f"model {manifest.model_id} was not trained on int8 features")
     try:
-        data = source.read_bytes()
+        data = features.path.read_bytes()
     except OSError as exc:
         raise ConfigError(
-            f"the int8 features file {source} cannot be read ({exc.strerror or exc})"
+            f"the int8 features file {features.path} cannot be read ({exc.strerror or exc})"
         ) from None
-    if hashlib.sha256(data).hexdigest() != features["sha256"]:
-        raise ConfigError(f"{source} is not the int8 file this model was trained on")
-    head = model.layers[-1]  # models.train.compose: image -> backbone -> head
-    return {FEATURES_FILE: extractor_bytes(source), LITERT_FILE: convert_to_litert(head)}
+    if hashlib.sha256(data).hexdigest() != features.sha256:
+        raise ConfigError(f"{features.path} is not the int8 file this model was trained on")
+    return extractor_bytes(features.path)

@@ -16,13 +16,13 @@ import numpy as np
 from anigenre.core.images import DEFAULT_MAX_PIXELS
 from anigenre.core.loader import Batch, Decoded, decode_file, iter_batches, iter_decoded
 from anigenre.models.engines import KerasEngine, LiteRTEngine
-from anigenre.models.registry import vocabulary_of
+from anigenre.models.manifest import Manifest
 
 
 @dataclass
 class Predictor:
     model: Any  # a keras.Model, or an engine (models.engines: a ``run(batch)`` method)
-    manifest: dict
+    manifest: Manifest
     max_pixels: int = DEFAULT_MAX_PIXELS
     batch_size: int = 32
     workers: int = 4
@@ -33,11 +33,11 @@ class Predictor:
     _ahead_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.vocab = vocabulary_of(self.manifest)
-        self.size = tuple(self.manifest["input_size"])
-        self.policy = self.manifest["resize_policy"]
-        self.tta = tuple(self.manifest.get("tta", ()))
-        self.thresholds = np.array([self.manifest["thresholds"][g] for g in self.vocab.genres])
+        self.vocab = self.manifest.vocabulary
+        self.size = self.manifest.input_size
+        self.policy = self.manifest.resize_policy
+        self.tta = self.manifest.tta
+        self.thresholds = np.array([self.manifest.thresholds[g] for g in self.vocab.genres])
         engine = isinstance(self.model, KerasEngine | LiteRTEngine)
         self.engine = self.model if engine else KerasEngine(self.model)
 

@@ -1,6 +1,6 @@
-"""The model registry: ``<data>/models/<model_id>/{model.keras, manifest.json, metrics.json,
-MODEL_CARD.md}``, and beside them the LiteRT export ``model.tflite`` with its key
-``model.tflite.json``.
+"""The model registry: ``<data>/models/<model_id>/`` holds one artifact (its files are
+named in ``models.artifacts``): the Keras model, its manifest, metrics and card, and beside
+them the LiteRT export (``models.export``).
 
 An artifact is written into a hidden temp folder and renamed into place, so a listing
 never shows a half-written model. The manifest carries everything inference needs:
@@ -9,35 +9,36 @@ genres in order, input size, resize policy, thresholds.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import fcntl
 import hashlib
-import io
 import json
 import logging
 import os
-import platform
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
-from anigenre.core.atomic import write_bytes_atomic, write_text_atomic
+from anigenre.core.atomic import write_text_atomic
 from anigenre.core.errors import ConfigError, DataError, StorageError
 from anigenre.core.genres import Vocabulary
 from anigenre.models import aliases
+from anigenre.models.artifacts import (
+    CARD_FILE,
+    CHECKSUMS_FILE,
+    KERAS_FILE,
+    LITERT_FILE,
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODELS_DIR,
+    file_sha256,
+    model_folder,
+)
 from anigenre.models.card import render_card
-
-MODELS_DIR = Path("models")
-MANIFEST_VERSION = 1
-KERAS_FILE = "model.keras"
-LITERT_FILE = "model.tflite"
-LITERT_KEY = "model.tflite.json"  # which model.keras (by hash) the export was made from
-CARD_FILE = "MODEL_CARD.md"
-# sha256 of every other file of the artifact, written last: what a machine that fetches the
-# model from object storage checks each file against (models.remote).
-CHECKSUMS_FILE = "checksums.json"
+from anigenre.models.export import export_litert, litert_current
+from anigenre.models.manifest import Manifest, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,7 @@ def new_model_id(backbone: str, created: dt.datetime, fingerprint: str) -> str:
     return f"{backbone}-{created:%Y%m%dT%H%M%S}-{salt}"
 
 
-def library_versions() -> dict:
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-    }
-
-
-def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics: dict) -> Path:
+def save_artifact(data_dir: Path, model_id: str, model, manifest: Manifest, metrics: dict) -> Path:
     root = Path(data_dir) / MODELS_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / model_id
@@ -73,8 +61,8 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
     try:
         model.save(tmp / KERAS_FILE)
         _export_at_save(model, tmp, manifest)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2, sort_keys=True))
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
         (tmp / CARD_FILE).write_text(render_card(manifest, metrics), encoding="utf-8")
         write_checksums(tmp)
         os.replace(tmp, final)
@@ -88,7 +76,7 @@ def save_artifact(data_dir: Path, model_id: str, model, manifest: dict, metrics:
 
 def write_checksums(folder: Path) -> None:
     sums = {
-        p.name: _sha256(p)
+        p.name: file_sha256(p)
         for p in sorted(folder.iterdir())
         if p.is_file() and not p.name.startswith(".") and p.name != CHECKSUMS_FILE
     }
@@ -110,7 +98,7 @@ def read_checksums(folder: Path) -> dict[str, str]:
     return sums
 
 
-def list_models(data_dir: Path) -> list[dict]:
+def list_models(data_dir: Path) -> list[Manifest]:
     """Manifests of every complete artifact, oldest first. A folder whose manifest cannot
     be read is no model: one damaged folder must not hide every other model. A model
     mirrored from object storage may have only its manifest and checksums here until it is
@@ -118,16 +106,14 @@ def list_models(data_dir: Path) -> list[dict]:
     root = Path(data_dir) / MODELS_DIR
     out = []
     for folder in sorted(root.glob("[!.]*")):
-        manifest = folder / "manifest.json"
+        manifest = folder / MANIFEST_FILE
         weights = folder / KERAS_FILE
         if manifest.exists() and (weights.exists() or (folder / CHECKSUMS_FILE).exists()):
             try:
-                loaded = json.loads(manifest.read_text())
-            except (OSError, ValueError):
+                out.append(read_manifest(manifest))
+            except DataError:
                 continue
-            if isinstance(loaded, dict) and {"model_id", "created"} <= loaded.keys():
-                out.append(loaded)
-    return sorted(out, key=lambda m: m["created"])
+    return sorted(out, key=lambda m: m.created)
 
 
 def resolve_model_id(data_dir: Path, model_id: str) -> str:
@@ -135,8 +121,8 @@ def resolve_model_id(data_dir: Path, model_id: str) -> str:
     if not models:
         raise DataError(f"no trained models in {Path(data_dir) / MODELS_DIR}; run 'anigenre train'")
     if model_id == "latest":
-        return models[-1]["model_id"]
-    ids = [m["model_id"] for m in models]
+        return models[-1].model_id
+    ids = [m.model_id for m in models]
     if model_id in ids:
         return model_id
     aliased = aliases.alias_target(data_dir, model_id, ids)  # an alias beats an id prefix
@@ -148,16 +134,23 @@ def resolve_model_id(data_dir: Path, model_id: str) -> str:
     raise ConfigError(aliases.no_match(model_id))
 
 
-def load_manifest(data_dir: Path, model_id: str) -> dict:
+def load_manifest(data_dir: Path, model_id: str) -> Manifest:
+    """The manifest of ``model_id`` ('latest', an alias, an id prefix), one that can serve."""
     model_id = resolve_model_id(data_dir, model_id)
-    path = Path(data_dir) / MODELS_DIR / model_id / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} ({exc}); copy the artifact again") from None
-    if not isinstance(manifest.get("genres"), list) or not manifest["genres"]:
+    path = model_folder(data_dir, model_id) / MANIFEST_FILE
+    manifest = read_manifest(path)
+    if not manifest.genres:
         raise DataError(f"{path} lists no genres; copy the artifact again")
     return manifest
+
+
+def read_metrics(data_dir: Path, model_id: str) -> dict | None:
+    """The ``metrics.json`` report of a model; None when it cannot be read."""
+    try:
+        metrics = json.loads((model_folder(data_dir, model_id) / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
 
 
 def model_card(data_dir: Path, model_id: str) -> tuple[str, Path, bool]:
@@ -168,13 +161,8 @@ def model_card(data_dir: Path, model_id: str) -> tuple[str, Path, bool]:
     key hash, so adding it changes nothing they check. A read-only artifact just goes
     without the file."""
     manifest = load_manifest(data_dir, model_id)
-    folder = Path(data_dir) / MODELS_DIR / manifest["model_id"]
-    try:
-        metrics = json.loads((folder / "metrics.json").read_text())
-    except (OSError, ValueError):
-        metrics = None
-    text = render_card(manifest, metrics if isinstance(metrics, dict) else None)
-    path = folder / CARD_FILE
+    text = render_card(manifest, read_metrics(data_dir, manifest.model_id))
+    path = model_folder(data_dir, manifest.model_id) / CARD_FILE
     if path.exists():
         return text, path, False
     try:
@@ -184,14 +172,14 @@ def model_card(data_dir: Path, model_id: str) -> tuple[str, Path, bool]:
     return text, path, True
 
 
-def check_artifact(data_dir: Path, model_id: str) -> dict:
+def check_artifact(data_dir: Path, model_id: str) -> Manifest:
     """The manifest of ``model_id``, once its model file is known to load and to fit it.
 
     Cheap and without TensorFlow, so a run is refused before any input is hashed or any
     run recorded: ``model.keras`` is a zip whose members must pass their CRC, and whose
     ``config.json`` must give the model as many outputs as the manifest has genres."""
     manifest = load_manifest(data_dir, model_id)
-    path = Path(data_dir) / MODELS_DIR / manifest["model_id"] / "model.keras"
+    path = model_folder(data_dir, manifest.model_id) / KERAS_FILE
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -261,12 +249,12 @@ def _first_input(nodes) -> str | None:
     return None
 
 
-def _check_width(manifest: dict, width: int | None, path: Path) -> None:
-    genres = manifest.get("genres") or []
+def _check_width(manifest: Manifest, width: int | None, path: Path) -> None:
+    genres = manifest.genres
     if width is not None and width != len(genres):
         raise DataError(
-            f"model {manifest['model_id']} has {width} outputs but its manifest lists "
-            f"{len(genres)} genres; {path.parent / 'manifest.json'} was edited or belongs "
+            f"model {manifest.model_id} has {width} outputs but its manifest lists "
+            f"{len(genres)} genres; {path.parent / MANIFEST_FILE} was edited or belongs "
             "to another model: copy the artifact again or train a new model"
         )
 
@@ -279,14 +267,14 @@ def _why(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def load_artifact(data_dir: Path, model_id: str):
+def load_artifact(data_dir: Path, model_id: str) -> tuple[Any, Manifest]:
     """(keras model, manifest). ``safe_mode=True``: a model file cannot smuggle in code."""
     import anigenre.models.heads  # noqa: F401 - registers the serializable custom objects
     import anigenre.models.layers  # noqa: F401
     import keras
 
     manifest = check_artifact(data_dir, model_id)
-    path = Path(data_dir) / MODELS_DIR / manifest["model_id"] / "model.keras"
+    path = model_folder(data_dir, manifest.model_id) / KERAS_FILE
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
@@ -295,89 +283,14 @@ def load_artifact(data_dir: Path, model_id: str):
     return model, manifest
 
 
-def vocabulary_of(manifest: dict) -> Vocabulary:
-    return Vocabulary(tuple(manifest["genres"]))
+def vocabulary_of(manifest: Manifest) -> Vocabulary:
+    return manifest.vocabulary
 
 
-# --- the LiteRT export --------------------------------------------------------------------
-#
-# Made at save time, and on first use for artifacts saved before it existed. It is keyed by
-# the hash of model.keras, so a model file copied over an old one is exported afresh
-# instead of served stale; reading the key needs no TensorFlow, making the export does.
+# --- the LiteRT export (models.export), at save time and on first use ---------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def litert_current(folder: Path) -> bool:
-    """Whether ``folder``'s model.tflite (and features.tflite, for a head on int8 features)
-    is the export of its model.keras as it is now."""
-    from anigenre.models.engines import FEATURES_FILE
-
-    try:
-        key = json.loads((folder / LITERT_KEY).read_text())
-        same_model = key["keras_sha256"] == _sha256(folder / KERAS_FILE)
-        features = folder / FEATURES_FILE
-        # The engine runs features.tflite whenever it is there, so it must be this export's.
-        same_features = (
-            key["features_sha256"] == _sha256(features)
-            if "features_sha256" in key
-            else not features.exists()
-        )
-        return (
-            same_model and same_features and key["tflite_sha256"] == _sha256(folder / LITERT_FILE)
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
-def convert_to_litert(model) -> bytes:
-    """The float32 LiteRT flatbuffer of a Keras model (custom layers are plain TF ops)."""
-    import tensorflow as tf
-
-    # The converter prints the traced signature to stdout, which would land in our output.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return tf.lite.TFLiteConverter.from_keras_model(model).convert()
-
-
-def export_litert(model, folder: Path, manifest: dict | None = None) -> Path:
-    """Write ``folder``/model.tflite from ``model`` (the one saved in ``folder``), then its
-    key. Each file is replaced atomically; a reader that sees a new export with an old key
-    (or the reverse) finds the hashes disagree and does not use it. A head trained on int8
-    features (``models.int8``) gets the int8 extractor beside it."""
-    from anigenre.models.engines import FEATURES_FILE
-    from anigenre.models.int8 import export_files, features_source
-
-    if manifest is not None and features_source(manifest) is not None:
-        files = export_files(model, manifest)
-    else:
-        files = {LITERT_FILE: convert_to_litert(model)}
-        (folder / FEATURES_FILE).unlink(missing_ok=True)
-    for name, data in files.items():
-        write_bytes_atomic(folder / name, data)
-    key = {
-        "keras_sha256": _sha256(folder / KERAS_FILE),
-        "tflite_sha256": hashlib.sha256(files[LITERT_FILE]).hexdigest(),
-        "tensorflow": _tf_version(),
-    }
-    if FEATURES_FILE in files:
-        key["features_sha256"] = hashlib.sha256(files[FEATURES_FILE]).hexdigest()
-    write_text_atomic(folder / LITERT_KEY, json.dumps(key, indent=2, sort_keys=True))
-    return folder / LITERT_FILE
-
-
-def _tf_version() -> str:
-    import tensorflow as tf
-
-    return tf.__version__
-
-
-def _export_at_save(model, folder: Path, manifest: dict) -> None:
+def _export_at_save(model, folder: Path, manifest: Manifest) -> None:
     """A model whose export fails is still a model: it serves with the Keras engine, and
     the first LiteRT use tries again (and says why it cannot)."""
     try:
@@ -386,14 +299,14 @@ def _export_at_save(model, folder: Path, manifest: dict) -> None:
         log.warning("no LiteRT export for this model (%s); it will predict with Keras", exc)
 
 
-def litert_model_path(data_dir: Path, model_id: str) -> tuple[Path, dict]:
+def litert_model_path(data_dir: Path, model_id: str) -> tuple[Path, Manifest]:
     """(model.tflite, manifest) of ``model_id``, exported now if it is missing or stale.
 
     Only exporting imports TensorFlow; an artifact with a current export is served
     without it. Concurrent first uses (several workers) export once: the rest wait on a
     lock in the model's folder and then find the export current."""
     manifest = check_artifact(data_dir, model_id)
-    folder = Path(data_dir) / MODELS_DIR / manifest["model_id"]
+    folder = model_folder(data_dir, manifest.model_id)
     if litert_current(folder):
         return folder / LITERT_FILE, manifest
     try:
@@ -403,14 +316,14 @@ def litert_model_path(data_dir: Path, model_id: str) -> tuple[Path, dict]:
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not litert_current(folder):
-            model, manifest = load_artifact(data_dir, manifest["model_id"])
+            model, manifest = load_artifact(data_dir, manifest.model_id)
             try:
                 export_litert(model, folder, manifest)
             except StorageError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the converter raises many kinds
                 raise DataError(
-                    f"model {manifest['model_id']} cannot be exported to LiteRT "
+                    f"model {manifest.model_id} cannot be exported to LiteRT "
                     f"({type(exc).__name__}: {exc}); predict with --engine keras"
                 ) from None
     return folder / LITERT_FILE, manifest

@@ -20,17 +20,16 @@ from pathlib import PurePosixPath
 
 from anigenre.core.mirror import Mirror, mirror_of
 from anigenre.core.seen import file_sha256
-from anigenre.models.registry import (
-    CARD_FILE,
+from anigenre.models.artifacts import (
     CHECKSUMS_FILE,
     KERAS_FILE,
+    MANIFEST_FILE,
     MODELS_DIR,
-    read_checksums,
-    resolve_model_id,
+    SMALL_FILES,
 )
+from anigenre.models.registry import read_checksums, resolve_model_id
 
 _MODELS = MODELS_DIR.as_posix()
-_SMALL = {"manifest.json", "metrics.json", CARD_FILE, CHECKSUMS_FILE}
 
 
 def sync_listing(settings) -> None:
@@ -72,7 +71,7 @@ def push_model(settings, model_id: str) -> None:
     model before every file it names is in the bucket."""
     mirror = mirror_of(settings)
     if mirror is not None:
-        mirror.push(f"{_MODELS}/{model_id}", last=("manifest.json",))
+        mirror.push(f"{_MODELS}/{model_id}", last=(MANIFEST_FILE,))
 
 
 def _sync_listing(mirror: Mirror) -> None:
@@ -88,6 +87,6 @@ def _sync_listing(mirror: Mirror) -> None:
             return True  # models/_aliases.json and the like
         # Saved before checksums were kept: listing needs its weights to be there.
         legacy = path.name == KERAS_FILE and path.parent not in with_sums
-        return depth == 2 and (path.name in _SMALL or legacy)
+        return depth == 2 and (path.name in SMALL_FILES or legacy)
 
     mirror.pull(_MODELS, select=listed)

@@ -15,7 +15,8 @@ import pytest
 from anigenre.jobs import stages
 from anigenre.jobs.runs.index import load_plan
 from anigenre.jobs.runs.layout import PLAN
-from anigenre.models.registry import LITERT_FILE, LITERT_KEY, MODELS_DIR, litert_current
+from anigenre.models.artifacts import LITERT_FILE, LITERT_KEY, MODELS_DIR
+from anigenre.models.export import litert_current
 
 from tests.procs import ROOT, Worker, own_redis, run_cli
 from tests.synthetic import poster_png, trained_tiny_model
@@ -309,8 +310,8 @@ def test_pretrained_backbones_and_their_scaling_convert_with_parity(backbone, sh
     export gives Keras's probabilities."""
     from anigenre.models.backbones import BACKBONES, WeightsSource, build_backbone, resolve_weights
     from anigenre.models.engines import KerasEngine, LiteRTEngine
+    from anigenre.models.export import convert_to_litert
     from anigenre.models.heads import build_head
-    from anigenre.models.registry import convert_to_litert
     from anigenre.models.train import compose
 
     spec = BACKBONES[backbone]
@@ -393,12 +394,12 @@ def trained_int8(tmp_path_factory, shared_dir):
 
 
 def test_an_int8_model_exports_its_extractor_and_head(trained_int8, shared_dir):
-    from anigenre.models.engines import FEATURES_FILE
+    from anigenre.models.artifacts import FEATURES_FILE
 
     settings, model_id, manifest = trained_int8
     folder = folder_of(settings, model_id)
     int8 = shared_dir / "weights" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
-    assert manifest["weights"]["features"]["path"] == str(int8)
+    assert manifest.weights.features is not None and manifest.weights.features.path == int8
     key = json.loads((folder / LITERT_KEY).read_text())
     assert len(key["features_sha256"]) == 64 and litert_current(folder)
     # The head alone (two 1280x18 heads): far smaller than the 4 MB extractor it reads.
@@ -424,7 +425,8 @@ def test_int8_features_are_cached_by_engine_and_served_as_trained(trained_int8):
     ]
     assert [m.get("engine") for m in metas] == ["litert-int8"]
     key = metas[0]
-    assert key["weights"] == manifest["weights"]["features"]["sha256"]
+    assert manifest.weights.features is not None
+    assert key["weights"] == manifest.weights.features.sha256
     cached = FeatureCache(settings.data_dir / "features", key).load()
     dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)
     rows = dataset.head(5)
@@ -469,7 +471,7 @@ def test_int8_litert_agrees_with_its_float_keras_reference(trained_int8, shared_
 def test_a_stray_extractor_beside_a_float_model_is_not_served(trained, tmp_path):
     """An int8 extractor left in a float model's folder (a model.keras copied over an int8
     one) would feed the float head wrong inputs: the export is made again without it."""
-    from anigenre.models.engines import FEATURES_FILE
+    from anigenre.models.artifacts import FEATURES_FILE
 
     settings, model_id = trained
     old, folder = copy_without_export(settings, model_id, tmp_path / "data")

@@ -46,10 +46,10 @@ def test_custom_cnn_learns_a_separable_set_end_to_end(synth):
     model_id, manifest = stages.train_model(
         synth, TrainConfig(backbone="custom_cnn", weights="none", learning_rate=3e-3, **TINY)
     )
-    losses = manifest["training"]["loss_history"]
-    assert manifest["training"]["mode"] == "end-to-end"
+    losses = manifest.training.loss_history
+    assert manifest.training.mode == "end-to-end"
     assert losses[-1] < losses[0] * 0.8  # the loss falls
-    s = manifest["metrics_summary"]
+    s = manifest.metrics_summary
     assert s["test"]["macro_map"] > s["prior"]["macro_map"] + 0.2  # beats the prior clearly
     assert s["test"]["p@3"] is not None
 
@@ -57,17 +57,17 @@ def test_custom_cnn_learns_a_separable_set_end_to_end(synth):
 def test_frozen_pretrained_features_train_the_head_and_are_cached(synth):
     config = TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
     first_id, first = stages.train_model(synth, config)
-    assert first["training"]["mode"] == "frozen"
-    assert first["weights"]["source"] == "file" and len(first["weights"]["sha256"]) == 64
-    n_rows = sum(first["dataset"]["rows"].values())
-    assert first["training"]["features_computed"] == n_rows
-    s = first["metrics_summary"]
+    assert first.training.mode == "frozen"
+    assert first.weights.source == "file" and len(first.weights.sha256 or "") == 64
+    n_rows = sum(first.dataset.rows.values())
+    assert first.training.features_computed == n_rows
+    s = first.metrics_summary
     assert s["test"]["macro_map"] > s["prior"]["macro_map"]
 
     # Same run again: nothing recomputed, and the same seed gives the same figures.
     second_id, second = stages.train_model(synth, config)
-    assert second["training"]["features_computed"] == 0
-    assert second["metrics_summary"] == first["metrics_summary"] and second_id != first_id
+    assert second.training.features_computed == 0
+    assert second.metrics_summary == first.metrics_summary and second_id != first_id
     # Another resize policy is another cache key: the backbone runs again.
     _, third = stages.train_model(synth, TrainConfig(**{**config.__dict__, "resize_policy": "pad"}))
     assert third["training"]["features_computed"] == n_rows
@@ -81,7 +81,7 @@ def test_the_head_brings_features_to_unit_norm_and_old_configs_read_as_before(sy
 
     config = TrainConfig(backbone="mobilenet_v2_0.35", **{**TINY, "input_size": (64, 48)})
     model_id, manifest = stages.train_model(synth, config)
-    scale = manifest["training"]["feature_scale"]
+    scale = manifest.training.feature_scale
     caches = [d for d in (synth.data_dir / "features").iterdir() if (d / "meta.json").exists()]
     key = next(
         json.loads((d / "meta.json").read_text())
@@ -116,7 +116,7 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
         ),
     )
     manifest = list_models(synth.data_dir)[-1]
-    folder = synth.data_dir / "models" / manifest["model_id"]
+    folder = synth.data_dir / "models" / manifest.model_id
     assert {p.name for p in folder.iterdir()} == {
         "model.keras",
         "manifest.json",
@@ -132,6 +132,7 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
         for p in folder.iterdir()
         if p.name != "checksums.json"
     }
+    recorded = json.loads((folder / "manifest.json").read_text())
     for key in (
         "genres",
         "input_size",
@@ -145,8 +146,8 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
         "metrics_summary",
         "global_threshold",
     ):
-        assert key in manifest, key
-    assert manifest["genres"] == list(VOCAB.genres)
+        assert key in recorded, key
+    assert manifest.genres == VOCAB.genres and manifest.vocabulary == VOCAB
     card = (folder / "MODEL_CARD.md").read_text()
     assert "Pretrained weights: MobileNetV2 α 0.35 ImageNet weights, Apache-2.0" in card
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -154,13 +155,13 @@ def test_artifact_carries_what_inference_needs_and_loads_in_safe_mode(synth):
     assert "Mecha" in metrics["test"]["absent"]  # absent, not averaged as zero
 
     model, loaded = load_artifact(synth.data_dir, "latest")
-    assert loaded["model_id"] == manifest["model_id"]
+    assert loaded == manifest
     out = model.predict(np.zeros((2, 64, 48, 3), np.float32), verbose=0)
     assert out.shape == (2, 18) and ((out >= 0) & (out <= 1)).all()
     # The saved model and the metrics agree: evaluate reproduces the test mAP.
-    result = stages.evaluate_model(synth, manifest["model_id"])
+    result = stages.evaluate_model(synth, manifest.model_id)
     assert result.summary["test"]["macro_map"] == pytest.approx(
-        manifest["metrics_summary"]["test"]["macro_map"], abs=1e-4
+        manifest.metrics_summary["test"]["macro_map"], abs=1e-4
     )
 
 
@@ -177,7 +178,7 @@ def test_fine_tuning_runs_on_cpu(synth):
             learning_rate=1e-4,
         ),
     )
-    assert manifest["training"]["mode"] == "end-to-end" and manifest["training"]["epochs_run"] == 2
+    assert manifest.training.mode == "end-to-end" and manifest.training.epochs_run == 2
 
 
 @pytest.mark.parametrize(
@@ -248,23 +249,22 @@ def test_a_model_on_the_pair_trains_saves_and_says_what_it_reads(synth):
     """Trained through the stage: the manifest and card name the companion and its weights,
     the features are cached under a key naming both files, the artifact reloads, and
     fine-tuning, whose top layers would all be the companion's, is refused."""
-    from anigenre.models.registry import CARD_FILE
+    from anigenre.models.artifacts import CARD_FILE
 
     config = TrainConfig(**{**TINY, "input_size": (64, 48)})
     model_id, manifest = stages.train_model(synth, config)
-    assert manifest["backbone"] == "mobilenet_v2_1.0_with_0.35"
-    assert manifest["training"]["companion"] == {"backbone": "mobilenet_v2_0.35"}
-    companion = manifest["weights"]["companion"]
-    assert companion["source"] == "file" and len(companion["sha256"]) == 64
+    assert manifest.backbone == "mobilenet_v2_1.0_with_0.35"
+    assert manifest.training.companion == "mobilenet_v2_0.35"
+    companion = manifest.weights.companion
+    assert companion is not None and companion.source == "file"
+    assert len(companion.sha256 or "") == 64
     keys = [
         json.loads((d / "meta.json").read_text())
         for d in (synth.data_dir / "features").iterdir()
         if (d / "meta.json").exists()
     ]
-    ours = [k for k in keys if k["backbone"] == manifest["backbone"]]
-    assert [k["weights"] for k in ours] == [
-        f"{manifest['weights']['sha256']}+{companion['sha256']}"
-    ]
+    ours = [k for k in keys if k["backbone"] == manifest.backbone]
+    assert [k["weights"] for k in ours] == [f"{manifest.weights.sha256}+{companion.sha256}"]
     model, _ = load_artifact(synth.data_dir, model_id)
     assert model.output_shape == (None, len(VOCAB))
     card = (synth.data_dir / "models" / model_id / CARD_FILE).read_text()

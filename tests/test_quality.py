@@ -19,8 +19,8 @@ from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
 from anigenre.core.errors import DataError  # noqa: E402
 from anigenre.core.seen import SEEN_KEY  # noqa: E402
 from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.artifacts import MODELS_DIR  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
-from anigenre.models.registry import MODELS_DIR  # noqa: E402
 
 from tests.procs import run_cli  # noqa: E402
 from tests.synthetic import synthetic_dataset  # noqa: E402
@@ -55,18 +55,18 @@ def dataset_folder(settings, folder, splits):
 
 def test_manifest_records_the_decision_rule_and_rates_it_keeps(trained):
     _, _, manifest = trained
-    assert manifest["decision_rule"]["rule"] == "global-rate-capped"
-    cap = manifest["decision_rule"]["cap"]
-    for genre, rate in manifest["expected_rates"].items():
+    assert manifest.decision_rule["rule"] == "global-rate-capped"
+    cap = manifest.decision_rule["cap"]
+    for genre, rate in manifest.expected_rates.items():
         # measured on validation, where the cap is enforced
-        assert rate <= cap * manifest["train_prevalence"][genre] + 1e-9
+        assert rate <= cap * manifest.train_prevalence[genre] + 1e-9
 
 
 def test_manifest_records_every_train_and_val_poster(trained):
     settings, _, manifest = trained
     rows, _ = read_dataset(settings.data_dir / DATASET_PATH)
     expected = sorted(rows.loc[rows["split"].isin(["train", "val"]), "sha256"])
-    assert manifest[SEEN_KEY] == expected and len(expected) < len(rows)
+    assert list(manifest.seen or ()) == expected and len(expected) < len(rows)
 
 
 def test_evaluate_scores_only_unseen_posters_unless_asked(trained, tmp_path):
@@ -108,7 +108,7 @@ def test_a_model_without_the_record_is_scored_on_all_and_says_so(trained, tmp_pa
 def test_train_and_evaluate_give_the_same_baseline_figures(trained):
     settings, model_id, manifest = trained
     result = stages.evaluate_model(settings, model_id)  # the dataset's test split
-    trained_summary = manifest["metrics_summary"]
+    trained_summary = manifest.metrics_summary
     assert result.summary["n_test"] == trained_summary["n_test"]
     assert result.summary["prior"] == trained_summary["prior"]
     as_json = lambda d: json.loads(json.dumps(d))  # noqa: E731 - intervals: tuples vs lists

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from anigenre.core.run_summary import RATE_BAND, decision_rows, summarize
+from anigenre.models.manifest import Manifest
 
 GENRES = ("Action", "Drama", "Comedy", "Horror")
 
@@ -28,17 +29,22 @@ def run_summary(predicted: list[list[str]]) -> pd.DataFrame:
     return summarize(rows, GENRES, [f"p_{g}" for g in GENRES])
 
 
+def manifest_of(**recorded) -> Manifest:
+    """A manifest read from a file that records only these keys (and an id)."""
+    return Manifest.from_json({"model_id": "m", "created": "2026-01-01T00:00:00", **recorded})
+
+
 def test_decision_rows_set_observed_rates_beside_expected_and_flag_shifts():
     # 10 posters: Action on 5 (expected 0.2: 2.5x, flagged), Drama on 3 (expected 0.2:
     # 1.5x), Comedy on 1 (expected 0.6: 0.17x, flagged), Horror on none (expected 0).
     predicted = [["Action", "Drama"]] * 3 + [["Action"]] * 2 + [["Comedy"]] + [[]] * 4
-    manifest = {
-        "thresholds": {"Action": 0.3, "Drama": 0.4, "Comedy": 0.35, "Horror": 0.9},
-        "expected_rates": {"Action": 0.2, "Drama": 0.2, "Comedy": 0.6, "Horror": 0.0},
-        "train_prevalence": {"Action": 0.18, "Drama": 0.22, "Comedy": 0.5, "Horror": 0.01},
-        "expected_genres_per_poster": 1.0,
-        "train_genres_per_poster": 0.91,
-    }
+    manifest = manifest_of(
+        thresholds={"Action": 0.3, "Drama": 0.4, "Comedy": 0.35, "Horror": 0.9},
+        expected_rates={"Action": 0.2, "Drama": 0.2, "Comedy": 0.6, "Horror": 0.0},
+        train_prevalence={"Action": 0.18, "Drama": 0.22, "Comedy": 0.5, "Horror": 0.01},
+        expected_genres_per_poster=1.0,
+        train_genres_per_poster=0.91,
+    )
     table = decision_rows(manifest, run_summary(predicted), GENRES)
     per_genre = table[table.section == "decision"].set_index("name")
     assert per_genre["observed"].to_dict() == pytest.approx(
@@ -47,15 +53,15 @@ def test_decision_rows_set_observed_rates_beside_expected_and_flag_shifts():
     assert per_genre["count"].to_dict() == {"Action": 5, "Drama": 3, "Comedy": 1, "Horror": 0}
     assert per_genre.loc["Action", "ratio"] == pytest.approx(2.5)
     assert per_genre["flagged"].tolist() == [True, False, True, False]
-    assert per_genre["threshold"].to_dict() == manifest["thresholds"]
-    assert per_genre["train_rate"].to_dict() == manifest["train_prevalence"]
+    assert per_genre["threshold"].to_dict() == manifest.thresholds
+    assert per_genre["train_rate"].to_dict() == manifest.train_prevalence
     mean = table[table.section == "genres_per_poster"].set_index("name").loc["mean"]
     assert mean["observed"] == pytest.approx(0.9) and mean["expected"] == 1.0
     assert mean["count"] == 9 and mean["train_rate"] == 0.91 and not mean["flagged"]
 
 
 def test_decision_rows_of_an_older_model_leave_expected_unrecorded():
-    manifest = {"thresholds": dict.fromkeys(GENRES, 0.4), "train_prevalence": {}}
+    manifest = manifest_of(thresholds=dict.fromkeys(GENRES, 0.4), train_prevalence={})
     table = decision_rows(manifest, run_summary([["Action"], []]), GENRES)
     assert table["expected"].isna().all() and table["ratio"].isna().all()
     assert table["flagged"].isna().all()  # unknown, not "fine"
@@ -69,8 +75,9 @@ pytest.importorskip("keras")  # part of the pinned install; never absent in CI
 
 from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
 from anigenre.jobs import stages  # noqa: E402
+from anigenre.models.artifacts import CARD_FILE, MODELS_DIR  # noqa: E402
 from anigenre.models.card import FEW_POSITIVES, NOT_RECORDED  # noqa: E402
-from anigenre.models.registry import CARD_FILE, MODELS_DIR, check_artifact, model_card  # noqa: E402
+from anigenre.models.registry import check_artifact, model_card  # noqa: E402
 
 from tests.procs import run_cli  # noqa: E402
 from tests.synthetic import poster_folder, trained_tiny_model  # noqa: E402
@@ -270,7 +277,7 @@ def test_card_of_an_older_model_is_generated_and_says_what_was_not_recorded(trai
     assert "- Rule: not recorded" in text
     performance = table_rows(text, "## Held-out performance")
     assert performance["Action"][2] == NOT_RECORDED  # no per-genre interval recorded
-    assert check_artifact(old.data_dir, model_id)["model_id"] == model_id  # still whole
+    assert check_artifact(old.data_dir, model_id).model_id == model_id  # still whole
     # A second call leaves the file as it is.
     assert model_card(old.data_dir, model_id)[2] is False
 

@@ -129,12 +129,12 @@ def run_train(args, settings: Settings) -> int:
     ) as bar:
         model_id, manifest = stages.train_model(settings, config, bar)
     print(f"model {model_id} saved under {settings.data_location('models', model_id)}")
-    t = manifest["training"]
+    t = manifest.training
     print(
-        f"  {t['mode']} training, {t['epochs_run']} epochs (best {t['best_epoch']}), "
-        f"{t['features_computed']} backbone embeddings computed (the rest from the cache)"
+        f"  {t.mode} training, {t.epochs_run} epochs (best {t.best_epoch}), "
+        f"{t.features_computed} backbone embeddings computed (the rest from the cache)"
     )
-    print(format_summary(manifest["metrics_summary"]))
+    print(format_summary(manifest.metrics_summary))
     print(f"  its model card: anigenre models card {model_id}")
     return 0
 
@@ -167,18 +167,18 @@ def run_list(args, settings: Settings) -> int:
     sync_listing(settings)
     models = list_models(settings.data_dir)
     named = names_by_model(settings.data_dir)
-    tags = {m["model_id"]: named.get(m["model_id"], []) for m in models}
+    tags = {m.model_id: named.get(m.model_id, []) for m in models}
     if models:
-        tags[models[-1]["model_id"]] = ["latest", *tags[models[-1]["model_id"]]]
+        tags[models[-1].model_id] = ["latest", *tags[models[-1].model_id]]
     if args.json:
         rows = [
             {
-                "model_id": m["model_id"],
-                "backbone": m["backbone"],
-                "created": m["created"],
-                "test_macro_map": m["metrics_summary"]["test"]["macro_map"],
-                "prior_macro_map": m["metrics_summary"]["prior"]["macro_map"],
-                "aliases": tags[m["model_id"]],
+                "model_id": m.model_id,
+                "backbone": m.backbone,
+                "created": m.created,
+                "test_macro_map": m.metrics_summary["test"]["macro_map"],
+                "prior_macro_map": m.metrics_summary["prior"]["macro_map"],
+                "aliases": tags[m.model_id],
             }
             for m in models
         ]
@@ -187,16 +187,16 @@ def run_list(args, settings: Settings) -> int:
     if not models:
         print(f"no models in {settings.data_location('models')}; train one with 'anigenre train'")
         return 0
-    id_w = max(len("model id"), *(len(m["model_id"]) for m in models)) + 2
-    bb_w = max(len("backbone"), *(len(m["backbone"]) for m in models)) + 2
+    id_w = max(len("model id"), *(len(m.model_id) for m in models)) + 2
+    bb_w = max(len("backbone"), *(len(m.backbone) for m in models)) + 2
     head = f"{'model id':<{id_w}}{'backbone':<{bb_w}}{'created':<27}{'test mAP':>9}{'prior':>8}"
     print(f"{head}  aliases")
     for m in models:
-        s = m["metrics_summary"]
+        s = m.metrics_summary
         print(
-            f"{m['model_id']:<{id_w}}{m['backbone']:<{bb_w}}{m['created']:<27}"
+            f"{m.model_id:<{id_w}}{m.backbone:<{bb_w}}{m.created:<27}"
             f"{s['test']['macro_map']:>9.3f}{s['prior']['macro_map']:>8.3f}"
-            f"  {', '.join(tags[m['model_id']])}".rstrip()
+            f"  {', '.join(tags[m.model_id])}".rstrip()
         )
     return 0
 
@@ -276,7 +276,7 @@ def run_promote(args, settings: Settings) -> int:
 
     sync_listing(settings)
     model_id = resolve_model_id(settings.data_dir, args.model)
-    ids = [m["model_id"] for m in list_models(settings.data_dir)]
+    ids = [m.model_id for m in list_models(settings.data_dir)]
     previous = set_alias(settings.data_dir, args.alias, model_id, ids)
     # Refused if another machine changed the aliases since the listing: run it again.
     mirror.push(settings, ALIASES_FILE.as_posix())

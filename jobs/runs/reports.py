@@ -18,6 +18,7 @@ from anigenre.core.importer import parse_genres, read_labels
 from anigenre.core.run_summary import DECISION_COLUMNS, RATE_BAND, decision_rows, summarize
 from anigenre.core.seen import split_seen
 from anigenre.jobs.runs.plan import RunPlan
+from anigenre.models.manifest import Manifest
 from PIL import Image
 
 GALLERY_LIMIT = 60
@@ -65,7 +66,7 @@ def build_report(
     vocab: Vocabulary,
     *,
     labels_csv: Path | None = None,
-    manifest: dict | None = None,
+    manifest: Manifest | None = None,
     include_seen: bool = False,
 ) -> Report:
     rows = run_rows(plan)
@@ -74,7 +75,7 @@ def build_report(
     # A Path for a local output dir, the URI for one in object storage.
     folder = Path(store.path()) if store.is_local else store.uri
     summary = summarize(rows, vocab.genres, columns)
-    if "thresholds" in (manifest or {}):
+    if manifest is not None and manifest.thresholds:
         summary = pd.concat(
             [summary, decision_rows(manifest, summary, vocab.genres)], ignore_index=True
         )
@@ -92,7 +93,7 @@ def build_report(
         ),
     }
     ap_table, seen_note = _per_genre_ap(
-        rows, vocab, find_labels(rows["path"].tolist(), labels_csv), manifest or {}, include_seen
+        rows, vocab, find_labels(rows["path"].tolist(), labels_csv), manifest, include_seen
     )
     if ap_table is not None:
         present = ap_table.dropna(subset=["ap"]).set_index("genre")[["ap"]]
@@ -101,13 +102,13 @@ def build_report(
         )
     for name, data in charts.items():
         store.write_bytes(name, data)
-    decisions = decision_table(summary, manifest or {})
+    decisions = decision_table(summary, manifest)
     page = _html(plan, rows, summary, charts, ap_table, vocab, seen_note, include_seen, decisions)
     store.write_bytes("report.html", page.encode("utf-8"))
     return Report(folder, summary, ap_table, seen_note, decisions)
 
 
-def decision_table(summary: pd.DataFrame, manifest: dict) -> pd.DataFrame | None:
+def decision_table(summary: pd.DataFrame, manifest: Manifest | None) -> pd.DataFrame | None:
     """The summary's ``decision`` rows as a per-genre table (None without them), with the
     rule and the genres-per-poster row in ``attrs`` for the page."""
     rows = summary[summary.section == "decision"]
@@ -115,7 +116,7 @@ def decision_table(summary: pd.DataFrame, manifest: dict) -> pd.DataFrame | None
         return None
     table = rows.rename(columns={"name": "genre"})[["genre", "count", *DECISION_COLUMNS]]
     table = table.reset_index(drop=True)
-    rule = manifest.get("decision_rule", {})
+    rule = manifest.decision_rule if manifest is not None else {}
     table.attrs["rule"] = (
         f"Rule: {rule['text']}." if rule.get("text") else "Rule: not recorded (an older model)."
     )
@@ -129,7 +130,11 @@ def decision_table(summary: pd.DataFrame, manifest: dict) -> pd.DataFrame | None
 
 
 def _per_genre_ap(
-    rows: pd.DataFrame, vocab: Vocabulary, labels: dict, manifest: dict, include_seen: bool
+    rows: pd.DataFrame,
+    vocab: Vocabulary,
+    labels: dict,
+    manifest: Manifest | None,
+    include_seen: bool,
 ) -> tuple[pd.DataFrame | None, str | None]:
     """Per-genre AP over the labelled posters the model did not train or tune on (all of
     them with ``include_seen``), and the line that says which were scored."""

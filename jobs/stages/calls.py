@@ -51,7 +51,7 @@ def train(settings: Settings, config: dict) -> dict:
     from anigenre.models.config import TrainConfig
 
     model_id, manifest = train_model(settings, TrainConfig.from_dict(config))
-    return {"model_id": model_id, "test": manifest["metrics_summary"]["test"]}
+    return {"model_id": model_id, "test": manifest.metrics_summary["test"]}
 
 
 # name -> (function, queue)

@@ -55,7 +55,7 @@ def plan_prediction(
         raise ConfigError(f"{flag} {out} is a file; give a folder (it is made if missing)")
     plan = plan_run(
         [p if is_remote(p) else Path(p) for p in paths],
-        model_id=manifest["model_id"],
+        model_id=manifest.model_id,
         out_dir=out,
         top_k=top_k,
         chunk_size=chunk_size or settings.predict_chunk_size,

@@ -16,14 +16,15 @@ from anigenre.core import dataset as ds
 from anigenre.core import mirror
 from anigenre.core.dataset_store import DATASET_PATH, read_dataset
 from anigenre.core.errors import DataError
+from anigenre.models.manifest import Manifest
 
 
-def train_model(settings: Settings, config, bar=None) -> tuple[str, dict]:
+def train_model(settings: Settings, config, bar=None) -> tuple[str, Manifest]:
     """Train on processed/dataset.parquet and register the artifact: (model id, manifest)."""
     import datetime as dt
 
     from anigenre.models import registry
-    from anigenre.models.manifest import build_manifest
+    from anigenre.models.record import build_manifest
     from anigenre.models.remote import push_model
     from anigenre.models.train import train
 
@@ -93,7 +94,7 @@ def evaluate_model(
         path = dataset or settings.data_dir / DATASET_PATH
         rows, stored = read_dataset(path)
         if stored != vocab:
-            raise DataError(f"{path} uses other genres than model {manifest['model_id']}")
+            raise DataError(f"{path} uses other genres than model {manifest.model_id}")
         rows = rows[rows["split"] == "test"]
         if dataset is None:
             mirror.pull_paths(settings, rows["path"])
@@ -135,8 +136,8 @@ def evaluate_model(
         Y,
         vocab.genres,
         decisions,
-        n_boot=manifest.get("config", {}).get("bootstrap", 1000),
-        seed=manifest.get("seed", 0),
+        n_boot=manifest.config.get("bootstrap", 1000),
+        seed=manifest.seed or 0,
     )
     table = pd.DataFrame(full["test"]["per_genre"])[["genre", "support", "ap", "f1", "threshold"]]
     intervals = full["bootstrap_95"]["per_genre_ap"]

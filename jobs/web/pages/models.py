@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 from anigenre.jobs.web import cards, context
+from anigenre.models.manifest import Manifest
 from anigenre.models.remote import sync_listing
 
 
@@ -20,26 +21,27 @@ def render() -> None:
         return
     served = context.options().model
     st.caption(
-        f"{len(models)} model(s), newest first. `latest` is {models[0]['model_id']}; "
+        f"{len(models)} model(s), newest first. `latest` is {models[0].manifest.model_id}; "
         f"the Try a poster page uses `{served}`."
     )
-    for i, manifest in enumerate(models):
-        badges = (" · latest" if manifest["is_latest"] else "") + (
-            " · served" if served in (manifest["model_id"], "latest" if i == 0 else None) else ""
+    for i, listed in enumerate(models):
+        model_id = listed.manifest.model_id
+        badges = (" · latest" if listed.is_latest else "") + (
+            " · served" if served in (model_id, "latest" if i == 0 else None) else ""
         )
-        with st.expander(f"{manifest['model_id']}{badges}", expanded=i == 0):
-            _card(s.data_dir, manifest)
+        with st.expander(f"{model_id}{badges}", expanded=i == 0):
+            _card(s.data_dir, listed.manifest)
 
 
-def _card(data_dir, manifest: dict) -> None:
+def _card(data_dir, manifest: Manifest) -> None:
     facts = cards.card(manifest)
     left, right = st.columns([2, 3])
     with left:
         st.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
     with right:
-        n = manifest.get("metrics_summary", {}).get("n_test")
+        n = manifest.metrics_summary.get("n_test")
         st.markdown(f"**Held-out test split** ({n} posters)" if n else "**Held-out test split**")
-        st.table(cards.figures_table(manifest.get("metrics_summary", {})))
+        st.table(cards.figures_table(manifest))
     per_genre = cards.per_genre_table(data_dir, manifest)
     if per_genre is not None:
         st.markdown("**Per genre** (test split; the threshold is what 'passes' means)")

@@ -143,13 +143,15 @@ def test_bad_uploads_get_one_line_each_and_the_good_one_still_shows(page):
 
 
 def test_the_model_is_loaded_once_per_server_not_per_upload(page, monkeypatch):
-    import anigenre.models.registry
+    import anigenre.jobs.stages.predict
 
     st.cache_resource.clear()
     loads = []
-    real = anigenre.models.registry.load_artifact
+    real = anigenre.jobs.stages.predict.load_predictor
     monkeypatch.setattr(
-        anigenre.models.registry, "load_artifact", lambda *a, **k: loads.append(a) or real(*a, **k)
+        anigenre.jobs.stages.predict,
+        "load_predictor",
+        lambda *a, **k: loads.append(a) or real(*a, **k),
     )
     first = page()
     for i in range(3):
@@ -168,7 +170,7 @@ def test_the_served_model_stays_warm_across_script_runs(page):
     emptied, so the next upload pays ~1 s to rebuild them); the page turns that off."""
     import keras
 
-    at = page()  # the first view loads the model
+    at = page(ANIGENRE_PREDICT_ENGINE="keras")  # the first view loads the model
     at.file_uploader[0].set_value(("w.png", poster_png(50), "image/png"))
     at.run()  # ... and this run ends with Streamlit's clean-up
     before = keras.layers.Dense(1).name
@@ -176,6 +178,29 @@ def test_the_served_model_stays_warm_across_script_runs(page):
     after = keras.layers.Dense(1).name
     # clear_session also restarts Keras's layer names: both would be plain "dense".
     assert before != after, (before, after)
+
+
+def test_the_try_page_predicts_with_the_apis_model_on_the_settings_engine(page, site):
+    """One poster model below every front end: the page's genres are load_model's."""
+    from anigenre.jobs.web.posters import predict_upload
+
+    import anigenre
+
+    settings, model_id, _ = site
+    data = poster_png(8, genres=("Drama",))
+    for engine in ("litert", "keras"):
+        at = page(ANIGENRE_PREDICT_ENGINE=engine)
+        assert f"engine {engine}" in _texts(at)
+        at.file_uploader[0].set_value(("d.png", data, "image/png"))
+        at.run()
+        assert not at.exception and not at.error
+        shown = [p.proto.text for p in at.get("progress")]
+        model = anigenre.load_model(model_id, settings=settings, engine=engine)
+        (row,) = model.predict([data], top_k=5).to_dict("records")
+        assert [b.split(" (")[0].rsplit(" ", 1)[0] for b in shown] == list(row["top_genres"])
+        result = predict_upload(model, "d.png", data)
+        assert [s.genre for s in result.scores[:5]] == list(row["top_genres"])
+        assert result.passing == list(row["predicted"])
 
 
 def test_without_a_trained_model_the_page_says_how_to_get_one(page, tmp_path):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-from anigenre.config import load_settings
+from anigenre.config.discover import discover_settings
 from anigenre.core.errors import AnigenreError, ConfigError, RetryableError
 from anigenre.jobs.cli import (
     dataset_cmd,
@@ -112,10 +110,10 @@ def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(
+        settings = discover_settings(
             overrides={"data_dir": args.data_dir, **args.settings_overrides(args)},
-            env=os.environ if env is None else env,
-            config_file=Path(args.config) if args.config else None,
+            env=env,
+            config_file=args.config,
         )
         return args.run(args, settings) or 0
     except ConfigError as exc:

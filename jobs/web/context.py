@@ -8,9 +8,14 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import streamlit as st
-from anigenre.config import Settings, load_settings
+from anigenre.config import Settings
+from anigenre.config.discover import discover_settings
+
+if TYPE_CHECKING:
+    from anigenre.models.poster_model import PosterModel
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ def options() -> WebOptions:
 
 @st.cache_resource(show_spinner=False)
 def _settings(environ: tuple[tuple[str, str], ...]) -> Settings:
-    return load_settings(env=dict(environ))
+    return discover_settings(env=dict(environ))
 
 
 def settings() -> Settings:
@@ -49,27 +54,30 @@ _READ = ("ANIGENRE_", "AWS_")
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _poster_model(data_dir: str, model_id: str, max_pixels: int):
-    from anigenre.jobs.web.posters import PosterModel
-    from anigenre.models.predictor import Predictor
-    from anigenre.models.registry import load_artifact
+def _poster_model(
+    _s: Settings, data_dir: str, model_id: str, engine: str, max_pixels: int
+) -> PosterModel:
+    # Keyed on what makes the model (Streamlit does not hash the "_s" argument).
+    from anigenre.jobs.stages.predict import load_predictor
+    from anigenre.models.poster_model import PosterModel
 
-    keep_keras_state()
-    model, manifest = load_artifact(data_dir, model_id)
-    loaded = PosterModel(Predictor(model, manifest, max_pixels, batch_size=1))
+    if engine == "keras":
+        keep_keras_state()
+    loaded = PosterModel(load_predictor(_s, model_id, engine)).one_at_a_time()
     loaded.warm()
     return loaded
 
 
-def poster_model(s: Settings, model: str):
-    """The model ``model`` names (id, prefix or 'latest'), loaded and warmed once per
-    server; 'latest' is re-resolved on each call, so a newly trained model is picked up."""
+def poster_model(s: Settings, model: str) -> PosterModel:
+    """The model ``model`` names (id, prefix, alias or 'latest') on the ``predict_engine``
+    setting's engine, as ``anigenre.load_model`` loads it, once per server and warmed;
+    'latest' is re-resolved on each call, so a newly trained model is picked up."""
     from anigenre.models.registry import resolve_model_id
     from anigenre.models.remote import fetch_model
 
     # fetch_model: with an s3:// data dir, the model in the local mirror, fetched once.
     model_id = resolve_model_id(s.data_dir, fetch_model(s, model))
-    return _poster_model(str(s.data_dir), model_id, s.max_image_pixels)
+    return _poster_model(s, str(s.data_dir), model_id, s.predict_engine, s.max_image_pixels)
 
 
 def keep_keras_state() -> None:
@@ -80,7 +88,9 @@ def keep_keras_state() -> None:
     runs a full garbage collection, so the next upload re-creates every kernel of the
     cached model: measured on MobileNetV2, 1.1-1.6 s for the first prediction after a
     run against 50 ms for a second one. This server builds its models once and keeps
-    them (``_poster_model``), so the reset only costs; it becomes a no-op here.
+    them (``_poster_model``), so the reset only costs; it becomes a no-op here. Only a
+    Keras-served page needs it: LiteRT keeps no Keras state, and importing Keras to
+    patch it would load TensorFlow for nothing.
     """
     import keras
 

@@ -1,16 +1,22 @@
-"""An uploaded poster -> its genres, with the model the server loaded once. No Streamlit."""
+"""An uploaded poster -> its genres, shown as the page shows them. No Streamlit.
+
+The model is :class:`models.poster_model.PosterModel`, the object every front end predicts
+with; what is here is the page's own: its words for a rejected file, its result, its
+thumbnail."""
 
 from __future__ import annotations
 
 import io
-import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from anigenre.core.errors import InvalidImage
-from anigenre.core.images import decode_image
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from anigenre.models.poster_model import PosterModel
 
 ACCEPTED = "JPEG, PNG, WebP, GIF or BMP"
 # core.images' reasons, as a person reads them.
@@ -59,46 +65,16 @@ class PosterResult:
         return [s.genre for s in self.scores if s.passes]
 
 
-class PosterModel:
-    """A :class:`models.predictor.Predictor` for one poster at a time.
-
-    One image per call, not the predictor's padded batch of 32: a single upload then
-    costs one forward pass, and the shape never changes, so the graph is traced once
-    (by :meth:`warm`) rather than on the first upload. (Under Streamlit, see also
-    ``jobs.web.context.keep_keras_state``.)
-    """
-
-    def __init__(self, predictor) -> None:
-        self.predictor = predictor
-        self.manifest = predictor.manifest
-        self.model_id: str = predictor.manifest["model_id"]
-        self.genres: tuple[str, ...] = tuple(predictor.vocab.genres)
-        self.thresholds = np.asarray(predictor.thresholds, dtype=np.float64)
-        # Sessions are threads of one server; Keras models are not documented as safe to
-        # call concurrently, and two cores gain nothing from trying.
-        self._lock = threading.Lock()
-
-    def warm(self) -> None:
-        h, w = self.predictor.size
-        with self._lock:
-            self.predictor.predict_arrays(np.zeros((1, h, w, 3), np.uint8))
-
-    def predict(self, name: str, data: bytes) -> PosterResult:
-        """Genres of one upload; a bad file raises InvalidImage (see :func:`upload_message`)."""
-        start = time.perf_counter()
-        array = decode_image(
-            data,
-            self.predictor.size,
-            self.predictor.policy,
-            max_pixels=self.predictor.max_pixels,
-        )
-        with self._lock:
-            probs = self.predictor.predict_arrays(array[None])[0]
-        order = np.argsort(-probs, kind="mergesort")
-        scores = tuple(
-            GenreScore(self.genres[i], float(probs[i]), float(self.thresholds[i])) for i in order
-        )
-        return PosterResult(name, scores, time.perf_counter() - start)
+def predict_upload(model: PosterModel, name: str, data: bytes) -> PosterResult:
+    """Genres of one upload by the server's model (``models.poster_model``, the API's own);
+    a bad file raises InvalidImage (see :func:`upload_message`)."""
+    start = time.perf_counter()
+    probs = model.probabilities(data)
+    order = np.argsort(-probs, kind="mergesort")
+    scores = tuple(
+        GenreScore(model.genres[i], float(probs[i]), float(model.thresholds[i])) for i in order
+    )
+    return PosterResult(name, scores, time.perf_counter() - start)
 
 
 def thumbnail(data: bytes, box: tuple[int, int] = (240, 340)) -> bytes | None:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import streamlit as st
 from anigenre.core.errors import AnigenreError, InvalidImage
 from anigenre.jobs.web import context
-from anigenre.jobs.web.posters import ACCEPTED, PosterResult, thumbnail, upload_message
+from anigenre.jobs.web.posters import (
+    ACCEPTED,
+    PosterResult,
+    predict_upload,
+    thumbnail,
+    upload_message,
+)
 
 TOP_K = 5
 THUMB_WIDTH = 240  # the thumbnail's own width: sharp, and no wider on a phone
@@ -20,9 +26,10 @@ def render() -> None:
     except AnigenreError as exc:
         st.error(f"No model to try: {exc}")
         return
+    height, width = model.input_size
     st.caption(
-        f"Model `{model.model_id}` ({model.manifest['backbone']}, "
-        f"input {model.manifest['input_size'][0]}x{model.manifest['input_size'][1]}). "
+        f"Model `{model.model_id}` ({model.backbone}, input {height}x{width}, "
+        f"engine {model.engine}). "
         f"A genre passes when its probability is at or over the model's own threshold for it."
     )
     files = st.file_uploader(
@@ -45,7 +52,7 @@ def render() -> None:
 
 def _predict(model, name: str, data: bytes):
     try:
-        return model.predict(name, data), thumbnail(data)
+        return predict_upload(model, name, data), thumbnail(data)
     except InvalidImage as exc:
         return upload_message(name, exc), None
     except Exception as exc:  # noqa: BLE001 - any failure is one line; the page goes on

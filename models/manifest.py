@@ -34,6 +34,14 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _per_poster(recorded: Any, rates: Mapping[str, float]) -> float | None:
+    """Genres per poster as recorded; for a model recorded before the mean was kept, the sum
+    of its per-genre rates, which is the same figure (None: neither was recorded)."""
+    if recorded is not None:
+        return float(recorded)
+    return sum(rates.values()) if rates else None
+
+
 @dataclass(frozen=True)
 class FileRef:
     """A file named by path and checked by sha256 (the int8 features network)."""
@@ -199,8 +207,7 @@ class Manifest:
             raise ValueError("no model_id or created")
         expected = _floats(data.get("expected_rates"))
         prevalence = _floats(data.get("train_prevalence"))
-        per_poster = data.get("expected_genres_per_poster")
-        train_per_poster = data.get("train_genres_per_poster")
+        prior = data.get("prior_thresholds")
         seen = data.get(SEEN_KEY)
         size = data.get("input_size") or (0, 0)
         return cls(
@@ -217,17 +224,12 @@ class Manifest:
             global_threshold=_opt_float(data.get("global_threshold")),
             decision_rule=_dict(data.get("decision_rule")),
             expected_rates=expected,
-            # Models recorded before these means were kept: the rates sum to the same figure.
-            expected_genres_per_poster=_opt_float(per_poster)
-            if per_poster is not None or not expected
-            else sum(expected.values()),
-            train_genres_per_poster=_opt_float(train_per_poster)
-            if train_per_poster is not None or not prevalence
-            else sum(prevalence.values()),
+            expected_genres_per_poster=_per_poster(
+                data.get("expected_genres_per_poster"), expected
+            ),
+            train_genres_per_poster=_per_poster(data.get("train_genres_per_poster"), prevalence),
             train_prevalence=prevalence,
-            prior_thresholds=_floats(data["prior_thresholds"])
-            if data.get("prior_thresholds") is not None
-            else None,
+            prior_thresholds=_floats(prior) if prior is not None else None,
             prior_global_threshold=_opt_float(data.get("prior_global_threshold")),
             seen=tuple(seen) if seen is not None else None,
             dataset=DatasetRecord.from_json(data.get("dataset")),

@@ -41,7 +41,7 @@ def predictions_table(
 def read_folder(folder: Store) -> pa.Table:
     """Every part under ``folder`` (a predictions folder) with ``run_id``, in run and chunk
     order. No folder is a ConfigError; a part that is not Parquet, a DataError naming it."""
-    parts = [f.path for f in folder.list_files() if f.path.endswith(".parquet")]
+    parts = part_files(folder)
     if not parts:
         if not folder.exists():
             raise ConfigError(
@@ -50,16 +50,22 @@ def read_folder(folder: Store) -> pa.Table:
             )
         return _empty()  # runs planned, no part written yet
     try:
-        return _dataset(folder, parts).to_table()
+        return predictions_dataset(folder, parts).to_table()
     except (pa.ArrowException, OSError) as exc:
         # The scan's error may not say which of hundreds of parts it was; reading them
         # one by one does, and only this failed read pays for it.
         raise _damaged_part(folder, parts) or _unreadable(folder, exc) from exc
 
 
-def _dataset(folder: Store, parts: list[str]) -> pads.Dataset:
-    # The listed files, not the folder: the dataset discovery would also take a stray
-    # file, and the listing is the one ok_rows and the runs already trust.
+def part_files(folder: Store) -> list[str]:
+    """The Parquet parts under a predictions folder, relative to it."""
+    return [f.path for f in folder.list_files() if f.path.endswith(".parquet")]
+
+
+def predictions_dataset(folder: Store, parts: list[str]) -> pads.Dataset:
+    """The ``parts`` of a predictions folder as one dataset, ``run_id`` from the hive
+    partition."""
+    # The listed files, not the folder: the dataset discovery would also take a stray file.
     return pads.dataset(
         [folder.path(p) for p in parts],
         format="parquet",

@@ -23,9 +23,10 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from anigenre.core.errors import ConfigError
-from anigenre.core.schemas import RUN_PARTITION, UTC_MILLIS
+from anigenre.core.schemas import UTC_MILLIS
 from anigenre.core.storage import S3Options, Store, is_remote, open_store
 from anigenre.jobs.runs import live
+from anigenre.jobs.runs.current import part_files, predictions_dataset
 from anigenre.jobs.runs.inputs import InputReader, remote_files
 from anigenre.jobs.runs.layout import (
     FAILED,
@@ -167,10 +168,6 @@ def fs_path(entry: dict) -> str:
     return os.fsdecode(bytes.fromhex(raw)) if raw else entry["path"]
 
 
-def _part_files(out: Store) -> list[str]:
-    return [f.path for f in out.child(PREDICTIONS).list_files() if f.path.endswith(".parquet")]
-
-
 def ok_rows(
     out: Store,
     model_id: str,
@@ -181,16 +178,11 @@ def ok_rows(
     """(path, sha256) of every file this model already predicted ok under ``out``
     (by runs other than ``exclude_run``; at or after the ISO time ``since``; with
     ``statuses``, rows of those statuses instead)."""
-    parts = _part_files(out)
+    folder = out.child(PREDICTIONS)
+    parts = part_files(folder)
     if not parts:
         return set()
-    data = pads.dataset(
-        [out.path(PREDICTIONS, p) for p in parts],
-        format="parquet",
-        filesystem=out.fs,
-        partition_base_dir=out.path(PREDICTIONS),
-        partitioning=pads.partitioning(RUN_PARTITION, flavor="hive"),
-    )
+    data = predictions_dataset(folder, parts)
     wanted = (pads.field("model_id") == model_id) & pads.field("status").isin(list(statuses))
     if exclude_run is not None:
         wanted &= pads.field("run_id") != exclude_run
@@ -206,7 +198,7 @@ def check_genre_columns(out: Store, columns: list[str]) -> None:
     columns. Readers take a folder's columns from one file, so a part with other columns
     would be dropped silently (pandas, pyarrow) or refused (DuckDB, Polars). Parts agree
     by induction, so the first one found speaks for all."""
-    first = next(iter(_part_files(out)), None)
+    first = next(iter(part_files(out.child(PREDICTIONS))), None)
     if first is None:
         return
     schema = pq.read_schema(out.path(PREDICTIONS, first), filesystem=out.fs)

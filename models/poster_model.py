@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 # What ``predict`` takes: a file's path, an image already in memory, or a file's bytes.
 Poster: TypeAlias = str | os.PathLike | Image.Image | bytes | bytearray | memoryview
+_KINDS = (str, os.PathLike, Image.Image, bytes, bytearray, memoryview)
 
 DEFAULT_TOP_K = 4  # as `anigenre predict --top-k`
 # Modes PNG stores as they are; any other (CMYK, YCbCr, LAB, HSV, F) is made RGB first,
@@ -43,12 +44,12 @@ _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 
 
 @dataclass(frozen=True)
-class _Item:
-    """One input made ready: its label in the ``path`` column, and its bytes or why not."""
+class _Decoded:
+    """One poster made ready: its ``path`` and ``sha256`` columns, and its pixels or why not."""
 
     path: str
     sha256: str | None
-    data: bytes | None
+    array: np.ndarray | None
     error: str | None
 
 
@@ -123,16 +124,21 @@ class PosterModel:
         """:meth:`predict` as an Arrow table in the predictions schema."""
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, not {top_k}")
-        items = [_ready(poster, i) for i, poster in enumerate(posters)]
+        if isinstance(posters, str | bytes | os.PathLike | Image.Image):
+            # A lone path would otherwise be read as one poster per character.
+            raise TypeError("predict takes a list of posters: predict([poster])")
+        posters = list(posters)
+        for position, poster in enumerate(posters):
+            _check(poster, position)
         rows: list[dict[str, Any]] = []
-        for chunk in _batched(self._decoded(items), self.predictor.batch_size):
-            good = [array for _, array, _ in chunk if array is not None]
+        for chunk in _batched(self._decoded(posters), self.predictor.batch_size):
+            good = [d.array for d in chunk if d.array is not None]
             if good:
                 with self._lock:
                     probs = iter(self.predictor.predict_arrays(np.stack(good)))
-            for item, array, error in chunk:
-                outcome = {"probs": next(probs)} if array is not None else {"error": error}
-                rows.append({"path": item.path, "sha256": item.sha256, **outcome})
+            for d in chunk:
+                outcome = {"probs": next(probs)} if d.array is not None else {"error": d.error}
+                rows.append({"path": d.path, "sha256": d.sha256, **outcome})
         return prediction_table(
             model_id=self.model_id,
             vocab=self.predictor.vocab,
@@ -146,44 +152,57 @@ class PosterModel:
         p = self.predictor
         return decode_image(data, p.size, p.policy, max_pixels=p.max_pixels)
 
-    def _decoded(
-        self, items: Sequence[_Item]
-    ) -> Iterator[tuple[_Item, np.ndarray | None, str | None]]:
-        """Each item with its array or its error, decoded in parallel, in input order."""
+    def _decoded(self, posters: Sequence[Poster]) -> Iterator[_Decoded]:
+        """Each poster read and decoded in a thread pool, in input order, with a bounded
+        number in flight: a list of thousands of files is never all in memory."""
 
-        def decode(position: int):
-            item = items[position]
-            if item.error is not None:
-                return item, None, item.error
+        # One PIL image may be given twice, and Pillow does not load one object from
+        # two threads safely.
+        pillow = threading.Lock()
+
+        def decode(position: int) -> _Decoded:
+            poster = posters[position]
+            path = _label(poster, position)
             try:
-                return item, self._decode(item.data), None
+                if isinstance(poster, Image.Image):
+                    with pillow:
+                        data = _png(poster)
+                else:
+                    data = _bytes_of(poster, position)
+            except OSError as exc:  # the run's words for it (core.loader.decode_file)
+                if isinstance(poster, Image.Image):  # opened lazily, its file was bad
+                    return _Decoded(path, None, None, str(InvalidImage("corrupt", str(exc))))
+                return _Decoded(path, None, None, f"unreadable: {exc.strerror or exc}")
+            # An image in memory has no file whose bytes could be hashed.
+            sha = None if isinstance(poster, Image.Image) else hashlib.sha256(data).hexdigest()
+            try:
+                return _Decoded(path, sha, self._decode(data), None)
             except InvalidImage as exc:
-                return item, None, str(exc)
+                return _Decoded(path, sha, None, str(exc))
 
         batch = self.predictor.batch_size
         yield from iter_decoded(
-            range(len(items)), decode, workers=self.predictor.workers, prefetch=batch * 2
+            range(len(posters)), decode, workers=self.predictor.workers, prefetch=batch * 2
         )
 
 
-def _ready(poster: Poster, position: int) -> _Item:
-    """A poster's label and bytes; a file that cannot be read gets the run's reason."""
+def _check(poster: Any, position: int) -> None:
+    if not isinstance(poster, _KINDS):
+        raise TypeError(
+            f"poster {position} is a {type(poster).__name__}; give a path, a PIL image or bytes"
+        )
+
+
+def _label(poster: Poster, position: int) -> str:
+    """The ``path`` column: a file's path as a run writes it (``jobs.runs.plan.discover``:
+    absolute, links resolved, valid UTF-8), so rows join on it; else a label."""
     if isinstance(poster, Image.Image):
-        return _Item(f"<image {position}>", None, _bytes_of(poster, position), None)
-    if isinstance(poster, bytes | bytearray | memoryview):
-        data = _bytes_of(poster, position)
-        return _Item(f"<bytes {position}>", _sha256(data), data, None)
+        return f"<image {position}>"
     if not isinstance(poster, str | os.PathLike):
-        _bytes_of(poster, position)  # raises the TypeError that says what to give
+        return f"<bytes {position}>"
     path = Path(poster)
-    # The run's own form of a path (jobs.runs.plan.discover), so rows join on it.
     path = path.resolve() if path.exists() else path.absolute()
-    shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return _Item(shown, None, None, f"unreadable: {exc.strerror or exc}")
-    return _Item(shown, _sha256(data), data, None)
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
 
 
 def _bytes_of(poster: Poster, position: int) -> bytes:
@@ -192,11 +211,8 @@ def _bytes_of(poster: Poster, position: int) -> bytes:
         return _png(poster)
     if isinstance(poster, bytes | bytearray | memoryview):
         return bytes(poster)
-    if isinstance(poster, str | os.PathLike):
-        return Path(poster).read_bytes()
-    raise TypeError(
-        f"poster {position} is a {type(poster).__name__}; give a path, a PIL image or bytes"
-    )
+    _check(poster, position)
+    return Path(poster).read_bytes()
 
 
 def _png(image: Image.Image) -> bytes:
@@ -207,10 +223,6 @@ def _png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)  # fast: the bytes never leave memory
     return buf.getvalue()
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _batched(items: Iterable, n: int) -> Iterator[list]:

@@ -205,14 +205,17 @@ def test_images_and_bytes_are_predicted_as_their_files(litert, posters):
 def test_a_bad_poster_is_an_error_row_with_the_runs_reason(litert, posters, tmp_path):
     good = posters / "p0.png"
     tiny = Image.new("RGB", (4, 4))
+    whole = gen.encode("JPEG", size=(300, 400))
+    cut = Image.open(io.BytesIO(whole[: len(whole) // 2]))  # its pixels are read later
     rows = litert.predict(
         [b"", good, b"<html>nope</html>", (posters / "cut.jpg").read_bytes(), tiny,
-         tmp_path / "missing.png", tmp_path]
+         tmp_path / "missing.png", tmp_path, cut]
     )  # fmt: skip
-    assert rows["status"].tolist() == ["error", "ok"] + ["error"] * 5
+    assert rows["status"].tolist() == ["error", "ok"] + ["error"] * 6
     reasons = [e.split(":")[0] if isinstance(e, str) else None for e in rows["error"]]
     assert reasons == [
-        "empty", None, "not-an-image", "corrupt", "absurd-size", "unreadable", "unreadable"
+        "empty", None, "not-an-image", "corrupt", "absurd-size", "unreadable", "unreadable",
+        "corrupt",
     ]  # fmt: skip
     assert rows["error"][5] == "unreadable: No such file or directory"
     assert rows["top_genres"][0] is None and rows["top_genres"][1] is not None
@@ -221,6 +224,8 @@ def test_a_bad_poster_is_an_error_row_with_the_runs_reason(litert, posters, tmp_
     assert caught.value.reason == "empty"
     with pytest.raises(TypeError, match="poster 1 is a int"):
         litert.predict([good, 7])
+    with pytest.raises(TypeError, match="a list of posters"):
+        litert.predict(str(good))
     assert litert.predict([]).empty
 
 

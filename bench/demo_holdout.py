@@ -27,24 +27,25 @@ from anigenre.core.images import decode_image  # noqa: E402
 from anigenre.core.importer import parse_genres  # noqa: E402
 from anigenre.jobs import stages  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.manifest import Manifest  # noqa: E402
 from common import bench_parser  # noqa: E402
 
 KEYS = ("macro_map", "micro_map", "p@3")
 BACKBONES = ("mobilenet_v2_1.0", "mobilenet_v2_1.0_with_0.35")
 
 
-def scores(settings, model_id: str, manifest: dict, folder, labels: pd.DataFrame) -> dict:
+def scores(settings, model_id: str, manifest: Manifest, folder, labels: pd.DataFrame) -> dict:
     predictor = stages.load_predictor(settings, model_id, "litert")
     images = [
         decode_image((folder / f).read_bytes(), predictor.size, predictor.policy)
         for f in labels["file"]
     ]
     P = predictor.predict_arrays(np.stack(images))
-    genres = manifest["genres"]
+    genres = manifest.genres
     Y = Vocabulary(tuple(genres)).encode([parse_genres(r) for r in labels.to_dict("records")])
     present = Y.sum(axis=0) > 0
     out = {k: m.HEADLINE[k](P[:, present], Y[:, present], None) for k in KEYS}
-    thresholds = np.array([manifest["thresholds"][g] for g in genres])
+    thresholds = np.array([manifest.thresholds[g] for g in genres])
     out["count"] = float((thresholds <= P).sum(axis=1).mean() / Y.sum(axis=1).mean())
     return out
 

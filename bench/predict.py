@@ -84,7 +84,7 @@ def decode_rate(predictor, files: list[Path], workers: int | None = None) -> flo
 
 def latest_model(settings, data_dir: Path, backbone: str) -> str:
     """The newest model of ``backbone`` in the data dir, trained first when there is none."""
-    ours = lambda: [m for m in list_models(data_dir) if m["backbone"] == backbone]  # noqa: E731
+    ours = lambda: [m for m in list_models(data_dir) if m.backbone == backbone]  # noqa: E731
     if not ours():
         stages.train_model(settings, TrainConfig(backbone=backbone, bootstrap=100))
     return ours()[-1]["model_id"]
@@ -207,7 +207,7 @@ def main() -> None:
     keras_p = engines["keras"]
     size, policy = keras_p.size, keras_p.policy
     print(
-        f"{len(files)} posters, model {model_id} ({keras_p.manifest['backbone']}, input {size}),"
+        f"{len(files)} posters, model {model_id} ({keras_p.manifest.backbone}, input {size}),"
         f" {keras_p.workers} decode threads, LiteRT on {engines['litert'].engine.threads} threads"
     )
 

@@ -118,12 +118,12 @@ def main() -> None:
         stages.train_model(settings, TrainConfig(bootstrap=100))
     manifest = list_models(args.data_dir)[-1]
     posters = sorted((args.shared / "data" / "posters" / "images").iterdir())[: args.n]
-    h, w = manifest["input_size"]
+    h, w = manifest.input_size
     cpus = os.cpu_count()
-    print(f"model {manifest['model_id']} ({manifest['backbone']}, input {h}x{w}), {cpus} CPUs")
+    print(f"model {manifest.model_id} ({manifest.backbone}, input {h}x{w}), {cpus} CPUs")
     print(
         figures(
-            "(a) decode + predict, in process", in_process(settings, manifest["model_id"], posters)
+            "(a) decode + predict, in process", in_process(settings, manifest.model_id, posters)
         )
     )
     print(figures("(b) upload to genres, in Chromium", in_browser(args.data_dir, posters)))

@@ -281,7 +281,7 @@ def test_a_model_whose_checksums_cannot_be_read_is_refused_not_loaded_unchecked(
     settings = load_settings(overrides={"data_dir": store.uri}, env=env)
     sync_listing(settings)
     # The listing needs no weights; top-level files of models/ (aliases) come with it.
-    assert [m["model_id"] for m in list_models(settings.data_dir)] == ["m1"]
+    assert [m.model_id for m in list_models(settings.data_dir)] == ["m1"]
     assert (settings.data_dir / "models" / "_aliases.json").exists()
     assert not (settings.data_dir / "models" / "m1" / "model.keras").exists()
     with pytest.raises(DataError, match="checksums.json"):

@@ -222,7 +222,8 @@ def run_list(args, settings: Settings) -> int:
         if e.status is None:
             print(e.error)
         else:
-            print(f"{run_line(e.status, settings)}\n    model {e.model_id} -> {e.out_dir}")
+            # One line a run, so it greps: where it writes and with which model at the end.
+            print(f"{run_line(e.status, settings)} (model {e.model_id}, out {e.out_dir})")
     for view in task_list:
         print(task_line(view))
     return 0

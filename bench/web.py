@@ -24,11 +24,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from anigenre.jobs import stages  # noqa: E402
-from anigenre.jobs.web.posters import PosterModel  # noqa: E402
+from anigenre.jobs.web.posters import predict_upload  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
-from anigenre.models.predictor import Predictor  # noqa: E402
-from anigenre.models.registry import list_models, load_artifact  # noqa: E402
+from anigenre.models.registry import list_models  # noqa: E402
 from common import bench_dataset, bench_parser  # noqa: E402
+
+import anigenre  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -43,14 +44,14 @@ def figures(name: str, seconds: list[float]) -> str:
 
 
 def in_process(settings, model_id: str, posters: list[Path]) -> list[float]:
-    model, manifest = load_artifact(settings.data_dir, model_id)
-    loaded = PosterModel(Predictor(model, manifest, settings.max_image_pixels, batch_size=1))
+    # As the page loads it: the settings' engine (LiteRT by default).
+    loaded = anigenre.load_model(model_id, settings=settings)
     loaded.warm()
     out = []
     for path in posters:
         data = path.read_bytes()
         start = time.perf_counter()
-        loaded.predict(path.name, data)
+        predict_upload(loaded, path.name, data)
         out.append(time.perf_counter() - start)
     return out
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from anigenre.config import Settings
-from anigenre.core import mirror
 from anigenre.core.errors import ConfigError
 from anigenre.jobs.cli import args as types
 
@@ -160,13 +159,11 @@ def format_summary(summary: dict) -> str:
 def run_list(args, settings: Settings) -> int:
     import json
 
-    from anigenre.models.aliases import names_by_model
-    from anigenre.models.registry import list_models
-    from anigenre.models.remote import sync_listing
+    from anigenre.models.synced import Registry
 
-    sync_listing(settings)
-    models = list_models(settings.data_dir)
-    named = names_by_model(settings.data_dir)
+    registry = Registry(settings)
+    models = registry.models()
+    named = registry.names()
     tags = {m.model_id: named.get(m.model_id, []) for m in models}
     if models:
         tags[models[-1].model_id] = ["latest", *tags[models[-1].model_id]]
@@ -211,19 +208,12 @@ def register_card(msub) -> None:
 
 
 def run_card(args, settings: Settings) -> int:
-    from anigenre.models.registry import model_card
-    from anigenre.models.remote import sync_listing
+    from anigenre.models.synced import Registry
 
-    sync_listing(settings)  # an s3:// data dir: cards come with the listing, not the weights
-    text, path, written = model_card(settings.data_dir, args.model)
-    print(text, end="")
-    if written:
-        from anigenre.core.mirror import push
-
-        rel = f"models/{path.parent.name}"
-        push(settings, rel)  # an s3:// data dir: the card lands in the bucket, beside the model
-        where = settings.data_location(rel, path.name)
-        print(f"(this model had no card file: wrote {where})", file=sys.stderr)
+    card = Registry(settings).card(args.model)
+    print(card.text, end="")
+    if card.written:
+        print(f"(this model had no card file: wrote {card.where})", file=sys.stderr)
     return 0
 
 
@@ -270,27 +260,17 @@ def register_aliases(msub) -> None:
 
 
 def run_promote(args, settings: Settings) -> int:
-    from anigenre.models.aliases import ALIASES_FILE, set_alias
-    from anigenre.models.registry import list_models, resolve_model_id
-    from anigenre.models.remote import sync_listing
+    from anigenre.models.synced import Registry
 
-    sync_listing(settings)
-    model_id = resolve_model_id(settings.data_dir, args.model)
-    ids = [m.model_id for m in list_models(settings.data_dir)]
-    previous = set_alias(settings.data_dir, args.alias, model_id, ids)
-    # Refused if another machine changed the aliases since the listing: run it again.
-    mirror.push(settings, ALIASES_FILE.as_posix())
+    model_id, previous = Registry(settings).promote(args.model, args.alias)
     was = "" if previous in (None, model_id) else f" (was {previous})"
     print(f"{args.alias} -> {model_id}{was}")
     return 0
 
 
 def run_demote(args, settings: Settings) -> int:
-    from anigenre.models.aliases import ALIASES_FILE, remove_alias
-    from anigenre.models.remote import sync_listing
+    from anigenre.models.synced import Registry
 
-    sync_listing(settings)
-    model_id = remove_alias(settings.data_dir, args.alias)
-    mirror.push(settings, ALIASES_FILE.as_posix())
+    model_id = Registry(settings).demote(args.alias)
     print(f"removed alias {args.alias} (it pointed at {model_id})")
     return 0

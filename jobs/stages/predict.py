@@ -44,10 +44,10 @@ def plan_prediction(
     it, so no other planner can take the run's files in the moment between planning and
     running (or queueing) them. ``retry_errors=False``: see :func:`jobs.runs.plan.plan_run`.
     """
-    from anigenre.models.registry import check_artifact, vocabulary_of
-    from anigenre.models.remote import fetch_model
+    from anigenre.models.registry import vocabulary_of
+    from anigenre.models.synced import Registry
 
-    manifest = check_artifact(settings.data_dir, fetch_model(settings, model_id))
+    manifest = Registry(settings).checked(model_id)
     out = out_dir or index_home(settings)  # the data dir's URI when it is in a bucket
     store = open_store(out, settings.s3)
     if store.is_file():
@@ -124,9 +124,9 @@ def load_predictor(settings: Settings, model_id: str, engine: str | None = None)
     before exports existed, which alone needs TensorFlow). With an s3:// data dir the model
     is fetched into the local mirror first, once, and verified (models.remote)."""
     from anigenre.models.predictor import Predictor
-    from anigenre.models.remote import fetch_model
+    from anigenre.models.synced import Registry
 
-    model_id = fetch_model(settings, model_id)
+    model_id = Registry(settings).fetch(model_id)
     if (engine or settings.predict_engine) == "litert":
         from anigenre.models.engines import LiteRTEngine
         from anigenre.models.registry import litert_model_path
@@ -165,12 +165,11 @@ def report_run(
 ):
     """The run's report; against labels it scores only posters the model did not train or
     tune on, unless ``include_seen``."""
-    from anigenre.models.registry import load_manifest, vocabulary_of
-    from anigenre.models.remote import sync_listing
+    from anigenre.models.registry import vocabulary_of
+    from anigenre.models.synced import Registry
 
-    sync_listing(settings)
     plan = load_plan(index_home(settings), run_id, settings.s3)
-    manifest = load_manifest(settings.data_dir, plan.model_id)
+    manifest = Registry(settings).manifest(plan.model_id)
     return build_report(
         plan,
         vocabulary_of(manifest),

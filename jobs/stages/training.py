@@ -25,7 +25,7 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, Manifest]:
 
     from anigenre.models import registry
     from anigenre.models.record import build_manifest
-    from anigenre.models.remote import push_model
+    from anigenre.models.synced import Registry
     from anigenre.models.train import train
 
     mirror.pull(settings, "processed")
@@ -46,7 +46,7 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, Manifest]:
     model_id = registry.new_model_id(outcome.spec.name, created, fingerprint)
     manifest = build_manifest(model_id, created, outcome, config, dataset, vocab, fingerprint)
     registry.save_artifact(settings.data_dir, model_id, outcome.model, manifest, outcome.report)
-    push_model(settings, model_id)
+    Registry(settings).published(model_id)
     # After the model: an hour's training must not hang on the cache. Parts are named by
     # their rows, so another machine's part of the same name holds the same embeddings.
     mirror.push(settings, "features", keep_theirs=True)
@@ -79,9 +79,9 @@ def evaluate_model(
     from anigenre.models.evaluation import decisions_of, score, summary
     from anigenre.models.predictor import Predictor
     from anigenre.models.registry import load_artifact, vocabulary_of
-    from anigenre.models.remote import fetch_model
+    from anigenre.models.synced import Registry
 
-    model, manifest = load_artifact(settings.data_dir, fetch_model(settings, model_id))
+    model, manifest = load_artifact(settings.data_dir, Registry(settings).fetch(model_id))
     vocab = vocabulary_of(manifest)
     if folder is not None:
         records = read_labels(Path(folder) / "labels.csv")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from anigenre.models.card import headline, input_text, training_text, weights_sources
 from anigenre.models.manifest import Manifest
-from anigenre.models.registry import list_models, read_metrics
+from anigenre.models.registry import read_metrics
 
 # The page spells out what the card's table calls "prior".
 ROW_NAMES = {"prior": "prior baseline"}
@@ -21,8 +21,8 @@ class Listed:
     is_latest: bool  # what ``--model latest`` means
 
 
-def models_newest_first(data_dir: Path) -> list[Listed]:
-    models = list_models(data_dir)
+def models_newest_first(models: list[Manifest]) -> list[Listed]:
+    """``models`` oldest first, as the registry lists them."""
     return [Listed(m, i == len(models) - 1) for i, m in reversed(list(enumerate(models)))]
 
 

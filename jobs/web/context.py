@@ -72,11 +72,10 @@ def poster_model(s: Settings, model: str) -> PosterModel:
     """The model ``model`` names (id, prefix, alias or 'latest') on the ``predict_engine``
     setting's engine, as ``anigenre.load_model`` loads it, once per server and warmed;
     'latest' is re-resolved on each call, so a newly trained model is picked up."""
-    from anigenre.models.registry import resolve_model_id
-    from anigenre.models.remote import fetch_model
+    from anigenre.models.synced import Registry
 
-    # fetch_model: with an s3:// data dir, the model in the local mirror, fetched once.
-    model_id = resolve_model_id(s.data_dir, fetch_model(s, model))
+    # With an s3:// data dir, the model in the local mirror, fetched once.
+    model_id = Registry(s).fetch(model)
     return _poster_model(s, str(s.data_dir), model_id, s.predict_engine, s.max_image_pixels)
 
 

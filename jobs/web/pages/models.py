@@ -5,14 +5,14 @@ from __future__ import annotations
 import streamlit as st
 from anigenre.jobs.web import cards, context
 from anigenre.models.manifest import Manifest
-from anigenre.models.remote import sync_listing
+from anigenre.models.synced import Registry
 
 
 def render() -> None:
     st.title("Models")
     s = context.settings()
-    sync_listing(s)  # an s3:// data dir: models trained on other machines show up
-    models = cards.models_newest_first(s.data_dir)
+    # An s3:// data dir: models trained on other machines show up.
+    models = cards.models_newest_first(Registry(s).models())
     if not models:
         st.info(
             f"No trained models in {s.data_location('models')}. `anigenre train` makes one "

@@ -108,7 +108,7 @@ def _pipeline(settings: Settings, dispatcher, labelled: list[Path], inbox: Path)
     from anigenre.jobs.cli.status_view import format_result
     from anigenre.jobs.service import runs
     from anigenre.models.config import TrainConfig
-    from anigenre.models.registry import load_manifest
+    from anigenre.models.synced import Registry
 
     where = " on the workers' queues" if dispatcher.queued else ""
 
@@ -138,7 +138,7 @@ def _pipeline(settings: Settings, dispatcher, labelled: list[Path], inbox: Path)
         print(f"  model {model_id} (reused: trained on this dataset with these settings)")
     else:
         model_id = call("train", "train", config=config.as_dict())["model_id"]
-    print(model_summary(load_manifest(settings.data_dir, model_id).metrics_summary))
+    print(model_summary(Registry(settings).manifest(model_id).metrics_summary))
     print(f"[5/6] predict the {HELD_OUT_YEAR} posters in {inbox / 'images'}{where}")
     done = runs.submit(
         settings, [inbox / "images"], dispatcher, model=model_id, out=settings.data_dir, force=True

@@ -8,7 +8,6 @@ from anigenre.config import Settings
 from anigenre.jobs.cli import args as types
 from anigenre.scraper.run import ScrapeRequest, ScrapeSummary
 from anigenre.scraper.store import RawStore
-from anigenre.scraper.wiring import build_scraper
 from tqdm import tqdm
 
 
@@ -57,20 +56,16 @@ def run(args, settings: Settings) -> int:
 
 
 def scrape_with_progress(settings: Settings, request: ScrapeRequest) -> ScrapeSummary:
+    from anigenre.jobs.stages.scrape import scrape
+
     bar = tqdm(unit="page", desc="scrape", file=sys.stderr, disable=None, dynamic_ncols=True)
-    scraper = None
 
     def on_page(year: int, page: int, titles: int) -> None:
-        stats = scraper.client.stats
-        minutes = max(bar.format_dict["elapsed"], 1e-9) / 60
-        bar.set_postfix(
-            year=year, page=page, titles=titles, req_min=f"{stats.requests / minutes:.0f}"
-        )
+        bar.set_postfix(year=year, page=page, titles=titles)
         bar.update(1)
 
-    scraper = build_scraper(settings, on_page)
     try:
-        return scraper.run(request)
+        return scrape(settings, request, on_page)
     finally:
         bar.close()
 

@@ -115,6 +115,18 @@ def test_importing_the_project_builds_no_celery_app():
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
 
 
+def test_every_package_folder_is_in_the_wheel():
+    """pyproject lists the packages (they are mapped from the client's folders), so a new
+    folder left off the list would be missing from an installed anigenre."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {_module_name(p) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")}
+    assert found == listed
+
+
 def test_no_module_imports_a_generic_top_level_name():
     """Everything is imported as ``anigenre.<folder>``: a bare ``import models`` would load a
     user's own ``models/`` package, or ours twice under two names."""

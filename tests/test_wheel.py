@@ -56,6 +56,23 @@ for engine in ("litert", "keras"):
         "paths": rows["path"].tolist(),
         "model_id": model.model_id,
     }
+
+# A run, then the same run forced: the folder keeps both (history), the view one a poster.
+import pandas as pd
+
+data, folder, target = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+anigenre.predict(folder, out=target, data_dir=data)
+second = anigenre.predict(folder, out=target, force=True, data_dir=data)
+current = anigenre.read_predictions(target, data_dir=data).set_index("path")
+table = second.table().set_index("path")
+single = anigenre.load_model("latest", data_dir=data).predict(posters).set_index("path")
+genres = [c for c in table.columns if c.startswith("p_")]
+out["runs"] = {
+    "history": len(pd.read_parquet(target / "predictions")),
+    "current": len(current),
+    "current_vs_table": float((current.loc[table.index, genres] - table[genres]).abs().max().max()),
+    "model_vs_table": float((single.loc[table.index, genres] - table[genres]).abs().max().max()),
+}
 out["modules"] = sorted({name.split(".")[0] for name in sys.modules})
 out["files"] = sorted({
     getattr(m, "__file__", None) or "" for m in list(sys.modules.values())
@@ -135,7 +152,8 @@ def test_the_wheel_installs_one_package_that_predicts_beside_a_users_own_folders
     (user / "predict.py").write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANIGENRE_", "PYTHON"))}
     done = subprocess.run(
-        [str(tmp_path / "venv" / "bin" / "python"), "predict.py", str(data), str(posters)],
+        [str(tmp_path / "venv" / "bin" / "python"), "predict.py", str(data), str(posters),
+         str(tmp_path / "out")],
         cwd=user, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -147,6 +165,9 @@ def test_the_wheel_installs_one_package_that_predicts_beside_a_users_own_folders
     for engine, rows in out["rows"].items():
         assert (rows["n"], rows["ok"]) == (40, 40), engine
         assert rows["paths"] == [str(p) for p in sorted(posters.iterdir())]
+    runs = out["runs"]
+    assert (runs["history"], runs["current"]) == (80, 40), runs
+    assert runs["current_vs_table"] < 1e-4 and runs["model_vs_table"] < 1e-4, runs
     assert not set(DECOYS) & set(out["modules"])
     # Nothing of the source tree: the wheel's modules, and the dependencies only.
     ours = [f for f in out["files"] if f.startswith(str(ROOT)) and "/.venv/" not in f]

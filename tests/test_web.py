@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,14 +23,16 @@ from anigenre.core.genres import GENRES, Vocabulary
 from anigenre.core.images import decode_image
 from anigenre.core.predictions import prediction_table
 from anigenre.core.tables import write_table
+from anigenre.core.urls import masked_url
 from anigenre.jobs import stages
 from anigenre.jobs.runs.chunks import execute_chunk
 from anigenre.jobs.runs.index import index_home, load_plan, record_run
-from anigenre.jobs.runs.markers import finalize
+from anigenre.jobs.runs.markers import finalize, mark_failed, mark_queued
 from anigenre.jobs.runs.plan import RunPlan, plan_run
+from anigenre.jobs.service import runs as runs_service
 from anigenre.jobs.web import runs as data
 from anigenre.jobs.web.posters import upload_message
-from anigenre.jobs.web.submit import folder_location, masked_url
+from anigenre.jobs.web.submit import folder_location, output_location
 from streamlit.testing.v1 import AppTest
 
 from tests import images as gen
@@ -336,6 +340,7 @@ def test_an_s3_data_dir_lists_the_runs_in_the_buckets_index(page, s3, bucket_env
     )
     plan.save()
     record_run(index_home(settings), plan, settings.s3)  # as a CLI on another machine does
+    mark_queued(plan)  # `jobs submit` there: planned days ago, and on the broker since
     at.switch_page("pages/runs.py").run()
     assert not at.exception and not at.error
     listing = at.dataframe[0].value
@@ -344,28 +349,17 @@ def test_an_s3_data_dir_lists_the_runs_in_the_buckets_index(page, s3, bucket_env
     assert "writes to object storage" in "\n".join(i.value for i in at.info)
 
 
-def test_many_runs_are_paged_and_a_broken_index_entry_does_not_break_the_list(site, tmp_path):
-    settings, model_id, _ = site
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "a.png").write_bytes(poster_png(1))
+def test_a_broken_index_entry_is_one_unreadable_row_and_does_not_break_the_list(tmp_path):
     data_dir = tmp_path / "data"
-    ids = []
-    for _ in range(3):
-        plan = plan_run([folder], model_id=model_id, out_dir=data_dir)
-        record_run(data_dir, plan)
-        ids.append(plan.run_id)
+    ids = [_listed_run(tmp_path, data_dir).run_id for _ in range(3)]
     (data_dir / "runs" / "zz-broken.json").write_text('{"run_id": "zz-broken"}')
-    listed = data.runs_newest_first(data_dir)
-    assert listed[0] == "zz-broken" and sorted(listed[1:]) == sorted(ids)
-    broken = data.summarize_run(data_dir, "zz-broken")
-    assert broken.state == "unreadable"
-    queued = data.summarize_run(data_dir, ids[0])
-    assert (queued.state, queued.rows_total, queued.rows_done, queued.live) == (
-        "queued", 1, 0, True
-    )  # fmt: skip
-    assert list(data.page_slice_list(list(range(45)), 3, 20)) == list(range(40, 45))
-    assert list(data.page_slice_list(list(range(45)), 9, 20)) == list(range(40, 45))
+    entries = runs_service.runs(load_settings(env={"ANIGENRE_DATA_DIR": str(data_dir)}))
+    rows = [data.run_row(e) for e in entries]
+    assert [r["run_id"] for r in rows] == ["zz-broken", *reversed(ids)]  # newest first
+    assert rows[0]["state"] == "unreadable" and "zz-broken" in rows[0]["note"]
+    assert not data.is_live(entries[0].status)
+    assert (rows[1]["state"], rows[1]["rows"], rows[1]["progress"]) == ("running", "0/1", 0.0)
+    assert data.is_live(entries[1].status)  # just planned: its lease comes in a moment
 
 
 def test_a_run_in_progress_shows_its_progress_and_then_completes(page, site, tmp_path):
@@ -437,15 +431,57 @@ def test_many_runs_and_a_large_run_are_shown_a_page_at_a_time(page, tmp_path):
     assert not at.exception
 
 
-def test_state_reads_stalled_and_interrupted_when_status_has_them():
-    from types import SimpleNamespace as NS
+def _listed_run(tmp_path, data_dir, created: dt.datetime | None = None) -> RunPlan:
+    # A poster of its own: a file that a queued run holds is left out of later plans.
+    n = len(list(tmp_path.glob("in-*")))
+    folder = poster_folder(tmp_path / f"in-{n}", 1, 9100 + n)
+    plan = plan_run([folder], model_id="m", out_dir=tmp_path / "out", now=created)
+    record_run(data_dir, plan)
+    return plan
 
-    base = dict(complete=False, failed=None, chunks_done=1, rows_ok=3, rows_error=0)
-    assert data.state_of(NS(**base)) == "running"
-    assert data.state_of(NS(**base, stalled=True)) == "stalled"
-    assert data.state_of(NS(**base, interrupted=True, stalled=True)) == "interrupted"
-    assert data.state_of(NS(**{**base, "failed": "chunk 3 failed"})) == "failed"
-    assert data.state_of(NS(**{**base, "chunks_done": 0, "rows_ok": 0})) == "queued"
+
+def test_the_runs_list_shows_each_real_runstatus_state_with_its_note(tmp_path):
+    """Each state as the service reads it from the run's files: what ``anigenre jobs
+    status`` says is what the page says."""
+    data_dir = tmp_path / "data"
+    hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = _listed_run(tmp_path, data_dir)
+    (killed.run_dir / "_lease.json").write_text(  # what a SIGKILLed predict leaves
+        json.dumps(
+            {"host": socket.gethostname(), "pid": dead.pid, "heartbeat": hour_ago.isoformat()}
+        )
+    )
+    never_run = _listed_run(tmp_path, data_dir, created=hour_ago)
+    queued = _listed_run(tmp_path, data_dir)
+    mark_queued(queued)
+    stalled = _listed_run(tmp_path, data_dir)
+    mark_queued(stalled, now=hour_ago)
+    failed = _listed_run(tmp_path, data_dir)
+    mark_queued(failed)
+    mark_failed(failed, [0], 3)
+    settings = load_settings(env={"ANIGENRE_DATA_DIR": str(data_dir)})
+    entries = {e.run_id: e for e in runs_service.runs(settings)}
+    rows = {r: data.run_row(e) for r, e in entries.items()}
+
+    gone = f"its process (pid {dead.pid} on {socket.gethostname()}) is gone"
+    assert (rows[killed.run_id]["state"], rows[killed.run_id]["note"]) == ("interrupted", gone)
+    assert rows[never_run.run_id]["state"] == "interrupted"
+    assert rows[never_run.run_id]["note"] == "no process holds it"
+    assert (rows[queued.run_id]["state"], rows[queued.run_id]["note"]) == ("queued", "")
+    assert rows[stalled.run_id]["state"] == "stalled"
+    assert rows[stalled.run_id]["note"].startswith("no chunk finished since")
+    assert rows[failed.run_id]["state"] == "failed"
+    assert "still have no part after 3 re-queues" in rows[failed.run_id]["note"]
+    live = {r for r, e in entries.items() if data.is_live(e.status)}
+    assert live == {queued.run_id, stalled.run_id}  # a stalled run moves once a worker comes
+
+    s = entries[killed.run_id].status
+    assert data.progress_text(s) == "interrupted: 0/1 rows (0 ok, 0 error), 0/1 chunks"
+    resume = f"anigenre --data-dir {data_dir} jobs resume {killed.run_id}"
+    assert data.warning_text(s, resume) == f"Interrupted: {gone}. `{resume}` finishes it."
+    assert data.warning_text(entries[queued.run_id].status, resume) is None
 
 
 def test_downloads_round_trip_the_filtered_rows(site):
@@ -565,6 +601,8 @@ def test_the_queue_pages_folder_is_parsed_as_the_cli_parses_its_paths(tmp_path):
             folder_location(bad)
     with pytest.raises(ConfigError, match="type the path"):
         folder_location("  ")
+    assert output_location("  ") is None  # the data dir, as --out left out
+    assert output_location(" s3://bkt/preds/ ") == "s3://bkt/preds"
 
 
 def test_masked_url_hides_the_password_only():

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +27,7 @@ from anigenre.jobs import stages
 from anigenre.jobs.runs.index import load_plan
 from PIL import Image
 
-from tests.procs import ROOT, free_port, own_redis
+from tests.procs import ROOT, free_port, own_redis, run_cli
 from tests.synthetic import poster_folder, poster_png
 from tests.test_jobs import _clean_env, trained  # noqa: F401 - fixture
 from tests.test_web import shared_inbox
@@ -80,9 +83,9 @@ def server(trained, shared_dir, tmp_path_factory):  # noqa: F811 - fixture
         yield from _serve(settings, work, broker, demo.run_id, later.run_id)
 
 
-def _serve(settings, work: Path, broker: str, *run_ids: str):
+def _serve(settings, work: Path, broker: str, *run_ids: str, **extra_env: str):
     port = free_port()
-    env = {**_clean_env(), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**_clean_env(), "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env}
     log = open(work / "server.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "anigenre.jobs.cli", "--data-dir", str(settings.data_dir), "web"]
@@ -248,3 +251,123 @@ def test_the_page_in_chromium(browser, server, shared_dir, tmp_path):
         "web-try-narrow.png",
         "web-try.png",
     ]
+
+
+# -- Runs that stopped ------------------------------------------------------------------
+
+# The page's ANIGENRE_RUN_STALL_AFTER_S: a queued run nobody takes is stalled after it. Long
+# enough that the page, opened after the submit on a busy two-core machine, sees it queued.
+STALL_S = 45
+
+
+def _killed_predict(data_dir: Path, folder: Path, log: Path) -> tuple[int, int]:
+    """``anigenre predict FOLDER --chunk-size 2``, SIGKILLed once its first part is
+    written: what a crash or the OOM killer leaves. Its pid and the parts it wrote."""
+    env = {**_clean_env(), "ANIGENRE_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "anigenre.jobs.cli", "predict", str(folder)]
+            + ["--chunk-size", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + START_S
+        while not any(data_dir.rglob("part-*.parquet")):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"predict wrote no part: {log.read_text()[-2000:]}")
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()  # reaped: a zombie would still look alive to the lease check
+    return proc.pid, len(list(data_dir.rglob("part-*.parquet")))
+
+
+def test_a_killed_run_reads_interrupted_and_an_untaken_one_queued_then_stalled(
+    browser,
+    trained,  # noqa: F811 - fixture
+    tmp_path,
+):
+    settings, _ = trained
+    data_dir = tmp_path / "data"  # its own: the runs listed are this test's
+    shutil.copytree(settings.data_dir / "models", data_dir / "models")
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    many = poster_folder(tmp_path / "many", 120, 7000, "k{i}")
+    pid, parts = _killed_predict(data_dir, many, tmp_path / "predict.log")
+    assert 0 < parts < 60, f"{parts} of 60 parts: the run was not stopped mid-way"
+    killed_run = next(data_dir.glob("runs/*.json")).stem
+    gone = f"its process (pid {pid} on {socket.gethostname()}) is gone"
+    cli = {**_clean_env(), "ANIGENRE_DATA_DIR": str(data_dir)}
+    listed = run_cli("jobs", "list", env=cli, timeout=60)
+    assert f"interrupted: {gone}" in listed.stdout, listed.stdout + listed.stderr
+
+    poster_folder(tmp_path / "untaken", 3, 7500, "u{i}")
+    with own_redis(tmp_path / "redis") as (broker, client):
+        served = _serve(settings, tmp_path, broker, ANIGENRE_RUN_STALL_AFTER_S=str(STALL_S))
+        _, url, *_ = next(served)
+        try:
+            cli["ANIGENRE_BROKER_URL"] = broker  # and no worker on it
+            sent = run_cli("jobs", "submit", "predict", str(tmp_path / "untaken"), env=cli)
+            assert sent.returncode == 0, sent.stderr
+            queued_run = sent.stdout.split()[0]
+            task = run_cli("jobs", "submit", "train", env=cli)
+            assert task.returncode == 0, task.stderr
+            task_id = task.stdout.split()[0]
+            _stopped_runs_in_chromium(browser, url, tmp_path, killed_run, queued_run, gone)
+            _tasks_in_chromium(browser, url, tmp_path, task_id)
+        finally:
+            served.close()
+
+
+def _stopped_runs_in_chromium(browser, url, tmp_path, killed_run, queued_run, gone) -> None:
+    page = browser.new_page(viewport=WIDE)
+    page.goto(url)  # and to Runs by its link, as a user goes (the app's layout and menu)
+    _nav(page, "Runs")
+    page.get_by_text("2 run(s), newest first (updating live)").wait_for(timeout=START_S * 1000)
+    # The newest, opened first: queued on the broker, no worker takes it...
+    page.get_by_role("heading", name=f"Run {queued_run}").wait_for(timeout=UPLOAD_S * 1000)
+    page.get_by_text("queued: 0/3 rows (0 ok, 0 error), 0/1 chunks").wait_for(
+        timeout=STALL_S * 1000
+    )
+    grid = page.get_by_test_id("stDataFrame").first
+    # ...so after STALL_S it is stalled, in the list and under the open run, with why.
+    page.get_by_text("stalled: 0/3 rows").wait_for(timeout=(STALL_S + 30) * 1000)
+    stalled = page.get_by_text(re.compile("^Stalled: no chunk finished since"))
+    assert "is a predict worker running" in stalled.inner_text()
+    _settle(page)
+    # The grid draws on a canvas; the text of its cells in view is in the table it keeps
+    # for screen readers (hidden, as a canvas's content is).
+    cells = grid.get_by_role("gridcell", include_hidden=True)
+    cells.filter(has_text=re.compile("^stalled$")).wait_for(
+        state="attached", timeout=UPLOAD_S * 1000
+    )
+    # The killed run: interrupted, with the note `anigenre jobs status` gives; never running.
+    cells.filter(has_text=gone).wait_for(state="attached")
+    assert cells.filter(has_text=re.compile("^interrupted$")).count() == 1
+    assert cells.filter(has_text=re.compile("^running$")).count() == 0
+    page.get_by_test_id("stSelectbox").filter(has_text="Open a run").click()
+    page.get_by_role("option", name=killed_run).click()
+    page.get_by_role("heading", name=f"Run {killed_run}").wait_for(timeout=UPLOAD_S * 1000)
+    page.get_by_text(re.compile(r"^interrupted: \d+/120 rows")).wait_for()
+    warning = page.get_by_text(re.compile("^Interrupted: ")).inner_text()
+    assert gone in warning and f"jobs resume {killed_run}" in warning, warning
+    assert page.get_by_text(re.compile("^running: ")).count() == 0
+    _settle(page)
+    _shot(page, tmp_path, "web-runs-stopped")
+    page.close()
+
+
+def _tasks_in_chromium(browser, url, tmp_path, task_id) -> None:
+    page = browser.new_page(viewport=WIDE)
+    page.goto(url)
+    _nav(page, "Queue")
+    page.get_by_role("heading", name="Tasks").wait_for(timeout=START_S * 1000)
+    cells = page.get_by_test_id("stDataFrame").get_by_role("gridcell", include_hidden=True)
+    cells.filter(has_text=task_id).wait_for(state="attached", timeout=UPLOAD_S * 1000)
+    for text in ("train", "PENDING"):
+        assert cells.filter(has_text=text).count() >= 1, text
+    _settle(page)
+    _shot(page, tmp_path, "web-queue-tasks")
+    page.close()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from anigenre.config import Settings
 from anigenre.core.errors import ConfigError
+from anigenre.jobs.web import APP_SCRIPT
 
-APP = Path(__file__).resolve().parent.parent / "web" / "app.py"
 MAX_UPLOAD_MB = 50  # far above any poster; Streamlit itself refuses larger files
 
 
@@ -48,7 +48,7 @@ def streamlit_argv(address: str, port: int, model: str) -> list[str]:
         "-m",
         "streamlit",
         "run",
-        str(APP),
+        str(APP_SCRIPT),
         "--server.address",
         address,
         "--server.port",
@@ -110,11 +110,9 @@ def run(args, settings: Settings) -> int:
         raise ConfigError("the web page needs Streamlit: pip install -e '.[web]'")
     model = args.model
     if model != "latest":
-        from anigenre.models.registry import resolve_model_id
-        from anigenre.models.remote import sync_listing
+        from anigenre.models.synced import Registry
 
-        sync_listing(settings)
-        model = resolve_model_id(settings.data_dir, model)  # a typo fails here, not later
+        model = Registry(settings).resolve(model)  # a typo fails here, not later
     _check_port(args.address, args.port)
     env = server_env(settings, getattr(args, "config", None), dict(os.environ))
     print(

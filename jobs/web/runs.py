@@ -1,15 +1,14 @@
-"""The run browser's data: the runs list, one run's rows, filters, charts, downloads.
+"""The run browser's data: the runs table, one run's rows, filters, charts, downloads.
 
-Plain functions of the runs index (no Streamlit), sized for many and large runs: the list
-reads a complete run's small manifest rather than its plan (which lists every input),
-and a run's rows are read once per version of its part files.
+Plain functions (no Streamlit). Which runs there are and how each stands is
+jobs.service.runs's business (the same RunStatus ``anigenre jobs status`` prints); this
+module only formats it. A run's rows are read once per version of its part files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,128 +18,75 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from anigenre.core import metrics
-from anigenre.core.errors import AnigenreError
 from anigenre.core.genres import ADULT_GENRE, GENRES, Vocabulary, column_slug
-from anigenre.jobs.runs.index import indexed_run_files, list_runs, load_plan
-from anigenre.jobs.runs.plan import MANIFEST
 from anigenre.jobs.runs.reports import find_labels
-from anigenre.jobs.runs.status import run_status
+from anigenre.jobs.runs.status import RunStatus
+from anigenre.jobs.service.runs import RunEntry
 
-# The run ids sort by creation time (jobs.runs.plan.run_id_at).
 RUN_COLUMNS = [
     "run_id", "state", "progress", "rows", "ok", "error", "model_id", "created", "note"
 ]  # fmt: skip
+UNREADABLE = "unreadable"  # a listed run whose files could not be read (RunEntry.error)
+# RunStatus.state values worth polling for: a stalled run moves again once a worker
+# takes its chunks; an interrupted one waits for a resume, a failed one for a retry.
+LIVE = ("queued", "running", "stalled")
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    run_id: str
-    state: str  # complete | running | queued | failed | stalled | interrupted | unreadable
-    chunks_done: int
-    chunks_total: int
-    rows_done: int
-    rows_total: int
-    ok: int
-    error: int
-    model_id: str | None
-    created: str | None
-    rate_per_s: float | None = None
-    eta_s: float | None = None
-    note: str = ""
-
-    @property
-    def fraction(self) -> float:
-        return self.rows_done / self.rows_total if self.rows_total else 1.0
-
-    @property
-    def live(self) -> bool:
-        """Still moving, so worth polling."""
-        return self.state in ("running", "queued")
-
-    def as_row(self) -> dict:
-        return {
-            "run_id": self.run_id,
-            "state": self.state,
-            "progress": self.fraction,
-            "rows": f"{self.rows_done}/{self.rows_total}",
-            "ok": self.ok,
-            "error": self.error,
-            "model_id": self.model_id,
-            "created": when(self.created),
-            "note": self.note,
-        }
+def is_live(status: RunStatus | None) -> bool:
+    return status is not None and status.state in LIVE
 
 
-def runs_newest_first(home: Path | str, s3=None) -> list[str]:
-    """``home``: where the runs index lives (jobs.runs.index.index_home: the data dir's
-    s3:// URI when it is in a bucket, never its local mirror)."""
-    return list(reversed(list_runs(home, s3)))
+def rows_done(status: RunStatus) -> int:
+    return status.rows_ok + status.rows_error
 
 
-def state_of(status) -> str:
-    """A one-word state from a RunStatus. ``stalled`` and ``interrupted`` are read if
-    this version of RunStatus has them."""
-    if status.complete:
-        return "complete"
-    if status.failed:
-        return "failed"
-    for flag in ("interrupted", "stalled"):
-        if getattr(status, flag, False):
-            return flag
-    if status.chunks_done == 0 and status.rows_ok + status.rows_error == 0:
-        return "queued"
-    return "running"
+def fraction(status: RunStatus) -> float:
+    return rows_done(status) / status.rows_total if status.rows_total else 1.0
 
 
-def summarize_run(home: Path | str, run_id: str, counts=None, s3=None) -> RunSummary:
-    """One line of the runs list. ``home``: where the runs index lives (index_home);
-    ``counts``: a PartCounts reused across polls; ``s3``: how to reach a bucket."""
-    try:
-        files = indexed_run_files(home, run_id, s3)
-        if files.exists(MANIFEST):
-            m = json.loads(files.read_bytes(MANIFEST))
-            return RunSummary(
-                run_id=run_id,
-                state="complete",
-                chunks_done=len(m.get("parts", [])),
-                chunks_total=len(m.get("parts", [])),
-                rows_done=m["rows"],
-                rows_total=m["rows"],
-                ok=m["ok"],
-                error=m["error"],
-                model_id=m.get("model_id"),
-                created=m.get("created"),
-            )
-        plan = load_plan(home, run_id, s3)
-        s = run_status(plan, counts=counts)
-    except (OSError, ValueError, KeyError, TypeError, AnigenreError) as exc:
-        # One broken index entry must not take the whole list down.
-        return RunSummary(run_id, "unreadable", 0, 0, 0, 0, 0, 0, None, None, note=str(exc))
-    state = state_of(s)
-    return RunSummary(
-        run_id=run_id,
-        state=state,
-        chunks_done=s.chunks_done,
-        chunks_total=s.chunks_total,
-        rows_done=s.rows_ok + s.rows_error,
-        rows_total=s.rows_total,
-        ok=s.rows_ok,
-        error=s.rows_error,
-        model_id=plan.model_id,
-        created=plan.created,
-        rate_per_s=s.rate_per_s,
-        eta_s=s.eta_s,
-        note=s.failed or "",
-    )
+def note_of(status: RunStatus) -> str:
+    """Why the run is stalled, interrupted or failed; empty while all is well."""
+    return status.note or status.failed or ""
 
 
-def progress_text(s: RunSummary) -> str:
-    rate = f", {s.rate_per_s:.1f} posters/s" if s.rate_per_s and s.live else ""
-    eta = f", about {s.eta_s:.0f} s left" if s.eta_s and s.live else ""
+def run_row(entry: RunEntry) -> dict:
+    """One line of the runs table (RUN_COLUMNS)."""
+    s = entry.status
+    if s is None:
+        return {"run_id": entry.run_id, "state": UNREADABLE, "note": entry.error or ""}
+    return {
+        "run_id": entry.run_id,
+        "state": s.state,
+        "progress": fraction(s),
+        "rows": f"{rows_done(s)}/{s.rows_total}",
+        "ok": s.rows_ok,
+        "error": s.rows_error,
+        "model_id": entry.model_id,
+        "created": when(entry.created),
+        "note": note_of(s),
+    }
+
+
+def progress_text(s: RunStatus) -> str:
+    live = s.state in ("queued", "running")  # a rate and ETA only while it moves
+    rate = f", {s.rate_per_s:.1f} posters/s" if s.rate_per_s and live else ""
+    eta = f", about {s.eta_s:.0f} s left" if s.eta_s and live else ""
     return (
-        f"{s.state}: {s.rows_done}/{s.rows_total} rows "
-        f"({s.ok} ok, {s.error} error), {s.chunks_done}/{s.chunks_total} chunks{rate}{eta}"
+        f"{s.state}: {rows_done(s)}/{s.rows_total} rows ({s.rows_ok} ok, "
+        f"{s.rows_error} error), {s.chunks_done}/{s.chunks_total} chunks{rate}{eta}"
     )
+
+
+def warning_text(s: RunStatus, resume: str) -> str | None:
+    """What the page says under a run that is not moving; ``resume``: the command that
+    finishes it (jobs.service.hints.command)."""
+    if s.state == "interrupted":
+        return f"Interrupted: {s.note}. `{resume}` finishes it."
+    if s.state == "failed":
+        return f"Failed: {s.failed}. `{resume}` retries it."
+    if s.state == "stalled":
+        return f"Stalled: {s.note}."
+    return None
 
 
 def part_signature(parts_dir: Path) -> tuple:
@@ -308,11 +254,6 @@ def age(created: str | None, now: dt.datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f} {unit} ago"
     return f"{max(seconds, 0):.0f} s ago"
-
-
-def page_slice_list(items: Sequence, page: int, per_page: int) -> Sequence:
-    page = min(max(1, page), page_count(len(items), per_page))
-    return items[(page - 1) * per_page : page * per_page]
 
 
 def when(created: str | None) -> str:

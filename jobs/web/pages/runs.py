@@ -8,9 +8,11 @@ from pathlib import Path
 import streamlit as st
 from anigenre.core.errors import AnigenreError
 from anigenre.core.storage import open_store
-from anigenre.jobs.runs.index import index_home, indexed_out_dir
+from anigenre.jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
 from anigenre.jobs.runs.layout import parts_dir_for, parts_folder
 from anigenre.jobs.runs.parts import PartCounts
+from anigenre.jobs.service import runs
+from anigenre.jobs.service.hints import command
 from anigenre.jobs.web import context
 from anigenre.jobs.web import runs as data
 from anigenre.jobs.web.posters import thumbnail
@@ -26,17 +28,17 @@ POLL_S = 2.0
 def render() -> None:
     st.title("Runs")
     s = context.settings()
-    ids = data.runs_newest_first(index_home(s), s.s3)
+    ids = list(reversed(list_runs(index_home(s), s.s3)))  # run ids sort by creation time
     if not ids:
         st.info(
             f"No runs recorded in {s.data_location('runs')} yet. `anigenre predict FOLDER` makes "
             "one here; the Queue page sends one to the workers."
         )
         return
-    runs_list(s, ids)
+    listed = runs_list(s, len(ids))
     run_id = st.selectbox("Open a run", ids, key="run", bind="query-params")
     if run_id:
-        run_detail(s, run_id)
+        run_detail(s, run_id, next((e for e in listed if e.run_id == run_id), None))
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -45,23 +47,25 @@ def _counts(run_id: str) -> PartCounts:
     return PartCounts()
 
 
-def _summaries(s, ids: list[str]) -> list[data.RunSummary]:
-    return [data.summarize_run(index_home(s), r, _counts(r), s.s3) for r in ids]
+def _page_of_runs(s, page: int) -> list[runs.RunEntry]:
+    """The runs on 1-based ``page`` of the list, newest first."""
+    return runs.runs(s, limit=page * RUNS_PER_PAGE)[(page - 1) * RUNS_PER_PAGE :]
 
 
-def runs_list(s, ids: list[str]) -> None:
-    pages = data.page_count(len(ids), RUNS_PER_PAGE)
-    page = st.session_state.get("runs_page", 1) if pages > 1 else 1
-    shown = list(data.page_slice_list(ids, page, RUNS_PER_PAGE))
-    first = _summaries(s, shown)
-    live = any(x.live for x in first)
+def runs_list(s, total: int) -> list[runs.RunEntry]:
+    """The table of one page of runs; the entries it was first drawn from."""
+    pages = data.page_count(total, RUNS_PER_PAGE)
+    page = min(st.session_state.get("runs_page", 1), pages)
+    first = _page_of_runs(s, page)
+    live = any(data.is_live(e.status) for e in first)
 
     @st.fragment(run_every=POLL_S if live else None)
     def table() -> None:
-        summaries = _summaries(s, shown)
+        entries = _page_of_runs(s, page)
         st.dataframe(
-            [x.as_row() for x in summaries],
+            [data.run_row(e) for e in entries],
             hide_index=True,
+            width="stretch",  # room for the note: why a run stalled or was interrupted
             column_order=data.RUN_COLUMNS,
             column_config={
                 "run_id": st.column_config.TextColumn("run"),
@@ -71,13 +75,14 @@ def runs_list(s, ids: list[str]) -> None:
                 "model_id": st.column_config.TextColumn("model"),
             },
         )
-        if live and not any(x.live for x in summaries):
-            st.rerun()  # a run just finished: redraw the whole page once, then stop polling
+        if live and not any(data.is_live(e.status) for e in entries):
+            st.rerun()  # a run just stopped moving: redraw the page once, then stop polling
 
-    st.caption(f"{len(ids)} run(s), newest first" + (" (updating live)" if live else ""))
+    st.caption(f"{total} run(s), newest first" + (" (updating live)" if live else ""))
     table()
     if pages > 1:
         st.pagination(pages, key="runs_page")
+    return first
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -104,29 +109,40 @@ def _manifest(data_dir: Path, model_id: str | None) -> dict | None:
         return None  # the model was deleted: its genres are read from the columns
 
 
-def run_detail(s, run_id: str) -> None:
+def run_detail(s, run_id: str, listed: runs.RunEntry | None) -> None:
+    """``listed``: the run's entry when it is on the list's page, so a complete run is
+    drawn from its manifest and not from its plan (which lists every input)."""
+    if listed is not None and listed.status is None:
+        st.error(listed.error)
+        return
     try:
         out = open_store(indexed_out_dir(index_home(s), run_id, s.s3), s.s3)
+        if listed is None:
+            listed = runs.RunEntry(
+                run_id, None, *_about(s, str(index_home(s)), run_id), runs.status(s, run_id)
+            )
     except AnigenreError as exc:
         st.error(str(exc))
         return
+    status, model_id, created = listed.status, listed.model_id, listed.created
     out_dir = Path(out.path()) if out.is_local else None
     parts_dir = parts_dir_for(out_dir, run_id) if out_dir else out.uri_of(parts_folder(run_id))
-    summary = data.summarize_run(index_home(s), run_id, _counts(run_id), s.s3)
     st.header(f"Run {run_id}")
     st.caption(
-        f"model `{summary.model_id}`, created {data.when(summary.created)} "
-        f"({data.age(summary.created)}); "
+        f"model `{model_id}`, created {data.when(created)} ({data.age(created)}); "
         f"writes to {parts_dir}"
     )
+    resume = command(s, f"jobs resume {run_id}")
 
-    @st.fragment(run_every=POLL_S if summary.live else None)
+    @st.fragment(run_every=POLL_S if data.is_live(status) else None)
     def progress() -> None:
-        now = data.summarize_run(index_home(s), run_id, _counts(run_id), s.s3)
-        st.progress(min(now.fraction, 1.0), text=data.progress_text(now))
-        if now.note:
-            st.warning(now.note)
-        if summary.live and not now.live:
+        # Only a live run is read again; a finished one is drawn as the list read it.
+        now = runs.status(s, run_id, _counts(run_id)) if data.is_live(status) else status
+        st.progress(min(data.fraction(now), 1.0), text=data.progress_text(now))
+        warning = data.warning_text(now, resume)
+        if warning:
+            st.warning(warning)
+        if data.is_live(status) and not data.is_live(now):
             st.rerun()
 
     progress()
@@ -141,7 +157,7 @@ def run_detail(s, run_id: str) -> None:
     if not len(rows):
         st.info("No rows written yet.")
         return
-    vocab = data.genres_of(rows, _manifest(s.data_dir, summary.model_id))
+    vocab = data.genres_of(rows, _manifest(s.data_dir, model_id))
     chosen = _filters(vocab)
     filtered = data.apply_filter(rows, vocab, chosen)
     st.caption(f"{len(filtered)} of {len(rows)} row(s) match")
@@ -153,7 +169,14 @@ def run_detail(s, run_id: str) -> None:
     with charts:
         _charts(rows, vocab)
     with files:
-        _downloads(s, run_id, out_dir, summary, filtered)
+        _downloads(s, run_id, out_dir, status, filtered)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _about(_s, home: str, run_id: str) -> tuple[str | None, str | None]:
+    """The run's model and creation time, fixed at planning: its plan is read once."""
+    p = load_plan(home, run_id, _s.s3)
+    return p.model_id, p.created
 
 
 def _filters(vocab) -> data.RowFilter:
@@ -238,7 +261,7 @@ def _charts(rows, vocab) -> None:
     st.dataframe(summary, width="stretch")
 
 
-def _downloads(s, run_id, out_dir, summary, filtered) -> None:
+def _downloads(s, run_id, out_dir, status, filtered) -> None:
     report = data.report_path(out_dir, run_id)
     if report.exists():
         st.download_button(
@@ -250,7 +273,7 @@ def _downloads(s, run_id, out_dir, summary, filtered) -> None:
             icon=":material/description:",
         )
         st.caption(f"The run's self-contained report: {report}")
-    elif summary.state == "complete":
+    elif status.complete:
         st.caption(f"No report yet ({report}).")
         if st.button("Make report.html"):
             from anigenre.jobs import stages
@@ -261,24 +284,20 @@ def _downloads(s, run_id, out_dir, summary, filtered) -> None:
     else:
         st.caption("The report can be made once the run is complete.")
     st.write(f"Download the {len(filtered)} row(s) that match the filters:")
-    a, b = st.columns(2)
     export = filtered.drop(columns=["file"])
-    a.download_button(
-        "Parquet",
-        data=lambda: data.parquet_bytes(export),
-        file_name=f"{run_id}.parquet",
-        mime="application/vnd.apache.parquet",
-        on_click="ignore",
-        icon=":material/download:",
+    formats = (
+        ("Parquet", data.parquet_bytes, "parquet", "application/vnd.apache.parquet"),
+        ("CSV", data.csv_bytes, "csv", "text/csv"),
     )
-    b.download_button(
-        "CSV",
-        data=lambda: data.csv_bytes(export),
-        file_name=f"{run_id}.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-    )
+    for column, (label, encode, suffix, mime) in zip(st.columns(2), formats, strict=True):
+        column.download_button(
+            label,
+            data=lambda encode=encode: encode(export),  # made only when clicked
+            file_name=f"{run_id}.{suffix}",
+            mime=mime,
+            on_click="ignore",
+            icon=":material/download:",
+        )
 
 
 if __name__ == "__main__":

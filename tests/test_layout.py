@@ -78,6 +78,25 @@ def test_nothing_imports_the_cli():
         ), name
 
 
+# What a front end must leave to the layers below: syncing with a bucket (the Registry and
+# the service do it) and Celery (the service's dispatcher does). `anigenre worker` and
+# `beat` start Celery's own programs, so they build its app.
+BELOW_THE_FRONT_ENDS = ("anigenre.core.mirror", "anigenre.models.remote", "anigenre.jobs.queue")
+CELERY_COMMANDS = {"anigenre.jobs.cli.worker_cmd"}
+
+
+def test_front_ends_never_sync_a_bucket_or_talk_to_celery():
+    offenders = sorted(
+        (name, dep)
+        for name, deps in _graph().items()
+        if name.startswith(("anigenre.jobs.cli", "anigenre.jobs.web"))
+        and name not in CELERY_COMMANDS
+        for dep in deps
+        if dep.startswith(BELOW_THE_FRONT_ENDS)
+    )
+    assert offenders == []
+
+
 def test_only_the_queue_package_imports_celery_kombu_or_redis():
     files = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")]
     offenders = []

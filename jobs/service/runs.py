@@ -4,6 +4,7 @@ only parse and format; where the work runs is the dispatcher's business."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,12 +13,14 @@ from pathlib import Path
 import pandas as pd
 from anigenre.config import Settings
 from anigenre.core.errors import AnigenreError, DataError, StorageError
+from anigenre.core.storage import open_store
 from anigenre.jobs.runs import live
 from anigenre.jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
+from anigenre.jobs.runs.layout import MANIFEST, run_folder
 from anigenre.jobs.runs.markers import finalize
 from anigenre.jobs.runs.parts import PartCounts, missing_chunks
 from anigenre.jobs.runs.plan import RunPlan
-from anigenre.jobs.runs.status import INTERRUPTED, RunStatus, run_status
+from anigenre.jobs.runs.status import INTERRUPTED, RunStatus, run_status, status_from_manifest
 from anigenre.jobs.service.dispatch import Dispatcher
 from anigenre.jobs.service.hints import command
 from anigenre.jobs.stages.predict import claim_run, plan_prediction, planning_lock
@@ -211,27 +214,13 @@ def runs(settings: Settings, limit: int | None = None) -> list[RunEntry]:
 
 
 def _entry(settings: Settings, run_id: str) -> RunEntry:
-    import datetime as dt
-    import json
-
-    from anigenre.core.storage import open_store
-    from anigenre.jobs.runs.layout import MANIFEST, run_folder
-    from anigenre.jobs.runs.status import COMPLETE
-
     home = index_home(settings)
     try:
         out_dir = indexed_out_dir(home, run_id, settings.s3)
         files = open_store(out_dir, settings.s3).child(run_folder(run_id))
         if files.exists(MANIFEST):
-            # A complete run is read from its small manifest: its plan lists every input,
-            # and a list of many large runs must not read them all.
             m = json.loads(files.read_bytes(MANIFEST))
-            took = (
-                dt.datetime.fromisoformat(m["finished"]) - dt.datetime.fromisoformat(m["created"])
-            ).total_seconds()
-            n, rows = len(m["parts"]), m["rows"]
-            rate = rows / took if took > 0 and rows else None
-            s = RunStatus(run_id, n, n, m["ok"], m["error"], rows, True, rate, 0.0, state=COMPLETE)
+            s = status_from_manifest(run_id, m)
             return RunEntry(run_id, str(out_dir), m.get("model_id"), m.get("created"), s)
         p = load_plan(home, run_id, settings.s3)
         s = status(settings, run_id)

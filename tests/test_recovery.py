@@ -251,7 +251,8 @@ def test_a_queued_run_with_no_part_for_a_while_is_stalled(tmp_path):
     assert "ETA" not in shown.stdout
     patient = cli_env(data, ANIGENRE_RUN_STALL_AFTER_S="300")
     shown = run_cli("jobs", "status", plan.run_id, env=patient, timeout=60)
-    assert "stalled" not in shown.stdout and "queued: no chunk taken by a worker yet" in shown.stdout
+    assert "stalled" not in shown.stdout
+    assert "queued: no chunk taken by a worker yet" in shown.stdout
 
 
 def test_a_suspected_orphan_is_told_before_it_is_requeued(tmp_path):

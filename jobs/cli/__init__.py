@@ -44,6 +44,15 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 
+    def parse_args(self, args=None, namespace=None):
+        # argparse reports unrecognized arguments from the top parser, which knows none of
+        # the subcommand's options: report them from the subcommand that was reached.
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            leaf = getattr(parsed, "_leaf", self)
+            leaf.error(_unrecognized(leaf, extras))
+        return parsed
+
     def add_argument(self, *args, **kwargs):
         action = super().add_argument(*args, **kwargs)
         _show_default(action)
@@ -58,6 +67,24 @@ class _Parser(argparse.ArgumentParser):
                     action, f"invalid choice: {value!r}; did you mean {close[0]!r}?"
                 )
         super()._check_value(action, value)
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """``unrecognized arguments: --top-kk 3; did you mean '--top-k'?``"""
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    options = [
+        o for a in parser._actions if a.help is not argparse.SUPPRESS for o in a.option_strings
+    ]
+    for extra in extras:
+        flag = extra.split("=", 1)[0]
+        close = (
+            difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+            if flag.startswith("--")
+            else []
+        )
+        if close:
+            return f"{message}; did you mean '{close[0]}'?"
+    return message
 
 
 def _show_default(action: argparse.Action) -> None:
@@ -91,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         help="data directory, a path or s3://bucket/prefix (env ANIGENRE_DATA_DIR, default ./data)",
     )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar or lines (results and errors stay)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for module in _COMMANDS:
         module.register(sub)
@@ -99,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         # keeps an absent flag from overwriting one given before it.
         leaf.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         leaf.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        leaf.set_defaults(_leaf=leaf)  # whose options an unrecognized one is compared with
+        leaf.add_argument(
+            "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 

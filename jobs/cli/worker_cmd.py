@@ -6,7 +6,12 @@ They build the app from the settings this command line resolved (``--config``,
 
 from __future__ import annotations
 
+import os
+import shlex
+from pathlib import Path
+
 from anigenre.config import Settings
+from anigenre.core.errors import ConfigError
 from anigenre.jobs.cli import args as types
 
 QUEUE_NAMES = ("scrape", "train", "predict")
@@ -60,7 +65,30 @@ def run_worker(args, settings: Settings) -> int:
 
 
 def run_beat(args, settings: Settings) -> int:
+    if args.schedule:
+        check_schedule(Path(args.schedule))  # before Celery, which prints a traceback a try
     app = _app(settings)
     schedule = ["--schedule", args.schedule] if args.schedule else []
     app.start(["beat", "--loglevel", args.loglevel, *schedule])
     return 0
+
+
+def check_schedule(path: Path) -> None:
+    """Beat keeps its state in ``path`` (and ``path``.dat, .dir, .bak beside it): a
+    schedule it cannot write is one line here, not six tracebacks before it gives up."""
+    folder = path.parent
+    if path.is_dir():
+        raise ConfigError(
+            f"--schedule {path} is a folder; give a file name in it, e.g. "
+            f"{path / 'celerybeat-schedule'}"
+        )
+    if not folder.is_dir():
+        raise ConfigError(
+            f"--schedule {path}: the folder {folder} does not exist; create it "
+            f"(mkdir -p {shlex.quote(str(folder))}) or give a file in an existing folder"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--schedule {path}: the folder {folder} is not writable for this user; "
+            "beat rewrites the file on every tick, so give a file in a writable folder"
+        )

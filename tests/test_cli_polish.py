@@ -251,7 +251,7 @@ def test_an_unknown_id_with_a_broker_is_an_error_not_pending(tmp_path):
         env = _env(ANIGENRE_DATA_DIR=tmp_path / "data", ANIGENRE_BROKER_URL=url)
         for argv in (["status", "nope"], ["status", "nope", "--json"], ["wait", "nope"]):
             result = run_cli("jobs", *argv, env=env)
-            assert result.returncode == 1, (argv, result.stdout)
+            assert result.returncode == 2, (argv, result.stdout)  # as without a broker
             (line,) = result.stderr.strip().splitlines()
             assert line.startswith("anigenre: error: no run or task 'nope'")
             assert "PENDING" not in result.stdout + result.stderr

@@ -114,7 +114,8 @@ def task_status(settings: Settings, task_id: str, dispatcher: Dispatcher | None)
         )
     state = dispatcher.state(task_id)
     if record is None and state.state == "PENDING":
-        raise AnigenreError(
+        # A ConfigError (exit 2), as an unknown run id is everywhere: the id is what is wrong.
+        raise ConfigError(
             f"no run or task '{task_id}' in {settings.data_dir} or on the broker "
             f"('{command(settings, 'jobs list')}' shows them)"
         )

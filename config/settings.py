@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from anigenre.core.errors import ConfigError
 from anigenre.core.parsing import parse_year_range
-from anigenre.core.storage import SCHEMES, S3Options, is_remote, open_store
+from anigenre.core.storage import SCHEMES, S3Options, expand_home, is_remote, open_store
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -47,8 +47,12 @@ class Settings(BaseModel):
     )
     # Where models fetched from an s3:// data dir are kept, keyed by the model's hash, so a
     # worker that shares no disk with the trainer downloads each model once.
+    # validate_default: a default is not validated otherwise, and an unexpanded "~" here
+    # made a folder named "~" in the working directory (one 'rm -rf ~' from the home).
     cache_dir: Path = Field(
-        Path("~/.cache/anigenre"), description="Local cache of models and files from object storage"
+        Path("~/.cache/anigenre"),
+        description="Local cache of models and files from object storage",
+        validate_default=True,
     )
     # Not ANIGENRE_* variables: read from the standard AWS_* ones (S3Options.from_env), so
     # MinIO, Ceph and R2 are set up as for any other S3 client.
@@ -108,6 +112,10 @@ class Settings(BaseModel):
     worker_max_memory_per_child_kb: int = Field(
         3_000_000, gt=0, description="Recycle a worker child above this resident size"
     )
+    # Off a terminal (a pipe, a log, CI) the CLI's progress is a line this often, not a bar.
+    progress_every_s: float = Field(
+        5.0, ge=0, description="Seconds between the CLI's progress lines when not on a terminal"
+    )
     predict_chunk_size: int = Field(64, ge=1, description="Files per prediction task")
     # LiteRT by measurement (bench/predict.py, MobileNetV2 1.0 at 320x224, two cores, 600
     # posters): 1.7x Keras in-process, 2.1x through a worker, the same top-4 on every
@@ -152,7 +160,7 @@ class Settings(BaseModel):
         # The endpoint is part of the key: bucket "b" on MinIO is not bucket "b" on AWS.
         key = hashlib.sha256(f"{s3.endpoint_url or ''}\n{store.uri}".encode()).hexdigest()[:16]
         cache = Path(values.get("cache_dir") or cls.model_fields["cache_dir"].default)
-        return {**values, "data_uri": store.uri, "data_dir": cache.expanduser() / "data" / key}
+        return {**values, "data_uri": store.uri, "data_dir": expand_home(cache) / "data" / key}
 
     def data_location(self, *parts: str) -> str:
         """Where a data-dir path really lives, for messages: its s3:// URI or local path."""
@@ -160,10 +168,25 @@ class Settings(BaseModel):
             return "/".join([self.data_uri, *parts])
         return str(self.data_dir.joinpath(*parts))
 
-    @field_validator("cache_dir")
+    @field_validator("data_dir", "shared_dir", "weights_dir", "cache_dir")
     @classmethod
-    def _home(cls, value: Path) -> Path:
-        return value.expanduser()
+    def _home(cls, value: Path | None) -> Path | None:
+        try:
+            return None if value is None else expand_home(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("data_dir")
+    @classmethod
+    def _a_folder(cls, value: Path) -> Path:
+        # Else every command looks for models/, raw/ ... inside a file, finds none, and
+        # says "no trained models" or "no runs" instead of what is wrong.
+        if value.exists() and not value.is_dir():
+            raise ValueError(
+                f"'{value}' is a file, not a folder; give the data folder "
+                "(the one holding models/, raw/, processed/ ...)"
+            )
+        return value
 
     @field_validator("schedule_scrape_years")
     @classmethod
@@ -205,7 +228,12 @@ class Settings(BaseModel):
             raise ValueError(lost)
         if is_remote(value) and not value.startswith(tuple(f"{s}://" for s in SCHEMES)):
             raise ValueError(f"'{value}' is neither a local folder nor an s3://bucket/prefix")
-        return value
+        if is_remote(value):
+            return value
+        try:
+            return str(expand_home(Path(value)))
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     def raw_dir(self) -> Path:
         return self.data_dir / "raw"

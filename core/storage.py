@@ -95,7 +95,7 @@ def open_store(location: str | os.PathLike, s3: S3Options | None = None) -> Stor
     text = os.fspath(location)
     scheme = _scheme(text)
     if scheme in ("", "file"):
-        local = Path(urlsplit(text).path if scheme == "file" else text).expanduser()
+        local = expand_home(Path(urlsplit(text).path if scheme == "file" else text))
         return Store(pafs.LocalFileSystem(), local.absolute().as_posix(), str(local))
     if scheme not in SCHEMES:
         raise ConfigError(
@@ -113,8 +113,24 @@ def parse_storage_location(text: str) -> Path | str:
     """A local path (a Path) or an ``s3://bucket/prefix`` URI (kept as text: a Path would
     fold its ``//``). An unknown scheme or a URI with no bucket is a ConfigError."""
     if not is_remote(text):
-        return Path(text)
+        return expand_home(Path(text))
     return open_store(text).uri
+
+
+def expand_home(path: Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; one that cannot be is a
+    ``ConfigError``: a relative folder named "~" must never be created (a user who then
+    cleans it up with 'rm -rf ~' deletes their home)."""
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:  # no such user, or no home to be found
+        expanded = Path(path)
+    if expanded.parts and expanded.parts[0].startswith("~"):
+        raise ConfigError(
+            f"cannot expand '{expanded.parts[0]}' in '{path}' (no such user, or no home "
+            "directory); give an absolute path"
+        )
+    return expanded
 
 
 def _scheme(text: str) -> str:

@@ -195,14 +195,13 @@ def _check(poster: Any, position: int) -> None:
 
 def _label(poster: Poster, position: int) -> str:
     """The ``path`` column: a file's path as a run writes it (``jobs.runs.plan.discover``:
-    absolute, links resolved, valid UTF-8), so rows join on it; else a label."""
+    absolute as given, links kept, valid UTF-8), so rows join on it; else a label."""
     if isinstance(poster, Image.Image):
         return f"<image {position}>"
     if not isinstance(poster, str | os.PathLike):
         return f"<bytes {position}>"
-    path = Path(poster)
-    path = path.resolve() if path.exists() else path.absolute()
-    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+    path = os.path.abspath(poster)
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _bytes_of(poster: Poster, position: int) -> bytes:

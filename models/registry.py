@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,28 +99,74 @@ def read_checksums(folder: Path) -> dict[str, str]:
     return sums
 
 
-def list_models(data_dir: Path) -> list[Manifest]:
-    """Manifests of every complete artifact, oldest first. A folder whose manifest cannot
-    be read is no model: one damaged folder must not hide every other model. A model
-    mirrored from object storage may have only its manifest and checksums here until it is
-    first used (models.remote fetches the rest)."""
+@dataclass(frozen=True)
+class Listing:
+    """A data dir's models: those that can be listed, oldest first, and what is wrong
+    with any folder of ``models/`` that holds a manifest (one line each, by folder name).
+    An edited manifest is both: listed, so ``latest`` still means the newest model, and
+    named here, since it is refused when used."""
+
+    models: list[Manifest]
+    problems: dict[str, str]
+
+
+def scan_models(data_dir: Path) -> Listing:
+    """Every artifact's manifest, and every damaged one's problem. One damaged folder
+    must not hide the other models, nor be hidden itself. A model mirrored from object
+    storage may have only its manifest and checksums here until it is first used
+    (models.remote fetches the rest)."""
     root = Path(data_dir) / MODELS_DIR
-    out = []
+    out, problems = [], {}
     for folder in sorted(root.glob("[!.]*")):
         manifest = folder / MANIFEST_FILE
-        weights = folder / KERAS_FILE
-        if manifest.exists() and (weights.exists() or (folder / CHECKSUMS_FILE).exists()):
-            try:
-                out.append(read_manifest(manifest))
-            except DataError:
-                continue
-    return sorted(out, key=lambda m: m.created)
+        if not manifest.exists():
+            continue  # not a model (a file such as the aliases), or one still being copied
+        if not (folder / KERAS_FILE).exists() and not (folder / CHECKSUMS_FILE).exists():
+            problems[folder.name] = (
+                f"{folder} has a manifest but no {KERAS_FILE}; copy the artifact again"
+            )
+            continue
+        try:
+            out.append(read_manifest(manifest))
+            check_manifest_sum(folder)
+        except DataError as exc:
+            problems[folder.name] = str(exc)
+    return Listing(sorted(out, key=lambda m: m.created), problems)
+
+
+def list_models(data_dir: Path) -> list[Manifest]:
+    """Manifests of every model that can be listed, oldest first (``scan_models``)."""
+    return scan_models(data_dir).models
+
+
+def check_manifest_sum(folder: Path) -> None:
+    """A ``DataError`` when ``manifest.json`` is not the one saved with the model.
+    ``checksums.json`` lists it; an ``s3://`` data dir checks it when fetching
+    (models.remote), and a local one here: an edited threshold must not go unnoticed
+    because the model happens to sit on this disk."""
+    want = read_checksums(folder).get(MANIFEST_FILE)
+    path = Path(folder) / MANIFEST_FILE
+    if want is not None and file_sha256(path) != want:
+        raise DataError(
+            f"{path} does not match the sha256 in {CHECKSUMS_FILE} (edited or damaged since "
+            "the model was saved), so it is not used: copy the artifact again, or train a "
+            "new model with 'anigenre train'"
+        )
 
 
 def resolve_model_id(data_dir: Path, model_id: str) -> str:
-    models = list_models(data_dir)
+    listing = scan_models(data_dir)
+    models = listing.models
     if not models:
-        raise DataError(f"no trained models in {Path(data_dir) / MODELS_DIR}; run 'anigenre train'")
+        where = Path(data_dir) / MODELS_DIR
+        if listing.problems:
+            why = next(iter(listing.problems.values()))  # it names its folder
+            more = len(listing.problems) - 1
+            raise DataError(
+                f"no usable model in {where}: {why}"
+                + (f" ({more} more damaged: 'anigenre models list')" if more else "")
+            )
+        raise DataError(f"no trained models in {where}; run 'anigenre train'")
     if model_id == "latest":
         return models[-1].model_id
     ids = [m.model_id for m in models]
@@ -131,6 +178,8 @@ def resolve_model_id(data_dir: Path, model_id: str) -> str:
     matches = [i for i in ids if i.startswith(model_id)]
     if len(matches) == 1:
         return matches[0]
+    if model_id in listing.problems:  # there, but damaged: not "no such model"
+        raise DataError(f"model {model_id}: {listing.problems[model_id]}")
     raise ConfigError(aliases.no_match(model_id))
 
 
@@ -139,6 +188,7 @@ def load_manifest(data_dir: Path, model_id: str) -> Manifest:
     model_id = resolve_model_id(data_dir, model_id)
     path = model_folder(data_dir, model_id) / MANIFEST_FILE
     manifest = read_manifest(path)
+    check_manifest_sum(path.parent)
     if not manifest.genres:
         raise DataError(f"{path} lists no genres; copy the artifact again")
     return manifest

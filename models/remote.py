@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from anigenre.core.errors import ConfigError
 from anigenre.core.mirror import Mirror, mirror_of
 from anigenre.core.seen import file_sha256
+from anigenre.core.storage import Store
 from anigenre.models.artifacts import (
     CHECKSUMS_FILE,
     KERAS_FILE,
@@ -76,6 +78,8 @@ def push_model(settings, model_id: str) -> None:
 
 def _sync_listing(mirror: Mirror) -> None:
     files = mirror.store.list_files(_MODELS)
+    if not files:
+        _check_bucket(mirror.store)
     with_sums = {
         PurePosixPath(f.path).parent for f in files if PurePosixPath(f.path).name == CHECKSUMS_FILE
     }
@@ -90,3 +94,15 @@ def _sync_listing(mirror: Mirror) -> None:
         return depth == 2 and (path.name in SMALL_FILES or legacy)
 
     mirror.pull(_MODELS, select=listed)
+
+
+def _check_bucket(store: Store) -> None:
+    """A ``ConfigError`` when the data dir's bucket does not exist: listing a missing
+    bucket finds nothing, as an empty data dir does, and "no models" would hide a typo
+    in the bucket's name or the endpoint."""
+    bucket = store.root.split("/", 1)[0]
+    if not Store(store.fs, bucket, f"s3://{bucket}").exists():
+        raise ConfigError(
+            f"{store.uri}: no such bucket '{bucket}' (or these credentials cannot see it); "
+            "check the data dir and AWS_ENDPOINT_URL, or create the bucket"
+        )

@@ -34,8 +34,14 @@ class Registry:
         sync_listing(self._settings)
         return registry.list_models(self._data_dir)
 
+    def listing(self) -> registry.Listing:
+        """Every model, oldest first, and what is wrong with each damaged one."""
+        sync_listing(self._settings)
+        return registry.scan_models(self._data_dir)
+
     def names(self) -> dict[str, list[str]]:
-        """Model id -> its aliases, as of the last :meth:`models` or :meth:`resolve`."""
+        """Model id -> its aliases, as of the last :meth:`models`, :meth:`listing` or
+        :meth:`resolve`."""
         return aliases.names_by_model(self._data_dir)
 
     def resolve(self, model: str) -> str:

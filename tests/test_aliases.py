@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from anigenre.jobs.cli import main
 from anigenre.models.aliases import read_aliases
-from anigenre.models.registry import resolve_model_id
+from anigenre.models.registry import resolve_model_id, write_checksums
 
 from tests.synthetic import poster_folder, trained_tiny_model
 
@@ -25,6 +25,7 @@ def two_models(tmp_path_factory, shared_dir):
     manifest = json.loads((data / "models" / new / "manifest.json").read_text())
     manifest.update(model_id=new, created="2999-01-01T00:00:00+00:00")
     (data / "models" / new / "manifest.json").write_text(json.dumps(manifest))
+    write_checksums(data / "models" / new)  # registered as saved, not a hand edit
     return data, old, new
 
 

@@ -22,7 +22,7 @@ from anigenre.config import load_settings
 from anigenre.core.dataset_store import DATASET_PATH
 from anigenre.core.groups import linked_groups
 from anigenre.jobs import stages
-from anigenre.models.registry import output_width
+from anigenre.models.registry import output_width, write_checksums
 from anigenre.scraper.store import RawStore
 
 from tests.procs import ROOT, own_redis, run_cli
@@ -85,6 +85,7 @@ def drop_a_genre(data_dir) -> None:
     manifest = json.loads(path.read_text())
     manifest["genres"] = manifest["genres"][:-1]
     path.write_text(json.dumps(manifest))
+    write_checksums(path.parent)  # another model's manifest, with its sums: only the width tells
 
 
 # --- a model that cannot serve is refused before a run is planned ---------------------

@@ -21,6 +21,7 @@ from anigenre.core.seen import SEEN_KEY  # noqa: E402
 from anigenre.jobs import stages  # noqa: E402
 from anigenre.models.artifacts import MODELS_DIR  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
+from anigenre.models.registry import write_checksums  # noqa: E402
 
 from tests.procs import run_cli  # noqa: E402
 from tests.synthetic import synthetic_dataset  # noqa: E402
@@ -98,6 +99,7 @@ def test_a_model_without_the_record_is_scored_on_all_and_says_so(trained, tmp_pa
         del manifest[key]
     manifest["model_id"] = old.name
     (old / "manifest.json").write_text(json.dumps(manifest))
+    write_checksums(old)  # as such a model was saved, not a hand edit
     _, n = dataset_folder(settings, tmp_path / "mixed", ["train", "test"])
     result = stages.evaluate_model(settings, old.name, folder=tmp_path / "mixed")
     assert result.summary["n_test"] == n

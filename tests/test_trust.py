@@ -77,7 +77,7 @@ from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
 from anigenre.jobs import stages  # noqa: E402
 from anigenre.models.artifacts import CARD_FILE, MODELS_DIR  # noqa: E402
 from anigenre.models.card import FEW_POSITIVES, NOT_RECORDED  # noqa: E402
-from anigenre.models.registry import check_artifact, model_card  # noqa: E402
+from anigenre.models.registry import check_artifact, model_card, write_checksums  # noqa: E402
 
 from tests.procs import run_cli  # noqa: E402
 from tests.synthetic import poster_folder, trained_tiny_model  # noqa: E402
@@ -194,6 +194,7 @@ def older_copy(settings, model_id, tmp_path):
     metrics["bootstrap_95"].pop("per_genre_ap")
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / CARD_FILE).unlink()
+    write_checksums(folder)  # as such a model was saved, not a hand edit
     overrides = {"data_dir": data, "shared_dir": settings.shared_dir}
     return load_settings(overrides=overrides, env={}), folder
 

@@ -7,7 +7,10 @@ key the exactly-once rules compare, as a local input's absolute path is.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import threading
 from pathlib import PurePosixPath
 
@@ -32,6 +35,35 @@ def remote_files(uri: str, suffixes: set[str], s3: S3Options | None) -> list[str
     return found
 
 
+def read_regular_file(path: str) -> bytes:
+    """The bytes of a local regular file; anything else (a FIFO, a folder, a device) is an
+    ``OSError`` saying what it is. Opened without blocking: reading a FIFO would wait
+    for a writer for ever, and a device such as /dev/zero never ends."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"{_kind(mode)}, not an image file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 class InputReader:
     """Bytes of an input by its path or URI; one Store per bucket, shared by the decode
     threads. A remote read that fails is an ``OSError``, as a local one is, so the file
@@ -44,8 +76,7 @@ class InputReader:
 
     def __call__(self, path: str) -> bytes:
         if not is_remote(path):
-            with open(path, "rb") as fh:
-                return fh.read()
+            return read_regular_file(path)
         bucket, _, key = path.partition("://")[2].partition("/")
         with self._lock:
             store = self._buckets.get(bucket)

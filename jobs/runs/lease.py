@@ -32,6 +32,7 @@ class Lease:
     host: str
     pid: int
     heartbeat: dt.datetime
+    stopped: bool = False  # its process left the run unfinished (Ctrl-C, an error)
 
 
 def _files(run: Store | Path | str) -> Store:
@@ -39,16 +40,19 @@ def _files(run: Store | Path | str) -> Store:
     return run if isinstance(run, Store) else open_store(run)
 
 
-def write_lease(run: Store | Path, now: dt.datetime | None = None) -> None:
+def write_lease(run: Store | Path, now: dt.datetime | None = None, stopped: bool = False) -> None:
     beat = (now or dt.datetime.now(dt.UTC)).isoformat()
     record = {"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": beat}
+    if stopped:
+        record["stopped"] = True
     _files(run).write_bytes(LEASE, json.dumps(record).encode())
 
 
 def read_lease(run: Store | Path) -> Lease | None:
     try:
         raw = json.loads(_files(run).read_bytes(LEASE))
-        return Lease(raw["host"], int(raw["pid"]), dt.datetime.fromisoformat(raw["heartbeat"]))
+        heartbeat = dt.datetime.fromisoformat(raw["heartbeat"])
+        return Lease(raw["host"], int(raw["pid"]), heartbeat, raw.get("stopped") is True)
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
@@ -60,6 +64,8 @@ def lease_problem(lease: Lease | None, now: dt.datetime | None = None) -> str | 
     if lease is None:
         return "no process holds it"
     who = f"pid {lease.pid} on {lease.host}"
+    if lease.stopped:
+        return f"its process ({who}) stopped at {lease.heartbeat:%H:%M:%S} UTC"
     if lease.host == socket.gethostname() and not _alive(lease.pid):
         return f"its process ({who}) is gone"
     silent = ((now or dt.datetime.now(dt.UTC)) - lease.heartbeat).total_seconds()
@@ -80,8 +86,10 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def hold_lease(run: Store | Path, refresh_s: float = REFRESH_S) -> Iterator[None]:
-    """Hold the run's lease for the ``with`` block; removed however the block ends, since
-    a run that raised is interrupted too and only a live process may claim it."""
+    """Hold the run's lease for the ``with`` block; removed when the block returns. When
+    it raises (Ctrl-C, an error), the run is interrupted: the lease stays, marked stopped,
+    so ``jobs status`` says so at once (a missing lease reads as a run just planned for
+    STALE_S) and any process may claim the run."""
     files = _files(run)
     write_lease(files)
     stop = threading.Event()
@@ -94,9 +102,15 @@ def hold_lease(run: Store | Path, refresh_s: float = REFRESH_S) -> Iterator[None
 
     thread = threading.Thread(target=renew, name="run-lease", daemon=True)
     thread.start()
+    returned = False
     try:
         yield
+        returned = True
     finally:
         stop.set()
         thread.join()
-        files.delete(LEASE)
+        if returned:
+            files.delete(LEASE)
+        else:
+            with contextlib.suppress(OSError, AnigenreError):  # the first error is the news
+                write_lease(files, stopped=True)

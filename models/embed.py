@@ -74,13 +74,19 @@ def embed_files(
     max_pixels: int,
     flip: bool = False,
     batch_size: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """``extract``'s features of ``paths`` (optionally horizontally flipped), in order."""
+    """``extract``'s features of ``paths`` (optionally horizontally flipped), in order.
+    ``on_progress(done, total)`` hears the start (0) and each batch."""
     decoded = iter_decoded(paths, lambda p: decode_file(p, size, policy, max_pixels))
     out = []
+    if on_progress is not None:
+        on_progress(0, len(paths))
     for batch in iter_batches(decoded, batch_size, size):
         if batch.errors:
             raise DataError(f"dataset image(s) cannot be decoded: {batch.errors}")
         x = batch.arrays[:, :, ::-1] if flip else batch.arrays
         out.append(np.asarray(extract(x), np.float32))
+        if on_progress is not None:
+            on_progress(sum(len(o) for o in out), len(paths))
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

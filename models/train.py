@@ -4,6 +4,7 @@ fields and its metrics; saving is the registry's job."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,10 @@ def train(
     config: TrainConfig,
     max_pixels: int,
     bar=None,
+    on_embedded: Callable[[int, int], None] | None = None,
 ) -> TrainOutcome:
+    """``bar`` (tqdm-shaped) counts the epochs; ``on_embedded(done, total)`` hears the
+    backbone embeddings the feature cache lacked, often most of the time, as they are made."""
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     spec = spec_for(config.backbone)
@@ -80,7 +84,17 @@ def train(
         )
     runner = _EndToEnd if end_to_end else _Frozen
     run = runner(
-        backbone, spec, weights, size, splits, config, data_dir, max_pixels, len(vocab), taps
+        backbone,
+        spec,
+        weights,
+        size,
+        splits,
+        config,
+        data_dir,
+        max_pixels,
+        len(vocab),
+        taps,
+        on_embedded=on_embedded,
     )
 
     def callbacks(predict_val, head: int = 0) -> list:
@@ -141,6 +155,7 @@ def split_features(
     data_dir: Path,
     max_pixels: int,
     taps: tuple[str, ...],
+    on_embedded: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     """Backbone embeddings of every split through the feature cache; (per split, computed).
     ``taps``: the ones ``backbone`` was built with (they are part of the key)."""
@@ -155,7 +170,15 @@ def split_features(
         nonlocal extract
         extract = extract or features_extractor(backbone, weights, len(missing))
         paths = [path_of[s] for s in missing]
-        return embed_files(extract, paths, size, policy, max_pixels=max_pixels, flip=view == "flip")
+        return embed_files(
+            extract,
+            paths,
+            size,
+            policy,
+            max_pixels=max_pixels,
+            flip=view == "flip",
+            on_progress=on_embedded,
+        )
 
     out, computed = {}, 0
     for name, part in splits.items():
@@ -176,7 +199,18 @@ class _Frozen:
     """Backbone frozen: its embeddings come from the feature cache, only the head trains."""
 
     def __init__(
-        self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n, taps
+        self,
+        backbone,
+        spec,
+        weights,
+        size,
+        splits,
+        config,
+        data_dir,
+        max_pixels,
+        n,
+        taps,
+        on_embedded=None,
     ):
         self.backbone, self.config, self.splits = backbone, config, splits
         self.features_computed = 0
@@ -193,6 +227,7 @@ class _Frozen:
                 data_dir=data_dir,
                 max_pixels=max_pixels,
                 taps=taps,
+                on_embedded=on_embedded,
             )
             self.features_computed += computed
         self.n_genres = n
@@ -259,7 +294,18 @@ class _EndToEnd:
     """Images in memory, the backbone's top layers (or all of it) trained with the head."""
 
     def __init__(
-        self, backbone, spec, weights, size, splits, config, data_dir, max_pixels, n, taps
+        self,
+        backbone,
+        spec,
+        weights,
+        size,
+        splits,
+        config,
+        data_dir,
+        max_pixels,
+        n,
+        taps,
+        on_embedded=None,  # end to end, nothing is embedded ahead of the epochs
     ):
         self.config, self.splits = config, splits
         self.features_computed = 0

@@ -49,14 +49,31 @@ class RetryPolicy:
     max_rate_limited: int = 50
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A wait before the next attempt, for whoever shows progress: a scrape against an
+    unreachable endpoint is otherwise silent for the whole backoff."""
+
+    reason: str
+    attempt: int  # 1-based: the retry about to be made
+    of: int  # the allowance it counts against
+    delay_s: float
+
+
 @dataclass
 class Stats:
-    """Counters for the end-of-run summary; safe to bump from several threads."""
+    """Counters for the end-of-run summary; safe to bump from several threads.
+    ``on_retry`` hears each wait before it starts."""
 
     requests: int = 0
     rate_limited: int = 0
     retries: int = 0
+    on_retry: Callable[[Retry], None] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def retrying(self, retry: Retry) -> None:
+        if self.on_retry is not None:
+            self.on_retry(retry)
 
     def bump(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -146,13 +163,16 @@ def with_retries(
             limited += 1
             if limited > policy.max_rate_limited:
                 raise
+            stats.retrying(Retry(str(exc), limited, policy.max_rate_limited, exc.retry_after))
             if on_rate_limited is not None:
                 on_rate_limited(exc.retry_after)
             else:
                 sleep(exc.retry_after)
-        except RetryableError:
+        except RetryableError as exc:
             if failures >= policy.max_retries:
                 raise
-            sleep(compute_backoff(failures, base=policy.base, cap=policy.cap, rng=rng))
+            delay = compute_backoff(failures, base=policy.base, cap=policy.cap, rng=rng)
+            stats.retrying(Retry(str(exc), failures + 1, policy.max_retries, delay))
+            sleep(delay)
             failures += 1
             stats.bump("retries")

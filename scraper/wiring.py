@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from anigenre.config import Settings
 from anigenre.core.errors import ConfigError
 from anigenre.scraper.client import AniListClient
-from anigenre.scraper.http import RetryPolicy, Timeout, new_session
+from anigenre.scraper.http import Retry, RetryPolicy, Stats, Timeout, new_session
 from anigenre.scraper.posters import PosterDownloader
 from anigenre.scraper.ratelimit import RateLimiter
 from anigenre.scraper.run import PageCallback, Scraper
 from anigenre.scraper.store import RawStore
 
 
-def build_scraper(settings: Settings, on_page: PageCallback | None = None) -> Scraper:
+def build_scraper(
+    settings: Settings,
+    on_page: PageCallback | None = None,
+    on_retry: Callable[[Retry], None] | None = None,
+) -> Scraper:
+    """``on_retry`` hears each GraphQL request about to be retried, and how long it waits."""
     if settings.data_uri:
         # A scrape holds a file lock and checkpoints page by page: neither means anything
         # in a mirror a second machine may be pushing to, so it keeps to a local folder.
@@ -28,6 +35,7 @@ def build_scraper(settings: Settings, on_page: PageCallback | None = None) -> Sc
         RateLimiter(settings.rate_limit_per_min),
         timeout=timeout,
         retry=retry,
+        stats=Stats(on_retry=on_retry),
     )
     downloader = PosterDownloader(
         settings.data_dir,

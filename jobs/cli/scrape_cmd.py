@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 from anigenre.config import Settings
+from anigenre.core.progress import Progress
 from anigenre.jobs.cli import args as types
+from anigenre.scraper.http import Retry
 from anigenre.scraper.run import ScrapeRequest, ScrapeSummary
 from anigenre.scraper.store import RawStore
-from tqdm import tqdm
 
 
 def add_scrape_arguments(p) -> None:
@@ -50,24 +49,34 @@ def overrides(args) -> dict:
 
 def run(args, settings: Settings) -> int:
     request = scrape_request(args, settings)
-    summary = scrape_with_progress(settings, request)
+    summary = scrape_with_progress(settings, request, quiet=args.quiet)
     print(format_summary(summary, RawStore(settings.data_dir), request))
     return 0
 
 
-def scrape_with_progress(settings: Settings, request: ScrapeRequest) -> ScrapeSummary:
+def scrape_with_progress(
+    settings: Settings, request: ScrapeRequest, *, quiet: bool = False
+) -> ScrapeSummary:
     from anigenre.jobs.stages.scrape import scrape
 
-    bar = tqdm(unit="page", desc="scrape", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = Progress("scrape", unit="page", every_s=settings.progress_every_s, quiet=quiet)
 
     def on_page(year: int, page: int, titles: int) -> None:
         bar.set_postfix(year=year, page=page, titles=titles)
         bar.update(1)
 
+    def on_retry(r: Retry) -> None:
+        bar.note(retry_line(r))
+
     try:
-        return scrape(settings, request, on_page)
+        return scrape(settings, request, on_page, on_retry)
     finally:
         bar.close()
+
+
+def retry_line(r: Retry) -> str:
+    """'cannot reach URL (Connection refused); retry 1/6 in 0.4 s'."""
+    return f"{r.reason}; retry {r.attempt}/{r.of} in {r.delay_s:.1f} s"
 
 
 def format_summary(s: ScrapeSummary, store: RawStore, request: ScrapeRequest) -> str:

@@ -19,8 +19,10 @@ from anigenre.core.errors import DataError
 from anigenre.models.manifest import Manifest
 
 
-def train_model(settings: Settings, config, bar=None) -> tuple[str, Manifest]:
-    """Train on processed/dataset.parquet and register the artifact: (model id, manifest)."""
+def train_model(settings: Settings, config, bar=None, on_embedded=None) -> tuple[str, Manifest]:
+    """Train on processed/dataset.parquet and register the artifact: (model id, manifest).
+    Progress, for the CLI: ``bar`` (tqdm-shaped) counts epochs, ``on_embedded(done,
+    total)`` the backbone embeddings computed first (models.train.train)."""
     import datetime as dt
 
     from anigenre.models import registry
@@ -40,6 +42,7 @@ def train_model(settings: Settings, config, bar=None) -> tuple[str, Manifest]:
         config=config,
         max_pixels=settings.max_image_pixels,
         bar=bar,
+        on_embedded=on_embedded,
     )
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     fingerprint = ds.fingerprint(dataset)

@@ -72,9 +72,7 @@ class _Parser(argparse.ArgumentParser):
 def _unrecognized(parser: argparse.ArgumentParser, extras: list[str]) -> str:
     """``unrecognized arguments: --top-kk 3; did you mean '--top-k'?``"""
     message = f"unrecognized arguments: {' '.join(extras)}"
-    options = [
-        o for a in parser._actions if a.help is not argparse.SUPPRESS for o in a.option_strings
-    ]
+    options = [o for a in parser._actions for o in a.option_strings]  # hidden ones too
     for extra in extras:
         flag = extra.split("=", 1)[0]
         close = (

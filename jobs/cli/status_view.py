@@ -98,7 +98,11 @@ def run_line(s, settings) -> str:
         f"{s.rows_ok + s.rows_error}/{s.rows_total} rows ({s.rows_ok} ok, {s.rows_error} error), "
         f"{rate}, {eta}"
         + (" [complete]" if s.complete else "")
-        + (f" [failed: {s.failed}]" if s.failed and not s.complete else "")
+        + (
+            f" [failed: {s.failed}; '{command(settings, f'jobs resume {s.run_id}')}' retries it]"
+            if s.failed and not s.complete
+            else ""
+        )
     )
 
 

@@ -8,7 +8,10 @@ history, and a stored copy would be one more file to keep in step with every run
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +22,10 @@ from anigenre.core.errors import ConfigError, DataError, StorageError
 from anigenre.core.schemas import RUN_PARTITION, predictions_schema
 from anigenre.core.storage import S3Options, Store, open_store
 from anigenre.jobs.runs.layout import PREDICTIONS
+from anigenre.jobs.runs.parts import set_aside_damaged
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def read_predictions(
@@ -34,27 +41,69 @@ def predictions_table(
     out: str | os.PathLike, *, history: bool = False, s3: S3Options | None = None
 ) -> pa.Table:
     """:func:`read_predictions` as an Arrow table, with the parts' column types."""
-    table = read_folder(open_store(out, s3).child(PREDICTIONS))
+    table = read_folder(open_store(out, s3))
     return table if history else current_rows(table)
 
 
-def read_folder(folder: Store) -> pa.Table:
-    """Every part under ``folder`` (a predictions folder) with ``run_id``, in run and chunk
-    order. No folder is a ConfigError; a part that is not Parquet, a DataError naming it."""
+def read_folder(out: Store) -> pa.Table:
+    """Every part under ``out``'s predictions folder with ``run_id``, in run and chunk
+    order. No folder is a ConfigError. A damaged part is set aside (jobs.runs.parts) and
+    named by a DataError: the next read has the rest, and nobody reads fewer rows than
+    the runs wrote without being told."""
+    folder = out.child(PREDICTIONS)
+    if not part_files(folder) and not folder.exists():
+        raise ConfigError(
+            f"{folder.uri} does not exist; give the output dir a 'predict' wrote to "
+            "(the --out of predict, by default the data dir)"
+        )
+    table, said = scan(out, lambda parts: predictions_dataset(folder, parts).to_table())
+    if said:
+        more = f" (and {len(said) - 1} more part(s) like it)" if len(said) > 1 else ""
+        raise DataError(said[0] + more)
+    return _empty() if table is None else table  # None: runs planned, no part written yet
+
+
+def scan(out: Store, read: Callable[[list[str]], T]) -> tuple[T | None, list[str]]:
+    """``read(parts)`` of ``out``'s predictions folder, None when it holds no part. When
+    the scan fails, the damaged parts are set aside and it runs again without them; also
+    the lines that say which. A scan that fails with every part readable is a
+    StorageError."""
+    folder = out.child(PREDICTIONS)
     parts = part_files(folder)
     if not parts:
-        if not folder.exists():
-            raise ConfigError(
-                f"{folder.uri} does not exist; give the output dir a 'predict' wrote to "
-                "(the --out of predict, by default the data dir)"
-            )
-        return _empty()  # runs planned, no part written yet
+        return None, []
     try:
-        return predictions_dataset(folder, parts).to_table()
+        return read(parts), []
     except (pa.ArrowException, OSError) as exc:
         # The scan's error may not say which of hundreds of parts it was; reading them
         # one by one does, and only this failed read pays for it.
-        raise _damaged_part(folder, parts) or _unreadable(folder, exc) from exc
+        said = set_aside_damaged(out, parts)
+        if not said:
+            raise _unreadable(folder, exc) from exc
+    rest = part_files(folder)
+    return (read(rest) if rest else None), said
+
+
+def first_schema(out: Store) -> tuple[pa.Schema | None, list[str]]:
+    """The schema of the first readable part of ``out``'s predictions folder (None when
+    there is none), setting aside the damaged ones before it; the lines that say which."""
+    folder = out.child(PREDICTIONS)
+    said: list[str] = []
+    for part in part_files(folder):
+        try:
+            return pq.read_schema(folder.path(part), filesystem=folder.fs), said
+        except FileNotFoundError:
+            continue
+        except (pa.ArrowException, OSError):
+            said += set_aside_damaged(out, [part])
+    return None, said
+
+
+def tell(said: list[str]) -> None:
+    """Say each part set aside in the log: stderr in a terminal, the worker's log in a
+    worker (a caller that goes on reading, rather than raising, owes the user the line)."""
+    for line in said:
+        log.warning(line)
 
 
 def part_files(folder: Store) -> list[str]:
@@ -73,18 +122,6 @@ def predictions_dataset(folder: Store, parts: list[str]) -> pads.Dataset:
         partition_base_dir=folder.path(),
         partitioning=pads.partitioning(RUN_PARTITION, flavor="hive"),
     )
-
-
-def _damaged_part(folder: Store, parts: list[str]) -> DataError | None:
-    for part in parts:
-        try:
-            pq.read_table(folder.path(part), filesystem=folder.fs)
-        except (pa.ArrowException, OSError) as exc:
-            return DataError(
-                f"{folder.uri_of(part)} is not a readable Parquet part ({_first_line(exc)}); "
-                "restore it, or move it aside and run the same predict again to redo its files"
-            )
-    return None
 
 
 def _unreadable(folder: Store, exc: Exception) -> StorageError:

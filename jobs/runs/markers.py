@@ -7,13 +7,15 @@ import json
 
 from anigenre.core.errors import DataError
 from anigenre.jobs.runs.layout import FAILED, MANIFEST, QUEUED
-from anigenre.jobs.runs.parts import part_counts
+from anigenre.jobs.runs.parts import part_counts, part_sizes
 from anigenre.jobs.runs.plan import RunPlan
 
 
 def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
     """Verify every part, then write ``_manifest.json``. Safe to call twice: a complete
-    run keeps the manifest (and so the finish time) it already has."""
+    run keeps the manifest (and so the finish time) it already has. The manifest records
+    each part's size, so that listing the parts shows one changed since
+    (jobs.runs.parts.still_complete); a failure recorded earlier is over."""
     if plan.files.exists(MANIFEST):
         return json.loads(plan.files.read_bytes(MANIFEST))
     counts = [part_counts(plan, i) for i in range(len(plan.chunks))]
@@ -30,12 +32,14 @@ def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
         "ok": ok,
         "error": error,
         "parts": [plan.part_name(i) for i in range(len(plan.chunks))],
+        "sizes": part_sizes(plan),
         "duplicates": plan.duplicates,
         "already_predicted": plan.already_predicted,
         "created": plan.created,
         "finished": (now or dt.datetime.now(dt.UTC)).isoformat(),
     }
     plan.files.write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode())
+    clear_failure(plan)
     return manifest
 
 
@@ -53,6 +57,11 @@ def mark_failed(plan: RunPlan, chunks: list[int], resends: int) -> None:
         "their task fails on the workers (see the worker logs)"
     )
     plan.files.write_bytes(FAILED, json.dumps({"chunks": chunks, "reason": reason}).encode())
+
+
+def clear_failure(plan: RunPlan) -> None:
+    """The run is being finished (resumed here, or complete): it has failed no more."""
+    plan.files.delete(FAILED)
 
 
 def failure(plan: RunPlan) -> str | None:

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.parquet as pq
 from anigenre.core.errors import ConfigError
 from anigenre.core.schemas import UTC_MILLIS
 from anigenre.core.storage import S3Options, Store, is_remote, open_store
 from anigenre.jobs.runs import live
-from anigenre.jobs.runs.current import part_files, predictions_dataset
+from anigenre.jobs.runs.current import first_schema, predictions_dataset, scan, tell
 from anigenre.jobs.runs.inputs import InputReader, remote_files
 from anigenre.jobs.runs.layout import (
     FAILED,
@@ -179,17 +178,22 @@ def ok_rows(
     (by runs other than ``exclude_run``; at or after the ISO time ``since``; with
     ``statuses``, rows of those statuses instead)."""
     folder = out.child(PREDICTIONS)
-    parts = part_files(folder)
-    if not parts:
-        return set()
-    data = predictions_dataset(folder, parts)
     wanted = (pads.field("model_id") == model_id) & pads.field("status").isin(list(statuses))
     if exclude_run is not None:
         wanted &= pads.field("run_id") != exclude_run
     if since is not None:
         at = pa.scalar(dt.datetime.fromisoformat(since), UTC_MILLIS)
         wanted &= pads.field("predicted_at") >= at
-    table = data.to_table(columns=["path", "sha256"], filter=wanted)
+    # A damaged part is set aside, and said: its files have no ok row, so they are planned.
+    table, said = scan(
+        out,
+        lambda parts: predictions_dataset(folder, parts).to_table(
+            columns=["path", "sha256"], filter=wanted
+        ),
+    )
+    tell(said)
+    if table is None:
+        return set()
     return set(zip(table["path"].to_pylist(), table["sha256"].to_pylist(), strict=True))
 
 
@@ -198,10 +202,10 @@ def check_genre_columns(out: Store, columns: list[str]) -> None:
     columns. Readers take a folder's columns from one file, so a part with other columns
     would be dropped silently (pandas, pyarrow) or refused (DuckDB, Polars). Parts agree
     by induction, so the first one found speaks for all."""
-    first = next(iter(part_files(out.child(PREDICTIONS))), None)
-    if first is None:
+    schema, said = first_schema(out)
+    tell(said)
+    if schema is None:
         return
-    schema = pq.read_schema(out.path(PREDICTIONS, first), filesystem=out.fs)
     have = [n for n in schema.names if n.startswith("p_")]
     if have == list(columns):
         return

@@ -17,6 +17,7 @@ from anigenre.core.genres import Vocabulary
 from anigenre.core.importer import parse_genres, read_labels
 from anigenre.core.run_summary import DECISION_COLUMNS, RATE_BAND, decision_rows, summarize
 from anigenre.core.seen import split_seen
+from anigenre.jobs.runs.parts import read_part
 from anigenre.jobs.runs.plan import RunPlan
 from anigenre.models.manifest import Manifest
 from PIL import Image
@@ -35,8 +36,10 @@ class Report:
 
 
 def run_rows(plan: RunPlan) -> pd.DataFrame:
-    names = [plan.part_name(i) for i in range(len(plan.chunks))]
-    parts = [plan.parts.read_table(n) for n in names if plan.parts.exists(n)]
+    """The rows written so far; a damaged part is set aside and named (DataError): a
+    report that quietly left its files out would misreport the run."""
+    found = (read_part(plan, i) for i in range(len(plan.chunks)))
+    parts = [t for t in found if t is not None]
     if not parts:
         return pd.DataFrame(columns=["path", "status", "error", "top_genres", "predicted"])
     return pa.concat_tables(parts).to_pandas()

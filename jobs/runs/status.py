@@ -4,7 +4,9 @@ Besides counts, a run has a state: ``queued`` (on the broker, no chunk done yet)
 ``running``; ``stalled`` (queued, and the workers'
 sweep found chunks whose worker died or whose message was lost, or no chunk finished for
 ``stall_after_s``); ``interrupted`` (in-process, and its process is gone: see
-jobs.runs.lease); ``failed``; ``complete``. A stalled or interrupted run has no ETA.
+jobs.runs.lease); ``failed`` (the sweeper gave up on chunks, or a part was damaged and
+set aside: jobs.runs.parts); ``complete``. A stalled, interrupted or failed run has no
+ETA.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from anigenre.jobs.runs.layout import MANIFEST
 from anigenre.jobs.runs.layout import QUEUED as QUEUED_FILE
 from anigenre.jobs.runs.lease import STALE_S, lease_problem, read_lease
 from anigenre.jobs.runs.markers import failure
-from anigenre.jobs.runs.parts import PartCounts
+from anigenre.jobs.runs.parts import PartCounts, still_complete
 from anigenre.jobs.runs.plan import RunPlan
 from anigenre.jobs.runs.stalls import describe, read_stalls
 
@@ -56,9 +58,13 @@ def run_status(
     now: dt.datetime | None = None,
 ) -> RunStatus:
     """Progress from the parts on disk; pass the same ``counts`` to successive polls.
-    A complete run is read from its manifest, which holds the verified counts."""
+    A complete run is read from its manifest, which holds the verified counts, once a
+    listing shows its parts unchanged; a damaged one makes it a failed run (its manifest
+    withdrawn, see jobs.runs.parts), named by the failure."""
     if plan.files.exists(MANIFEST):
-        return _from_manifest(plan)
+        manifest = json.loads(plan.files.read_bytes(MANIFEST))
+        if still_complete(plan.out, plan.run_id, manifest):
+            return status_from_manifest(plan.run_id, manifest)
     counts = counts or PartCounts()
     ok = err = done = 0
     latest = None
@@ -96,7 +102,7 @@ def run_status(
         complete=False,
         rate_per_s=rate,
         eta_s=None
-        if state in (STALLED, INTERRUPTED)
+        if state in (STALLED, INTERRUPTED, FAILED)  # nothing is moving it
         else (remaining / rate if rate and remaining else (0.0 if not remaining else None)),
         failed=failed,
         state=state,
@@ -138,10 +144,6 @@ def _queued_at(plan: RunPlan) -> dt.datetime | None:
         return None
     except (ValueError, KeyError, TypeError):
         return dt.datetime.fromisoformat(plan.created)  # queued, when we cannot say
-
-
-def _from_manifest(plan: RunPlan) -> RunStatus:
-    return status_from_manifest(plan.run_id, json.loads(plan.files.read_bytes(MANIFEST)))
 
 
 def status_from_manifest(run_id: str, manifest: dict) -> RunStatus:

@@ -17,8 +17,8 @@ from anigenre.core.storage import open_store
 from anigenre.jobs.runs import live
 from anigenre.jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
 from anigenre.jobs.runs.layout import MANIFEST, run_folder
-from anigenre.jobs.runs.markers import finalize
-from anigenre.jobs.runs.parts import PartCounts, missing_chunks
+from anigenre.jobs.runs.markers import clear_failure, finalize
+from anigenre.jobs.runs.parts import PartCounts, missing_chunks, read_part, still_complete
 from anigenre.jobs.runs.plan import RunPlan
 from anigenre.jobs.runs.status import INTERRUPTED, RunStatus, run_status, status_from_manifest
 from anigenre.jobs.service.dispatch import Dispatcher
@@ -180,6 +180,7 @@ def resume(settings: Settings, run_id: str, dispatcher: Dispatcher) -> Resumed:
         if dispatcher.queued:
             dispatcher.forget_resends(run_id)
         if missing:
+            clear_failure(p)  # queued or run here now: a damaged part's failure is over
             dispatcher.send_chunks(p, missing)
         else:
             finalize(p)  # every part is there: only the manifest was missing, if that
@@ -217,11 +218,13 @@ def _entry(settings: Settings, run_id: str) -> RunEntry:
     home = index_home(settings)
     try:
         out_dir = indexed_out_dir(home, run_id, settings.s3)
-        files = open_store(out_dir, settings.s3).child(run_folder(run_id))
+        out = open_store(out_dir, settings.s3)
+        files = out.child(run_folder(run_id))
         if files.exists(MANIFEST):
             m = json.loads(files.read_bytes(MANIFEST))
-            s = status_from_manifest(run_id, m)
-            return RunEntry(run_id, str(out_dir), m.get("model_id"), m.get("created"), s)
+            if still_complete(out, run_id, m):  # else a part was set aside: read it all
+                s = status_from_manifest(run_id, m)
+                return RunEntry(run_id, str(out_dir), m.get("model_id"), m.get("created"), s)
         p = load_plan(home, run_id, settings.s3)
         s = status(settings, run_id)
     except AnigenreError as exc:
@@ -235,11 +238,8 @@ def _entry(settings: Settings, run_id: str) -> RunEntry:
 def table(settings: Settings, run_id: str) -> pd.DataFrame:
     """The run's rows as written so far, in input order, with a ``run_id`` column."""
     p = load_plan(index_home(settings), run_id, settings.s3)
-    parts = [
-        p.parts.read_table(p.part_name(i)).to_pandas()
-        for i in range(len(p.chunks))
-        if p.parts.exists(p.part_name(i))
-    ]
+    found = (read_part(p, i) for i in range(len(p.chunks)))  # a damaged one: a DataError
+    parts = [t.to_pandas() for t in found if t is not None]
     rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     rows.insert(0, "run_id", run_id)
     return rows

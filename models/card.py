@@ -199,7 +199,8 @@ def _performance(manifest: Manifest, metrics: dict, genres: list[str]) -> str:
         "## Held-out performance",
         "",
         f"On the {n if n is not None else '?'} test posters (never used to train or tune). "
-        "95% intervals from a bootstrap over posters. The label-frequency prior gives every "
+        "95% BCa bootstrap intervals over posters (none under 20 posters, or where the "
+        "bootstrap cannot place one). The label-frequency prior gives every "
         "poster each genre's training prevalence: a model must beat it to have learnt "
         "anything from the image.",
         "",
@@ -220,7 +221,7 @@ def _performance(manifest: Manifest, metrics: dict, genres: list[str]) -> str:
             ci = NOT_RECORDED
         elif g in intervals:
             ci = _ci(intervals[g])
-        else:  # no positives in test, or none a resample kept
+        else:  # no positives in test, too few posters, or no interval the bootstrap can place
             ci = "-"
         ap, auc = _num(r.get("ap"), missing="-"), _num(r.get("roc_auc"), missing="-")
         table.append([g, r.get("support", "?"), ap, ci, auc])

@@ -127,14 +127,18 @@ def test_top_k_table_keeps_its_columns_with_long_file_names(tmp_path):
                 "path": [f"/in/{n}" for n in names],
                 "status": ["ok", "ok", "ok", "error"],
                 "top_genres": [["Action", "Drama"]] * 3 + [[]],
+                "predicted": [["Action"]] * 3 + [[]],
                 "error": [None, None, None, "corrupt: cut off"],
             }
         ),
         plan.part_path(0),
     )
-    lines = format_top_k(pq.read_table(plan.part_path(0)).to_pandas()).splitlines()
+    header, *lines = format_top_k(pq.read_table(plan.part_path(0)).to_pandas()).splitlines()
     column = 2 + NAME_WIDTH + 1
-    assert [line[column:] for line in lines] == ["Action, Drama"] * 3 + ["error: corrupt: cut off"]
+    assert header[column:].split() == ["predicted", "top", "2", "by", "probability"]
+    assert [line[column:].split(None, 1) for line in lines] == [["Action", "Action, Drama"]] * 3 + [
+        ["error:", "corrupt: cut off"]
+    ]
     long_name = lines[1][2 : 2 + NAME_WIDTH]
     assert "..." in long_name and long_name.endswith("_end.png") and long_name.startswith("xxx")
 

@@ -127,13 +127,19 @@ NAME_WIDTH = 40
 
 
 def format_top_k(rows) -> str:
-    """A run's rows (jobs.service.runs.table) as the paper's Table 4: name and genres."""
-    lines = []
+    """A run's rows (jobs.service.runs.table) under a header: each poster's name, the
+    genres that passed their thresholds (the ``predicted`` column, the answer) and, as in
+    the paper's Table 4, its top k genres by probability."""
+    ok = rows[rows["status"] == "ok"]
+    answers = [", ".join(g) or "none" for g in ok["predicted"]] if len(ok) else []
+    width = max([len("predicted"), *map(len, answers)]) + 2
+    k = max([0, *(len(g) for g in ok["top_genres"])]) if len(ok) else 0
+    lines = [f"  {'poster':<{NAME_WIDTH}} {'predicted':<{width}}top {k} by probability"]
     for r in rows.itertuples():
         name = fit_name(Path(r.path).name, NAME_WIDTH)
         if r.status == "ok":
-            genres = ", ".join(r.top_genres)
-            lines.append(f"  {name:<{NAME_WIDTH}} {genres}")
+            answer = ", ".join(r.predicted) or "none"
+            lines.append(f"  {name:<{NAME_WIDTH}} {answer:<{width}}{', '.join(r.top_genres)}")
         else:
             lines.append(f"  {name:<{NAME_WIDTH}} error: {r.error}")
     return "\n".join(lines)
@@ -157,21 +163,39 @@ def register_report(sub) -> None:
         help="a labels.csv to score against (default: found beside images/)",
     )
     types.add_include_seen(p)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (counts, labelled, macro_map, micro_ap, p_at_3, ...)",
+    )
     p.set_defaults(run=run_report, settings_overrides=lambda a: {})
 
 
 def run_report(args, settings: Settings) -> int:
+    import json
+
     from anigenre.jobs import stages
+    from anigenre.jobs.runs.reports import labelled_note
 
     report = stages.report_run(settings, args.run_id, args.labels, args.include_seen)
+    if args.json:
+        print(json.dumps({"run_id": args.run_id, **report.as_json()}, indent=2))
+        return 0
     totals = report.summary[report.summary.section == "totals"].set_index("name")["count"]
     print(f"report for run {args.run_id}: {totals.get('ok', 0)} ok, {totals.get('error', 0)} error")
+    if report.label_files:
+        print(f"  {labelled_note(report.posters, report.labelled, report.label_files)}")
     if report.seen_note is not None:
         print(f"  labels found: {report.seen_note}")
-    if report.per_genre_ap is not None:
-        ap = report.per_genre_ap["ap"].dropna()
+    if report.scores is not None:
+        s = report.scores
         seen = " (including seen posters)" if args.include_seen else ""
-        print(f"  macro AP {ap.mean():.3f} over {len(ap)} genres{seen}")
+        fig = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(
+            f"  on {s['n']} posters{seen}: macro mAP {fig(s['macro_map'])} over "
+            f"{int(report.per_genre_ap['ap'].notna().sum())} genres present, micro AP "
+            f"{fig(s['micro_ap'])}, P@3 {fig(s['p_at_3'])}"
+        )
     if report.decisions is not None:
         print(_rates_line(report.decisions))
     folder = str(report.folder).rstrip("/")
@@ -189,5 +213,6 @@ def _rates_line(decisions) -> str:
     )
     flagged = decisions.loc[decisions["flagged"].fillna(False).astype(bool), "genre"]
     if len(flagged):
-        line += f"; rate far from expected (see report.html): {', '.join(flagged)}"
+        line += "; rate differs from expected by an exact test (see report.html): "
+        line += ", ".join(flagged)
     return line

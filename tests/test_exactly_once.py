@@ -375,5 +375,7 @@ def test_a_folder_of_awkward_files_gets_one_row_per_file(trained, tmp_path):
         rows.loc["dupes/deep/er/copy of original.png", cols].to_numpy(),
     )
     again = run_cli("predict", str(root), "--out", str(out), env=env)
-    assert again.returncode == 0 and again.stdout.startswith("run ")
+    # Only the error files are planned again, and they fail again: nothing was predicted.
+    assert again.returncode == 1 and again.stdout.startswith("run ")
+    assert "nothing was predicted" in again.stderr
     assert f"{len(good)} files already have an ok row" in again.stdout  # only errors again

@@ -117,9 +117,10 @@ class RunPlan:
 
 
 def discover(paths: list, s3: S3Options | None = None) -> list:
-    """Files named directly, plus image files found recursively in named folders (a
-    dangling link with an image name too: it gets an error row, not silence). An
-    ``s3://`` location gives URIs (jobs.runs.inputs)."""
+    """Files named directly, plus everything with an image name found recursively in
+    named folders: a dangling link, a FIFO or a folder named ``x.jpg`` too, each gets an
+    error row, not silence. An ``s3://`` location gives URIs (jobs.runs.inputs). Local
+    paths are absolute as given: a symlinked folder's posters keep the link's path."""
     found: list = []
     for raw in paths:
         if is_remote(raw):
@@ -127,23 +128,31 @@ def discover(paths: list, s3: S3Options | None = None) -> list:
             continue
         path = Path(raw)
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES
-                )
-            )
-        elif path.is_file():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.exists() or path.is_symlink():  # a file, or a FIFO, a device, a bad link
             found.append(path)
         else:
             raise ConfigError(f"{shown(str(path))} does not exist; give image files or folders")
-    # A file named twice (a folder and a file in it, two links to one file) is one input.
-    return list(
-        dict.fromkeys(
-            p if isinstance(p, str) else p.resolve() if p.exists() else p.absolute() for p in found
-        )
-    )
+    # A file named twice (a folder and a file in it, two links to one file) is one input,
+    # under the first name it was reached by.
+    first: dict = {}
+    for p in found:
+        if isinstance(p, str):
+            first.setdefault(p, p)
+        else:
+            p = Path(os.path.abspath(p))
+            first.setdefault(_same_file(p), p)
+    return list(first.values())
+
+
+def _same_file(path: Path) -> object:
+    """What two names of one file share: its device and inode (a dangling link: its
+    own path)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return path
+    return (st.st_dev, st.st_ino)
 
 
 def shown(name: str) -> str:
@@ -305,7 +314,7 @@ def plan_run(
     plan = RunPlan(
         run_id=run_id_at(now),
         model_id=model_id,
-        out_dir=out.uri if not out.is_local else str(Path(out_dir).resolve()),
+        out_dir=out.uri if not out.is_local else str(Path(out.root).resolve()),
         created=now.isoformat(),
         top_k=top_k,
         chunk_size=chunk_size,

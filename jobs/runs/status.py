@@ -47,7 +47,7 @@ class RunStatus:
     eta_s: float | None
     failed: str | None = None
     state: str = RUNNING
-    note: str | None = None  # why it is stalled or interrupted
+    note: str | None = None  # why it is stalled or interrupted; complete: predicted nothing
 
 
 def run_status(
@@ -165,4 +165,8 @@ def status_from_manifest(run_id: str, manifest: dict) -> RunStatus:
         rate_per_s=rows / took if took > 0 and rows else None,
         eta_s=0.0,
         state=COMPLETE,
+        # Complete, and yet no answer: said here, so that no reader takes it for a success.
+        note=f"nothing was predicted: all {rows} file(s) are error rows"
+        if rows and not manifest["ok"]
+        else None,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,12 @@ def status(settings: Settings, run_id: str, counts: PartCounts | None = None) ->
     except AnigenreError as exc:
         why = str(exc)
     raise DataError(f"run {run_id}: unreadable: {why}")
+
+
+def predicted_nothing(s: RunStatus) -> bool:
+    """A complete run with files and not one ok row (its ``note`` says so): a command
+    that ran it or waited for it fails, so that cron notices."""
+    return s.complete and s.rows_total > 0 and s.rows_ok == 0
 
 
 def is_run(settings: Settings, run_id: str) -> bool:
@@ -210,12 +217,16 @@ class RunEntry:
 def runs(settings: Settings, limit: int | None = None) -> list[RunEntry]:
     """The recorded runs, newest first (run ids sort by creation time); ``limit``: only
     that many. One unreadable run does not hide the others."""
-    ids = list(reversed(list_runs(index_home(settings), settings.s3)))
-    return [_entry(settings, run_id) for run_id in ids[:limit]]
+    ids = list(reversed(list_runs(index_home(settings), settings.s3)))[:limit]
+    # Side by side: a run in a bucket that does not answer waits out the S3 client's
+    # retries (1-2 s), so a list waits for its slowest run, not for the sum of them.
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(ids)))) as pool:
+        return list(pool.map(lambda run_id: _entry(settings, run_id), ids))
 
 
 def _entry(settings: Settings, run_id: str) -> RunEntry:
     home = index_home(settings)
+    out_dir = None  # where it writes, named on the entry even when that cannot be read
     try:
         out_dir = indexed_out_dir(home, run_id, settings.s3)
         out = open_store(out_dir, settings.s3)
@@ -228,10 +239,12 @@ def _entry(settings: Settings, run_id: str) -> RunEntry:
         p = load_plan(home, run_id, settings.s3)
         s = status(settings, run_id)
     except AnigenreError as exc:
-        return RunEntry(run_id, None, None, None, None, error=str(exc))
+        where = None if out_dir is None else str(out_dir)
+        return RunEntry(run_id, where, None, None, None, error=str(exc))
     except (OSError, ValueError, KeyError, TypeError) as exc:  # a damaged entry or manifest
         why = f"run {run_id}: unreadable: {type(exc).__name__}: {exc}"
-        return RunEntry(run_id, None, None, None, None, error=why)
+        where = None if out_dir is None else str(out_dir)
+        return RunEntry(run_id, where, None, None, None, error=why)
     return RunEntry(run_id, str(out_dir), p.model_id, p.created, s)
 
 

@@ -10,9 +10,15 @@ from anigenre.config import Settings
 from anigenre.core.storage import is_remote
 from anigenre.jobs.cli import args as types
 from anigenre.jobs.cli.models_cmd import add_train_arguments, train_config
-from anigenre.jobs.cli.predict_cmd import add_predict_arguments, format_top_k, nothing_new
+from anigenre.jobs.cli.predict_cmd import (
+    add_predict_arguments,
+    failed_if_nothing_predicted,
+    format_top_k,
+    nothing_new,
+)
 from anigenre.jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
 from anigenre.jobs.cli.status_view import run_line, run_view, task_line
+from anigenre.jobs.runs.status import QUEUED, STALLED
 from anigenre.jobs.service import runs, tasks
 from anigenre.jobs.service.dispatch import FAILED_STATES
 from anigenre.jobs.service.hints import command
@@ -136,7 +142,12 @@ def _dispatcher_or_none(settings: Settings):
 def run_status(args, settings: Settings) -> int:
     if runs.is_run(settings, args.id):
         s = runs.status(settings, args.id)  # a DataError when its files are gone
-        _show(args, run_view(s), run_line(s, settings))
+        view, line = run_view(s), run_line(s, settings)
+        # Queued or stalled on the broker: the usual reason is that no worker takes the queue.
+        hint = _idle_hint(settings) if s.state in (QUEUED, STALLED) else None
+        if hint:
+            view, line = {**view, "worker_hint": hint}, f"{line}; {hint}"
+        _show(args, view, line)
         return 1 if s.failed and not s.complete else 0
     view = tasks.task_status(settings, args.id, _dispatcher_or_none(settings))
     _show(args, view, task_line(view))
@@ -155,16 +166,20 @@ def run_wait(args, settings: Settings) -> int:
         view = tasks.wait_task(settings, args.id, dispatcher, args.timeout)
         print(task_line(view))
         return 1 if view["state"] in FAILED_STATES else 0
-    from tqdm import tqdm
+    from anigenre.core.progress import Progress
 
-    with tqdm(unit="poster", desc="wait", file=sys.stderr, disable=None) as bar:
+    with Progress(
+        "wait", unit="poster", every_s=settings.progress_every_s, quiet=args.quiet
+    ) as bar:
 
         def progress(s) -> None:
-            bar.total = s.rows_total
+            if bar.total != s.rows_total:
+                bar.total = s.rows_total
+            # Every poll, moved or not: off a terminal, a line every few seconds says it waits.
             bar.update(s.rows_ok + s.rows_error - bar.n)
 
         def note(text: str | None) -> None:
-            bar.write(f"stalled: {text}" if text else "moving again", file=sys.stderr)
+            bar.note(f"stalled: {text}" if text else "moving again")
 
         s = runs.wait(
             settings,
@@ -177,7 +192,7 @@ def run_wait(args, settings: Settings) -> int:
     print(run_line(s, settings))
     if s.rows_total <= 20:
         print(format_top_k(runs.table(settings, args.id)))
-    return 0
+    return failed_if_nothing_predicted(s)
 
 
 def _idle_hint(settings: Settings) -> str | None:
@@ -201,7 +216,7 @@ def run_resume(args, settings: Settings) -> int:
     s = done.status
     what = f"{done.chunks} chunk(s) redone here" if done.chunks else "nothing left to redo"
     print(f"run {done.run_id}: {what}{note}; {s.rows_ok} ok, {s.rows_error} error [complete]")
-    return 0
+    return failed_if_nothing_predicted(s)
 
 
 def run_list(args, settings: Settings) -> int:

@@ -115,18 +115,27 @@ def register(sub) -> None:
 
 
 def run_train(args, settings: Settings) -> int:
+    from anigenre.core.progress import Progress
     from anigenre.jobs import stages
-    from tqdm import tqdm
 
     config = train_config(args)
-    with tqdm(
-        total=args.epochs,  # of one head: an ensemble's bar restarts for each
+    with Progress(
+        "train",
         unit="epoch",
-        desc="train",
-        file=sys.stderr,
-        disable=None,
+        total=args.epochs,  # of one head: an ensemble's bar restarts for each
+        every_s=settings.progress_every_s,
+        quiet=args.quiet,
     ) as bar:
-        model_id, manifest = stages.train_model(settings, config, bar)
+
+        def embedded(done: int, total: int) -> None:
+            # Embeddings come first (per split, those the feature cache lacks), then epochs.
+            if done == 0:
+                bar.phase("embed", total=total, unit="poster")
+            bar.update(done - bar.n)
+            if done == total:
+                bar.phase("train", total=args.epochs, unit="epoch")
+
+        model_id, manifest = stages.train_model(settings, config, bar, embedded)
     print(f"model {model_id} saved under {settings.data_location('models', model_id)}")
     t = manifest.training
     print(
@@ -168,7 +177,8 @@ def run_list(args, settings: Settings) -> int:
     from anigenre.models.synced import Registry
 
     registry = Registry(settings)
-    models = registry.models()
+    listing = registry.listing()
+    models = listing.models
     named = registry.names()
     tags = {m.model_id: named.get(m.model_id, []) for m in models}
     if models:
@@ -186,10 +196,12 @@ def run_list(args, settings: Settings) -> int:
             for m in models
         ]
         print(json.dumps(rows, indent=2))
-        return 0
-    if not models:
+        return _damaged(listing.problems)
+    if not models and not listing.problems:
         print(f"no models in {settings.data_location('models')}; train one with 'anigenre train'")
         return 0
+    if not models:
+        return _damaged(listing.problems)
     id_w = max(len("model id"), *(len(m.model_id) for m in models)) + 2
     bb_w = max(len("backbone"), *(len(m.backbone) for m in models)) + 2
     head = f"{'model id':<{id_w}}{'backbone':<{bb_w}}{'created':<27}{'test mAP':>9}{'prior':>8}"
@@ -201,7 +213,15 @@ def run_list(args, settings: Settings) -> int:
             f"{s['test']['macro_map']:>9.3f}{s['prior']['macro_map']:>8.3f}"
             f"  {', '.join(tags[m.model_id])}".rstrip()
         )
-    return 0
+    return _damaged(listing.problems)
+
+
+def _damaged(problems: dict[str, str]) -> int:
+    """A line on stderr for each damaged model, and the exit status: 1 if there is one, as
+    ``ls`` does for what it cannot read (the models that can be read are still listed)."""
+    for why in problems.values():
+        print(f"anigenre: {why}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 # --- models card --------------------------------------------------------------------------

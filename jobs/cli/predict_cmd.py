@@ -82,9 +82,9 @@ def register(sub) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    from anigenre.core.progress import Progress
     from anigenre.jobs.service import runs
     from anigenre.jobs.service.dispatch import InProcess
-    from tqdm import tqdm
 
     plan = runs.plan(settings, args.paths, **plan_args(args))
     if not plan.inputs:
@@ -102,10 +102,15 @@ def run(args, settings: Settings) -> int:
         )
     )
     resume = command(settings, f"jobs resume {plan.run_id}")
-    print(f"  (if interrupted: '{resume}' finishes this run)", flush=True)
     try:
-        with tqdm(
-            total=len(plan.inputs), unit="poster", desc="predict", file=sys.stderr, disable=None
+        # Inside the try: a Ctrl-C as soon as this line shows lands while print() returns.
+        print(f"  (if interrupted: '{resume}' finishes this run)", flush=True)
+        with Progress(
+            "predict",
+            unit="poster",
+            total=len(plan.inputs),
+            every_s=settings.progress_every_s,
+            quiet=args.quiet,
         ) as bar:
             here = InProcess(settings, lambda r: bar.update(r["ok"] + r["error"]))
             here.send_chunks(plan)
@@ -120,7 +125,18 @@ def run(args, settings: Settings) -> int:
     print(f"  {s.rows_ok} ok, {s.rows_error} error -> {plan.parts.uri}")
     if len(plan.inputs) <= TABLE_LIMIT:
         print(format_top_k(runs.table(settings, plan.run_id)))
-    return 0
+    return failed_if_nothing_predicted(s)
+
+
+def failed_if_nothing_predicted(s) -> int:
+    """1, with a line on stderr, for a complete run that predicted nothing (every file an
+    error row): exit 0 would tell cron that all went well."""
+    from anigenre.jobs.service.runs import predicted_nothing
+
+    if not predicted_nothing(s):
+        return 0
+    print(f"anigenre: run {s.run_id}: {s.note}; each row's error says why", file=sys.stderr)
+    return 1
 
 
 NAME_WIDTH = 40

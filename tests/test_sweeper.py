@@ -108,6 +108,6 @@ def test_sweeper_requeues_only_lost_chunks_and_gives_up_on_failing_ones(tmp_path
     waited = run_cli("jobs", "wait", plan.run_id, env=env, timeout=60)
     assert waited.returncode == 1
     assert f"run {plan.run_id} failed: chunk(s) [3]" in waited.stderr
-    assert f"'anigenre jobs resume {plan.run_id}'" in waited.stderr
+    assert f"'anigenre --data-dir {data} jobs resume {plan.run_id}'" in waited.stderr  # pasteable
     shown = run_cli("jobs", "status", plan.run_id, env=env, timeout=60)
     assert "2/4 chunks" in shown.stdout and "[failed: chunk(s) [3]" in shown.stdout

@@ -63,6 +63,24 @@ def test_tilde_is_expanded_in_every_local_path_setting(tmp_path, monkeypatch):
         assert str(getattr(settings, name)) == str(home / name), name
 
 
+def test_a_quoted_tilde_in_a_path_argument_is_expanded(tmp_path, monkeypatch):
+    import argparse
+
+    from anigenre.jobs.cli import args
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert args.local_path("~/labels.csv") == home / "labels.csv"
+    assert args.storage_location("~/out") == home / "out"
+    with pytest.raises(argparse.ArgumentTypeError, match="cannot expand"):
+        args.local_path("~nosuchuser4711/x.csv")
+    folder = poster_folder(tmp_path / "posters", 1, 3)
+    plan = plan_run([folder], model_id="m", out_dir=Path("~/out"))
+    assert plan.out_dir == str(home / "out") and (home / "out").is_dir()
+    assert not (tmp_path / "~").exists()
+
+
 def test_a_tilde_that_cannot_be_expanded_is_refused_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="cannot expand '~nosuchuser4711'"):
         load_settings(env={"ANIGENRE_CACHE_DIR": "~nosuchuser4711/cache"})

@@ -72,11 +72,11 @@ def storage_location(text: str):
 def local_path(text: str) -> Path:
     """A path on this machine. Flags that read a labelled folder or write charts take no
     ``s3://`` URI: refused here, where ``Path`` would silently fold it into ``s3:/...``."""
-    from anigenre.core.storage import is_remote
+    from anigenre.core.storage import expand_home, is_remote
 
     if is_remote(text):
         raise argparse.ArgumentTypeError(
             f"'{text}' is not a local path; this flag reads or writes files on this machine "
             "(copy from the bucket first, e.g. 'aws s3 sync')"
         )
-    return Path(text)
+    return _typed(expand_home)(Path(text))  # a quoted '~' must not become a folder "~"

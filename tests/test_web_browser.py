@@ -97,6 +97,7 @@ def _serve(settings, work: Path, broker: str, *run_ids: str, **extra_env: str):
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    (work / "server.pid").write_text(str(proc.pid))  # the server itself: the CLI execs it
     try:
         _wait_healthy(url, proc, work / "server.log")
         yield settings, url, work, *run_ids

@@ -19,7 +19,9 @@ from anigenre.config import Settings
 from anigenre.core.errors import ConfigError
 from anigenre.jobs.web import APP_SCRIPT
 
-MAX_UPLOAD_MB = 50  # far above any poster; Streamlit itself refuses larger files
+# Posters are a few MB; Streamlit refuses larger files in the browser, with a line that
+# says the limit, before a byte is sent (every upload used to be held in memory).
+MAX_UPLOAD_MB = 10
 
 
 def port(text: str) -> int:
@@ -89,6 +91,10 @@ def server_env(settings: Settings, config: str | None, base: dict[str, str]) -> 
     if settings.broker_url:
         env["ANIGENRE_BROKER_URL"] = settings.broker_url
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # glibc: every block of 1 MB or more (an upload, a decoded poster) gets pages of its
+    # own, given back when freed. Its default threshold rises to the largest block freed
+    # (up to 32 MB), so each large upload's pages stayed in the server.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**20))
     return env
 
 

@@ -98,3 +98,28 @@ def keep_keras_state() -> None:
 
 def _kept_session(free_memory: bool = True) -> None:
     """``keras.backend.clear_session`` in the page's server: nothing to clear."""
+
+
+def upload_limit_mb() -> int:
+    """The largest upload the server accepts, in MB (``anigenre web`` sets it)."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+def release_upload(file_id: str) -> None:
+    """Drop an upload's bytes from Streamlit's file store once the page has what it shows.
+
+    Streamlit keeps every uploaded file of a session in memory until the file leaves its
+    uploader or the session is shut down, and a closed tab's session is only dropped
+    after ``server.disconnectedSessionTTL``, never shut down: its files stayed for the
+    server's life. The record stays, emptied, so the uploader still lists the file (and
+    its removal still reaches the page); the page keeps a thumbnail and the genres.
+    Streamlit is pinned (pyproject); tests/test_rough_edges_web.py measures the memory."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    ctx = get_script_run_ctx()
+    store = ctx.uploaded_file_mgr if ctx is not None else None
+    if store is None:
+        return
+    for rec in store.get_files(ctx.session_id, [file_id]):
+        store.add_file(ctx.session_id, UploadedFileRec(rec.file_id, rec.name, rec.type, b""))

@@ -39,6 +39,15 @@ def upload_message(name: str, exc: InvalidImage) -> str:
     return f"{name} {what}" + (f" ({detail})" if detail else "") + f"; upload a {ACCEPTED} poster."
 
 
+def too_large_message(name: str, size: int, limit_mb: int) -> str:
+    """One line for an upload over the page's limit (Streamlit's own refusal covers the
+    browser; this covers a server started with a larger ``server.maxUploadSize``)."""
+    return (
+        f"{name} is {size / 2**20:.1f} MB, over this page's {limit_mb} MB limit; posters "
+        f"are a few MB: upload a smaller {ACCEPTED} file."
+    )
+
+
 @dataclass(frozen=True)
 class GenreScore:
     genre: str

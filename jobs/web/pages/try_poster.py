@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 from anigenre.core.errors import AnigenreError, InvalidImage
 from anigenre.jobs.web import context
@@ -10,6 +12,7 @@ from anigenre.jobs.web.posters import (
     PosterResult,
     predict_upload,
     thumbnail,
+    too_large_message,
     upload_message,
 )
 
@@ -32,22 +35,41 @@ def render() -> None:
         f"engine {model.engine}). "
         f"A genre passes when its probability is at or over the model's own threshold for it."
     )
+    limit = context.upload_limit_mb()
     files = st.file_uploader(
-        f"Drop one or more posters here ({ACCEPTED})",
+        f"Drop one or more posters here ({ACCEPTED}, up to {limit} MB each)",
         accept_multiple_files=True,
         key="posters",
     )
     k = st.slider("Genres to show per poster", 3, len(model.genres), TOP_K, key="top_k")
-    # A rerun (moving the slider, another upload) must not predict the same file again.
-    done: dict = st.session_state.setdefault("predictions", {})
-    current = {(model.model_id, upload.file_id) for upload in files or []}
-    for stale in set(done) - current:  # removed from the uploader: forget it
+    # file id -> Outcome. A rerun (moving the slider, another upload) shows what was made
+    # when the file arrived: its bytes are let go as soon as its thumbnail and genres are.
+    done: dict[str, Outcome] = st.session_state.setdefault("predictions", {})
+    current = [upload.file_id for upload in files or []]
+    for stale in set(done) - set(current):  # removed from the uploader: forget it
         del done[stale]
     for upload in files or []:
-        key = (model.model_id, upload.file_id)
-        if key not in done:
-            done[key] = _predict(model, upload.name, upload.getvalue())
-        _show(upload, done[key], k, model.model_id)
+        if upload.file_id not in done:
+            done[upload.file_id] = _outcome(model, upload, limit)
+            context.release_upload(upload.file_id)
+        _show(done[upload.file_id], k)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the page keeps of an upload: never the upload itself."""
+
+    name: str
+    result: PosterResult | str  # or the line saying why it was refused
+    thumb: bytes | None
+    model_id: str
+
+
+def _outcome(model, upload, limit_mb: int) -> Outcome:
+    if upload.size > limit_mb * 2**20:
+        return Outcome(upload.name, too_large_message(upload.name, upload.size, limit_mb), None, "")
+    result, thumb = _predict(model, upload.name, upload.getvalue())
+    return Outcome(upload.name, result, thumb, model.model_id)
 
 
 def _predict(model, name: str, data: bytes):
@@ -60,8 +82,8 @@ def _predict(model, name: str, data: bytes):
         return f"{name} could not be read ({type(exc).__name__}: {first}).", None
 
 
-def _show(upload, outcome, k: int, model_id: str) -> None:
-    result, thumb = outcome
+def _show(outcome: Outcome, k: int) -> None:
+    result, thumb, name = outcome.result, outcome.thumb, outcome.name
     with st.container(border=True):
         if not isinstance(result, PosterResult):
             st.error(result, icon=":material/block:")
@@ -69,12 +91,12 @@ def _show(upload, outcome, k: int, model_id: str) -> None:
         left, right = st.columns([1, 3], vertical_alignment="top")
         with left:
             if thumb is not None:
-                st.image(thumb, caption=upload.name, width=THUMB_WIDTH)
+                st.image(thumb, caption=name, width=THUMB_WIDTH)
             else:
-                st.write(upload.name)
+                st.write(name)
         with right:
             top = result.top(k)
-            st.markdown(f"**{upload.name}**: top genres " + ", ".join(s.genre for s in top))
+            st.markdown(f"**{name}**: top genres " + ", ".join(s.genre for s in top))
             for score in top:
                 st.progress(min(max(score.probability, 0.0), 1.0), text=bar_text(score))
             passing = result.passing
@@ -82,7 +104,7 @@ def _show(upload, outcome, k: int, model_id: str) -> None:
                 "**Passes the model's thresholds:** "
                 + (", ".join(passing) if passing else "none (no genre reaches its threshold)")
             )
-            st.caption(f"model {model_id}, {result.seconds * 1000:.0f} ms")
+            st.caption(f"model {outcome.model_id}, {result.seconds * 1000:.0f} ms")
 
 
 def bar_text(score) -> str:

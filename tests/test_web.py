@@ -624,6 +624,7 @@ def test_web_serves_on_loopback_headless_with_the_model_after_the_script_args(tm
     assert flags["--server.headless"] == "true"
     assert flags["--browser.gatherUsageStats"] == "false"
     assert flags["--runner.postScriptGC"] == "false"  # bench/web.py: ~0.3 s per upload
+    assert flags["--server.maxUploadSize"] == "10"  # posters are a few MB
     assert argv[-3:] == ["--", "--model", "latest"]
     from anigenre.config import load_settings
 
@@ -632,6 +633,7 @@ def test_web_serves_on_loopback_headless_with_the_model_after_the_script_args(tm
     assert env["ANIGENRE_DATA_DIR"] == str(Path("rel/data").resolve())
     assert env["ANIGENRE_CONFIG"].endswith("my.toml") and os.path.isabs(env["ANIGENRE_CONFIG"])
     assert env["ANIGENRE_BROKER_URL"] == "redis://h/0" and env["PATH"] == "/bin"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(2**20)  # large blocks go back when freed
 
 
 def test_web_refuses_an_unknown_model_a_bad_port_and_a_busy_port(trained, tmp_path):  # noqa: F811
@@ -652,3 +654,94 @@ def test_web_refuses_an_unknown_model_a_bad_port_and_a_busy_port(trained, tmp_pa
     assert done.returncode == 2
     assert done.stderr.startswith(f"anigenre: error: cannot serve on 127.0.0.1:{port}")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- Rough edges (issue 18) ------------------------------------------------------------
+
+
+def test_the_models_header_shows_each_models_aliases(page, site, tmp_path):
+    from anigenre.models.synced import Registry
+
+    settings, model_id, _ = site
+    data_dir = tmp_path / "data"  # its own: the alias is this test's
+    shutil.copytree(settings.data_dir / "models", data_dir / "models")
+    Registry(settings.model_copy(update={"data_dir": data_dir})).promote(model_id, "production")
+    at = page(model_id, ANIGENRE_DATA_DIR=str(data_dir))
+    at.switch_page("pages/models.py").run()
+    assert not at.exception and not at.error
+    assert [e.label for e in at.expander] == [f"{model_id} · production · latest · served"]
+
+
+def test_the_queue_page_writes_to_the_output_folder_typed(page, site, tmp_path):
+    settings, _, _ = site
+    folder = poster_folder(tmp_path / "queue-in", 2, 350, "o{i}")
+    data_dir, out = tmp_path / "data", tmp_path / "elsewhere"
+    shutil.copytree(settings.data_dir / "models", data_dir / "models")
+    settings = settings.model_copy(update={"data_dir": data_dir})
+    with own_redis(tmp_path / "redis") as (url, _):
+        at = page(ANIGENRE_DATA_DIR=str(data_dir), ANIGENRE_BROKER_URL=url)
+        at.switch_page("pages/queue.py").run()
+        at.text_input(key="q_folder").input(str(folder))
+        at.text_input(key="q_out").input(f" {out} ")
+        at.button[0].click().run()
+        assert not at.exception and not at.error
+        run_id = at.success[0].value.split(":")[0].removeprefix("run ")
+        plan = load_plan(settings.data_dir, run_id)
+        assert Path(plan.out_dir) == out
+        stages.predict_in_process(settings, plan)  # a worker's job
+        at.run()
+        assert f"run {run_id}: complete: 2/2 rows (2 ok, 0 error)" in _texts(at)
+    parts = list((out / "predictions" / f"run_id={run_id}").glob("part-*.parquet"))
+    assert len(pd.concat(pd.read_parquet(p) for p in parts)) == 2
+    assert not list((data_dir / "predictions").glob("run_id=*"))  # not in the data dir
+
+
+def test_an_s3_run_the_page_cannot_reach_says_in_full_what_it_needs(
+    page, s3, tmp_path, monkeypatch
+):
+    data_dir = tmp_path / "data"
+    bucket = s3.new_bucket()
+    plan = RunPlan(
+        run_id="20261128T120000-s3aa", model_id="m", out_dir=bucket.uri_of("preds"),
+        created="2026-11-28T12:00:00+00:00", top_k=4, chunk_size=2,
+        inputs=[{"path": bucket.uri_of("in", "a.png"), "size": 1, "sha256": "0" * 64}],
+        chunks=[[0, 1]], s3=s3.options,
+    )  # fmt: skip
+    plan.save()
+    mark_queued(plan)
+    record_run(data_dir, plan)  # `predict --out s3://...` with the AWS variables set
+    for key in [k for k in os.environ if k.startswith("AWS_") and k != "AWS_CA_BUNDLE"]:
+        monkeypatch.delenv(key)  # the page is started without them
+    at = page(ANIGENRE_DATA_DIR=str(data_dir))
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    listing = at.dataframe[0].value
+    assert listing.loc[0, "state"] == "unreadable"
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith(f"run {plan.run_id} writes to {bucket.uri_of('preds')}, and this")
+    assert "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION" in warning
+    assert warning.endswith("as for the command that made the run.")
+    # With the variables, the same run reads as the CLI reads it.
+    at = page(ANIGENRE_DATA_DIR=str(data_dir), **s3.env)
+    at.switch_page("pages/runs.py").run()
+    assert at.dataframe[0].value.loc[0, "state"] == "queued" and not at.warning
+
+
+def test_an_upload_over_the_limit_is_one_line_and_never_read(page):
+    from anigenre.jobs.cli.web_cmd import MAX_UPLOAD_MB
+
+    assert MAX_UPLOAD_MB == 10  # posters are a few MB
+    old = st.get_option("server.maxUploadSize")
+    st.config.set_option("server.maxUploadSize", MAX_UPLOAD_MB)  # as `anigenre web` sets it
+    try:
+        at = page()
+        big = b"\0" * (11 * 2**20)  # the browser refuses it; AppTest hands it over anyway
+        ok = ("ok.png", poster_png(5), "image/png")
+        at.file_uploader[0].set_value([("huge.png", big, "image/png"), ok])
+        at.run()
+    finally:
+        st.config.set_option("server.maxUploadSize", old)
+    assert not at.exception
+    (message,) = [e.value for e in at.error]
+    assert message.startswith("huge.png is 11.0 MB, over this page's 10 MB limit")
+    assert any("**ok.png**: top genres" in m.value for m in at.markdown)

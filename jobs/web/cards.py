@@ -26,6 +26,16 @@ def models_newest_first(models: list[Manifest]) -> list[Listed]:
     return [Listed(m, i == len(models) - 1) for i, m in reversed(list(enumerate(models)))]
 
 
+def header(listed: Listed, aliases: list[str], served: str) -> str:
+    """``custom_cnn-2026... · production · latest · served``: the model's id, each name it
+    answers to (aliases, then 'latest'), and whether the Try a poster page uses it
+    (``served``: what ``anigenre web --model`` was given, an id or 'latest')."""
+    names = [*sorted(aliases), *(["latest"] if listed.is_latest else [])]
+    if served in (listed.manifest.model_id, *names):
+        names.append("served")
+    return " · ".join([listed.manifest.model_id, *names])
+
+
 def card(manifest: Manifest) -> dict[str, str]:
     """What a person asks of a model before trusting it, as label -> text."""
     rows = manifest.dataset.rows

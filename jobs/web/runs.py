@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from anigenre.core import metrics
 from anigenre.core.genres import ADULT_GENRE, GENRES, Vocabulary, column_slug
+from anigenre.core.storage import S3Options, is_remote
 from anigenre.jobs.runs.reports import find_labels
 from anigenre.jobs.runs.status import RunStatus
 from anigenre.jobs.service.runs import RunEntry
@@ -49,11 +50,30 @@ def note_of(status: RunStatus) -> str:
     return status.note or status.failed or ""
 
 
-def run_row(entry: RunEntry) -> dict:
+# What an anigenre process reads to reach a bucket (core.storage.S3Options.from_env).
+AWS_VARIABLES = "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION"
+
+
+def unreadable_note(entry: RunEntry, s3: S3Options) -> str:
+    """Why a listed run could not be read, in full, and what would let the page read it:
+    a run writing to a bucket needs the AWS variables its command had."""
+    why = entry.error or "its files could not be read"
+    where = entry.out_dir
+    if where and is_remote(where) and not (s3.endpoint_url or s3.access_key_id):
+        return (
+            f"run {entry.run_id} writes to {where}, and this page has no AWS variables to "
+            f"reach it ({why}). Start the page (anigenre web) with {AWS_VARIABLES} set, as "
+            "for the command that made the run."
+        )
+    return why
+
+
+def run_row(entry: RunEntry, s3: S3Options | None = None) -> dict:
     """One line of the runs table (RUN_COLUMNS)."""
     s = entry.status
     if s is None:
-        return {"run_id": entry.run_id, "state": UNREADABLE, "note": entry.error or ""}
+        note = unreadable_note(entry, s3 or S3Options())
+        return {"run_id": entry.run_id, "state": UNREADABLE, "note": note}
     return {
         "run_id": entry.run_id,
         "state": s.state,

@@ -12,7 +12,8 @@ def render() -> None:
     st.title("Models")
     s = context.settings()
     # An s3:// data dir: models trained on other machines show up.
-    models = cards.models_newest_first(Registry(s).models())
+    registry = Registry(s)
+    models = cards.models_newest_first(registry.models())
     if not models:
         st.info(
             f"No trained models in {s.data_location('models')}. `anigenre train` makes one "
@@ -20,16 +21,16 @@ def render() -> None:
         )
         return
     served = context.options().model
+    aliases = registry.names()  # model id -> its aliases ('production', ...)
     st.caption(
         f"{len(models)} model(s), newest first. `latest` is {models[0].manifest.model_id}; "
-        f"the Try a poster page uses `{served}`."
+        f"the Try a poster page uses `{served}`. `anigenre models promote MODEL --as NAME` "
+        "names a model (`--model NAME` predicts with it)."
     )
     for i, listed in enumerate(models):
         model_id = listed.manifest.model_id
-        badges = (" · latest" if listed.is_latest else "") + (
-            " · served" if served in (model_id, "latest" if i == 0 else None) else ""
-        )
-        with st.expander(f"{model_id}{badges}", expanded=i == 0):
+        label = cards.header(listed, aliases.get(model_id, []), served)
+        with st.expander(label, expanded=i == 0):
             _card(s.data_dir, listed.manifest)
 
 

@@ -58,12 +58,14 @@ def runs_list(s, total: int) -> list[runs.RunEntry]:
     page = min(st.session_state.get("runs_page", 1), pages)
     first = _page_of_runs(s, page)
     live = any(data.is_live(e.status) for e in first)
+    unread = [first]  # the page's own read; only the fragment's polls read again
 
     @st.fragment(run_every=POLL_S if live else None)
     def table() -> None:
-        entries = _page_of_runs(s, page)
+        entries = unread.pop() if unread else _page_of_runs(s, page)
+        rows = [data.run_row(e, s.s3) for e in entries]
         st.dataframe(
-            [data.run_row(e) for e in entries],
+            rows,
             hide_index=True,
             width="stretch",  # room for the note: why a run stalled or was interrupted
             column_order=data.RUN_COLUMNS,
@@ -75,6 +77,10 @@ def runs_list(s, total: int) -> list[runs.RunEntry]:
                 "model_id": st.column_config.TextColumn("model"),
             },
         )
+        for row in rows:
+            if row["state"] == data.UNREADABLE:
+                # In full: a grid cell shows one line of a note, cut at its width.
+                st.warning(row["note"], icon=":material/error:")
         if live and not any(data.is_live(e.status) for e in entries):
             st.rerun()  # a run just stopped moving: redraw the page once, then stop polling
 
@@ -113,7 +119,8 @@ def run_detail(s, run_id: str, listed: runs.RunEntry | None) -> None:
     """``listed``: the run's entry when it is on the list's page, so a complete run is
     drawn from its manifest and not from its plan (which lists every input)."""
     if listed is not None and listed.status is None:
-        st.error(listed.error)
+        st.header(f"Run {run_id}")
+        st.error(data.unreadable_note(listed, s.s3))
         return
     try:
         out = open_store(indexed_out_dir(index_home(s), run_id, s.s3), s.s3)

@@ -59,9 +59,9 @@ def unreadable_note(entry: RunEntry, s3: S3Options) -> str:
     a run writing to a bucket needs the AWS variables its command had."""
     why = entry.error or "its files could not be read"
     where = entry.out_dir
-    if where and is_remote(where) and not (s3.endpoint_url or s3.access_key_id):
+    if where and is_remote(where) and not s3.access_key_id:
         return (
-            f"run {entry.run_id} writes to {where}, and this page has no AWS variables to "
+            f"run {entry.run_id} writes to {where}, and this page has no AWS keys to "
             f"reach it ({why}). Start the page (anigenre web) with {AWS_VARIABLES} set, as "
             "for the command that made the run."
         )

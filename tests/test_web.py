@@ -402,6 +402,7 @@ def test_many_runs_and_a_large_run_are_shown_a_page_at_a_time(page, tmp_path):
             inputs=inputs if r == 24 else inputs[:2], chunks=[[0, 1000], [1000, 2000], [2000, 3000]]
             if r == 24 else [[0, 2]],
         )  # fmt: skip
+        plan.save()
         record_run(data_dir, plan)
     for i, (start, end) in enumerate(plan.chunks):  # the newest run: 3000 rows
         items = [
@@ -416,7 +417,7 @@ def test_many_runs_and_a_large_run_are_shown_a_page_at_a_time(page, tmp_path):
     finalize(plan)
     at = page(ANIGENRE_DATA_DIR=str(data_dir))
     at.switch_page("pages/runs.py").run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     listing = at.dataframe[0].value
     assert len(listing) == 20 and listing.loc[0, "run_id"] == plan.run_id  # newest first
     assert "25 run(s), newest first" in _texts(at)
@@ -487,7 +488,7 @@ def test_the_runs_list_shows_each_real_runstatus_state_with_its_note(tmp_path):
 def test_downloads_round_trip_the_filtered_rows(site):
     settings, _, run_id = site
     plan = load_plan(settings.data_dir, run_id)
-    rows = data.with_labels(data.load_rows(plan.parts_dir))
+    rows = data.with_labels(data.with_file(runs_service.table(settings, plan.run_id)))
     back = pd.read_parquet(__import__("io").BytesIO(data.parquet_bytes(rows)))
     assert back["path"].tolist() == rows["path"].tolist()
     assert [list(x) for x in back["top_genres"].dropna()] == [

@@ -15,6 +15,7 @@ from anigenre.jobs.cli.predict_cmd import (
     failed_if_nothing_predicted,
     format_top_k,
     nothing_new,
+    plan_args,
 )
 from anigenre.jobs.cli.scrape_cmd import add_scrape_arguments, scrape_request
 from anigenre.jobs.cli.status_view import run_line, run_view, task_line
@@ -77,17 +78,7 @@ def _broker(settings: Settings):
 
 def run_submit_predict(args, settings: Settings) -> int:
     dispatcher = _broker(settings)  # fail before hashing thousands of files
-    done = runs.submit(
-        settings,
-        args.paths,
-        dispatcher,
-        model=args.model,
-        out=args.out,
-        top_k=args.top_k,
-        chunk_size=args.chunk_size,
-        force=args.force,
-        engine=args.engine,
-    )
+    done = runs.submit(settings, args.paths, dispatcher, **plan_args(args))
     if done.run_id is None:
         print(nothing_new(done.plan), file=sys.stderr)  # no run id on stdout: none was recorded
         return 0

@@ -82,45 +82,55 @@ def register(sub) -> None:
 
 
 def run(args, settings: Settings) -> int:
+    from contextlib import ExitStack
+
     from anigenre.core.progress import Progress
     from anigenre.jobs.service import runs
     from anigenre.jobs.service.dispatch import InProcess
 
-    plan = runs.plan(settings, args.paths, **plan_args(args))
-    if not plan.inputs:
+    resume = None  # once planned: the command that finishes this run
+    with ExitStack() as stack:
+        bar = None
+
+        def planned(plan) -> None:
+            nonlocal bar, resume
+            skipped = skipped_note(plan)
+            print(
+                f"run {plan.run_id}: {_files(len(plan.inputs))} to predict with {plan.model_id}"
+                f" on {plan.engine}"
+                + (f"; {skipped}" if skipped else "")
+                + (
+                    f"; {_files(len(plan.duplicates))} identical to another "
+                    "(a row each, predicted once)"
+                    if plan.duplicates
+                    else ""
+                )
+            )
+            resume = command(settings, f"jobs resume {plan.run_id}")
+            print(f"  (if interrupted: '{resume}' finishes this run)", flush=True)
+            bar = stack.enter_context(
+                Progress(
+                    "predict",
+                    unit="poster",
+                    total=len(plan.inputs),
+                    every_s=settings.progress_every_s,
+                    quiet=args.quiet,
+                )
+            )
+
+        here = InProcess(settings, lambda r: bar.update(r["ok"] + r["error"]))
+        try:
+            done = runs.submit(settings, args.paths, here, on_planned=planned, **plan_args(args))
+        except KeyboardInterrupt:
+            if resume is None:
+                raise  # still planning: nothing was recorded, the same command starts over
+            # Running the same command again would start a second run beside this one.
+            print(f"anigenre: interrupted; '{resume}' finishes this run", file=sys.stderr)
+            return 130
+    plan = done.plan
+    if done.run_id is None:
         print(nothing_new(plan))  # no run is recorded: there is nothing to run
         return 0
-    skipped = skipped_note(plan)
-    print(
-        f"run {plan.run_id}: {_files(len(plan.inputs))} to predict with {plan.model_id}"
-        f" on {plan.engine}"
-        + (f"; {skipped}" if skipped else "")
-        + (
-            f"; {_files(len(plan.duplicates))} identical to another (a row each, predicted once)"
-            if plan.duplicates
-            else ""
-        )
-    )
-    resume = command(settings, f"jobs resume {plan.run_id}")
-    try:
-        # Inside the try: a Ctrl-C as soon as this line shows lands while print() returns.
-        print(f"  (if interrupted: '{resume}' finishes this run)", flush=True)
-        with Progress(
-            "predict",
-            unit="poster",
-            total=len(plan.inputs),
-            every_s=settings.progress_every_s,
-            quiet=args.quiet,
-        ) as bar:
-            here = InProcess(settings, lambda r: bar.update(r["ok"] + r["error"]))
-            here.send_chunks(plan)
-    except KeyboardInterrupt:
-        # Running the same command again would start a second run beside this unfinished one.
-        print(
-            f"anigenre: interrupted; '{resume}' finishes this run",
-            file=sys.stderr,
-        )
-        return 130
     s = runs.status(settings, plan.run_id)
     print(f"  {s.rows_ok} ok, {s.rows_error} error -> {plan.parts.uri}")
     if len(plan.inputs) <= TABLE_LIMIT:

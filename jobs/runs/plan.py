@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from anigenre.core.errors import ConfigError
 from anigenre.core.schemas import UTC_MILLIS
-from anigenre.core.storage import S3Options, Store, is_remote, open_store
+from anigenre.core.storage import S3Options, Store, expand_home, is_remote, open_store
 from anigenre.jobs.runs import live
 from anigenre.jobs.runs.current import first_schema, predictions_dataset, scan, tell
 from anigenre.jobs.runs.inputs import InputReader, remote_files
@@ -126,7 +126,7 @@ def discover(paths: list, s3: S3Options | None = None) -> list:
         if is_remote(raw):
             found.extend(remote_files(str(raw), IMAGE_SUFFIXES, s3))
             continue
-        path = Path(raw)
+        path = expand_home(Path(raw))  # the API's "~/posters", as the CLI's arguments are
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
         elif path.exists() or path.is_symlink():  # a file, or a FIFO, a device, a bad link

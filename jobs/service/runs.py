@@ -77,14 +77,21 @@ class Submitted:
 
 
 def submit(
-    settings: Settings, inputs: Sequence[Location], dispatcher: Dispatcher, **plan_args
+    settings: Settings,
+    inputs: Sequence[Location],
+    dispatcher: Dispatcher,
+    on_planned: Callable[[RunPlan], None] | None = None,
+    **plan_args,
 ) -> Submitted:
     """Plan, then hand every chunk to ``dispatcher``; a run with nothing to send is
-    finalised at once. In-process, this returns when the run is done."""
+    finalised at once. In-process, this returns when the run is done. ``on_planned``
+    hears the plan before any chunk is sent (a front end says what it is about to do)."""
     p = plan(settings, inputs, **plan_args)
     if not p.inputs:
         return Submitted(p, 0)
     try:
+        if on_planned:
+            on_planned(p)
         sent = dispatcher.send_chunks(p)
     finally:
         live.release(p.files)  # queued (or done) now: the planner's hold is not needed

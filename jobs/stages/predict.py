@@ -115,7 +115,13 @@ def claim_run(plan: RunPlan, resume: bool = False, lock=None) -> tuple[RunPlan, 
                 f"run {plan.run_id} is being run by another process; wait for it "
                 f"('anigenre jobs status {plan.run_id}' shows its progress)"
             )
-        return reclaim(plan, missing_chunks(plan)) if resume else (plan, 0)
+        if not resume:
+            return plan, 0
+        try:
+            return reclaim(plan, missing_chunks(plan))
+        except BaseException:
+            live.release(plan.files)  # a bucket down, a damaged part: not left held by us
+            raise
 
 
 def load_predictor(settings: Settings, model_id: str, engine: str | None = None):

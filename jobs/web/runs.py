@@ -121,20 +121,14 @@ def part_signature(parts_dir: Path) -> tuple:
     return tuple(out)
 
 
-def load_rows(parts_dir: Path) -> pd.DataFrame:
-    """Every row written so far, in chunk order, plus a ``file`` column (the name)."""
-    parts = sorted(Path(parts_dir).glob("part-*.parquet"))
-    tables = []
-    for p in parts:
-        try:
-            tables.append(pq.read_table(p))
-        except FileNotFoundError:
-            continue
-    if not tables:
+def with_file(rows: pd.DataFrame) -> pd.DataFrame:
+    """A run's rows (``jobs.service.runs.table``, which reads and checks its parts) plus
+    a ``file`` column (the name) after ``path``."""
+    if not len(rows):
         return pd.DataFrame(columns=["path", "file", "status", "error", "top_genres", "predicted"])
-    rows = pa.concat_tables(tables, promote_options="default").to_pandas()
-    rows.insert(1, "file", rows["path"].map(lambda p: Path(p).name))
-    return rows.reset_index(drop=True)
+    rows = rows.reset_index(drop=True)
+    rows.insert(rows.columns.get_loc("path") + 1, "file", rows["path"].map(lambda p: Path(p).name))
+    return rows
 
 
 def genres_of(rows: pd.DataFrame, manifest: dict | None) -> Vocabulary:

@@ -26,8 +26,7 @@ def folder_location(folder: str) -> Path | str:
         raise ConfigError(
             "type the path of a folder of posters (or of one poster), or an s3://bucket/prefix"
         )
-    location = parse_storage_location(text)
-    return location.expanduser() if isinstance(location, Path) else location
+    return parse_storage_location(text)  # "~" expanded there, as for the CLI's paths
 
 
 def output_location(folder: str) -> Path | str | None:

@@ -77,7 +77,11 @@ def watch(s, run_id: str) -> None:
 
     @st.fragment(run_every=POLL_S if live else None)
     def progress() -> None:
-        now = runs.status(s, run_id)
+        try:
+            now = runs.status(s, run_id)
+        except AnigenreError as exc:  # its folder moved or unreadable: say so, every poll
+            st.error(str(exc))
+            return
         st.progress(min(data.fraction(now), 1.0), text=f"run {run_id}: {data.progress_text(now)}")
         warning = data.warning_text(now, resume)
         if warning:

@@ -16,6 +16,8 @@ from anigenre.jobs.service.hints import command
 from anigenre.jobs.web import context
 from anigenre.jobs.web import runs as data
 from anigenre.jobs.web.posters import thumbnail
+from anigenre.models.manifest import Manifest
+from anigenre.models.synced import Registry
 
 RUNS_PER_PAGE = 20
 ROWS_PER_PAGE = 50
@@ -92,10 +94,10 @@ def runs_list(s, total: int) -> list[runs.RunEntry]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _rows(parts_dir: str, signature: tuple):
+def _rows(_s, run_id: str, parts_dir: str, signature: tuple):
     """A run's rows with true labels, read once per version of its parts (``signature``
     changes when a part is written). Shared between sessions: never modified."""
-    return data.with_labels(data.load_rows(Path(parts_dir)))
+    return data.with_labels(data.with_file(runs.table(_s, run_id)))
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -106,11 +108,9 @@ def _thumb(path: str, mtime_ns: int) -> bytes | None:
         return None
 
 
-def _manifest(data_dir: Path, model_id: str | None) -> dict | None:
-    from anigenre.models.registry import load_manifest
-
+def _manifest(s, model_id: str | None) -> Manifest | None:
     try:
-        return load_manifest(data_dir, model_id) if model_id else None
+        return Registry(s).manifest(model_id) if model_id else None
     except (AnigenreError, OSError, ValueError):
         return None  # the model was deleted: its genres are read from the columns
 
@@ -144,7 +144,11 @@ def run_detail(s, run_id: str, listed: runs.RunEntry | None) -> None:
     @st.fragment(run_every=POLL_S if data.is_live(status) else None)
     def progress() -> None:
         # Only a live run is read again; a finished one is drawn as the list read it.
-        now = runs.status(s, run_id, _counts(run_id)) if data.is_live(status) else status
+        try:
+            now = runs.status(s, run_id, _counts(run_id)) if data.is_live(status) else status
+        except AnigenreError as exc:  # its folder moved or unreadable: say so, every poll
+            st.error(str(exc))
+            return
         st.progress(min(data.fraction(now), 1.0), text=data.progress_text(now))
         warning = data.warning_text(now, resume)
         if warning:
@@ -160,11 +164,15 @@ def run_detail(s, run_id: str, listed: runs.RunEntry | None) -> None:
             "runs in local folders."
         )
         return
-    rows = _rows(str(parts_dir), data.part_signature(parts_dir))
+    try:
+        rows = _rows(s, run_id, str(parts_dir), data.part_signature(parts_dir))
+    except AnigenreError as exc:  # a damaged part: named, and set aside for a resume
+        st.error(str(exc))
+        return
     if not len(rows):
         st.info("No rows written yet.")
         return
-    vocab = data.genres_of(rows, _manifest(s.data_dir, model_id))
+    vocab = data.genres_of(rows, _manifest(s, model_id))
     chosen = _filters(vocab)
     filtered = data.apply_filter(rows, vocab, chosen)
     st.caption(f"{len(filtered)} of {len(rows)} row(s) match")

@@ -165,11 +165,12 @@ def test_sweep_requeues_a_dead_workers_chunk_never_a_live_ones(tmp_path, broker)
         held = {m0.delivery_tag}
 
         def sweep(still_alive=()):
+            time.sleep(1.05)  # the previous sweep's lock lapses
+            # Published just before the sweep: a loaded machine's sleep can outlast a 1.5 s
+            # holding, and a live worker's beat is never that late (CI met it once).
             publish_holdings(client, live, held, beat)
             for key, tags in still_alive:
                 publish_holdings(client, key, tags, beat)
-            time.sleep(1.05)  # the previous sweep's lock lapses
-            publish_holdings(client, live, held, beat)
             return sweeper.sweep()
 
         first = sweep(still_alive=[(dead, [m1.delivery_tag])])

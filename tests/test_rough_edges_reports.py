@@ -17,15 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from anigenre.core import metrics as m
-from anigenre.core.run_summary import SHIFT_ALPHA, decision_rows, shift_p_values, summarize
+from anigenre.core.run_summary import SHIFT_ALPHA, decision_rows, shift_p_values
 from anigenre.jobs.cli.predict_cmd import format_top_k
-from anigenre.models.manifest import Manifest
 
 from tests.procs import run_cli
 from tests.synthetic import labelled_folder, trained_tiny_model
-
-GENRES = ("Action", "Drama", "Comedy", "Horror")
-
+from tests.test_trust import GENRES, manifest_of, run_summary
 
 # --- item 14: the per-poster list says what it shows -----------------------------------
 
@@ -51,23 +48,6 @@ def test_per_poster_list_has_a_header_and_shows_the_predicted_genres():
 
 
 # --- item 12: shift flags a test can back, intervals that suit small sets --------------
-
-
-def manifest_of(**recorded) -> Manifest:
-    return Manifest.from_json({"model_id": "m", "created": "2026-01-01T00:00:00", **recorded})
-
-
-def run_summary(predicted: list[list[str]]) -> pd.DataFrame:
-    rows = pd.DataFrame(
-        {
-            "status": ["ok"] * len(predicted),
-            "error": [None] * len(predicted),
-            "predicted": predicted,
-            "top_genres": [p or ["Comedy"] for p in predicted],
-            **{f"p_{g}": [0.5] * len(predicted) for g in GENRES},
-        }
-    )
-    return summarize(rows, GENRES, [f"p_{g}" for g in GENRES])
 
 
 def test_on_21_posters_only_a_shift_a_test_can_tell_is_flagged():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 from anigenre.jobs.queue.sweeper import RESENT_PREFIX
+from anigenre.jobs.runs.index import index_home, mark_active
 from anigenre.jobs.runs.markers import mark_queued
 from anigenre.jobs.runs.plan import RunPlan
 from celery import Celery, group
@@ -21,6 +22,10 @@ def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):
         for i in indices
     ).apply_async()
     mark_queued(plan)
+    # After the queued marker: a sweep that dropped the run's active marker meanwhile
+    # looks again and sees it queued (jobs.queue.sweeper._watched).
+    settings = app.anigenre_settings
+    mark_active(index_home(settings), plan.run_id, settings.s3)
     return sent
 
 

@@ -21,6 +21,12 @@ beat, so any live holder has listed it since it first looked orphaned), is taken
 unacked hash and its chunk re-queued. A healthy slow worker keeps listing its message, so
 it is never taken from it. Either way the sweep leaves what it found in the run dir
 (jobs.runs.stalls), for ``jobs status``.
+
+The sweep looks only at the runs marked active in the index (jobs.runs.index.active_runs),
+and drops the marker of one it finds complete, failed or not on the broker: a finished
+run costs nothing from the next sweep on, so a sweep's requests follow the runs at work,
+not the index's history. Runs recorded before the markers existed are looked at once,
+``SCAN_BATCH`` per sweep, newest first (``Sweeper.migrate``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from anigenre.core.errors import ConfigError, DataError, StorageError
-from anigenre.jobs.runs.index import indexed_run_files, list_runs, load_plan
+from anigenre.core.storage import Store
+from anigenre.jobs.runs.index import (
+    active_runs,
+    indexed_run_files,
+    list_runs,
+    load_plan,
+    mark_active,
+    mark_finished,
+    read_active_scan,
+    write_active_scan,
+)
 from anigenre.jobs.runs.markers import finalize, mark_failed
 from anigenre.jobs.runs.parts import missing_chunks
 from anigenre.jobs.runs.plan import FAILED, MANIFEST, QUEUED, RunPlan
@@ -58,6 +74,9 @@ ORPHANS_KEY = "anigenre:sweeper:orphans"
 RESENT_PREFIX = "anigenre:sweeper:resent:"
 HOLDINGS_PREFIX = "anigenre:worker:"
 HOLDINGS_TTL_BEATS = 3  # a worker missing this many beats in a row is taken for dead
+# Runs recorded before the active markers, looked at per sweep until all have been: a
+# bounded cost per sweep (about 4 requests each) for the sweeps of the first upgrade.
+SCAN_BATCH = 200
 
 Chunk = tuple[str, int]  # (run_id, chunk index)
 
@@ -134,16 +153,44 @@ class SweepResult:
     orphaned: dict[str, list[int]] = field(default_factory=dict)  # re-queued: worker gone
 
 
+def is_watched(files: Store) -> bool:
+    """A run the sweep mends: on the broker (queued), neither complete nor failed."""
+    return files.exists(QUEUED) and not (files.exists(MANIFEST) or files.exists(FAILED))
+
+
 def watched_runs(data_dir, s3=None) -> Iterable[RunPlan]:
-    """Queued runs that are neither complete nor failed. Only their plans are read: a
+    """Queued runs that are neither complete nor failed, among the runs marked active; a
+    marked run that is not one loses its marker. Only the watched runs' plans are read: a
     finished run's plan can list a hundred thousand files."""
-    for run_id in list_runs(data_dir, s3):
+    for run_id in active_runs(data_dir, s3):
         try:
-            files = indexed_run_files(data_dir, run_id, s3)
-            if files.exists(QUEUED) and not (files.exists(MANIFEST) or files.exists(FAILED)):
-                yield load_plan(data_dir, run_id, s3)
-        except (OSError, ValueError, ConfigError, DataError, StorageError):
-            continue  # a run whose files were removed by their owner is not ours to mend
+            plan = _watched(data_dir, run_id, s3)
+        except (OSError, ValueError, StorageError):
+            continue  # the store did not answer for this run: looked at again next sweep
+        if plan is not None:
+            yield plan
+
+
+def _watched(data_dir, run_id: str, s3) -> RunPlan | None:
+    """The run's plan if the sweep watches it; else its active marker is dropped."""
+    plan = _plan_if_watched(data_dir, run_id, s3)
+    if plan is not None:
+        return plan
+    mark_finished(data_dir, run_id, s3)
+    # Whatever puts a run (back) on the broker marks it active after doing so
+    # (jobs.queue.publish), so a look after the drop sees a publish that raced it.
+    plan = _plan_if_watched(data_dir, run_id, s3)
+    if plan is not None:
+        mark_active(data_dir, run_id, s3)
+    return plan
+
+
+def _plan_if_watched(data_dir, run_id: str, s3) -> RunPlan | None:
+    try:
+        files = indexed_run_files(data_dir, run_id, s3)
+        return load_plan(data_dir, run_id, s3, files) if is_watched(files) else None
+    except (ConfigError, DataError):
+        return None  # its entry or plan was removed or damaged: not ours to mend
 
 
 class Sweeper:
@@ -169,6 +216,7 @@ class Sweeper:
         # A holder lists a message within a beat of taking it, and its key outlives it by
         # HOLDINGS_TTL_BEATS beats: past both, a message no key names has no live holder.
         self.grace_s = heartbeat_s * (HOLDINGS_TTL_BEATS + 1)
+        self.migrated = False  # the runs recorded before the active markers are all marked
 
     def queue_depth(self) -> int:
         names = [PREDICT_QUEUE] + [
@@ -187,10 +235,15 @@ class Sweeper:
         depth = self.queue_depth()
         unacked = unacked_chunks(self.client.hgetall(self.unacked_key))
         plans, missing = {}, set()
+        try:
+            self.migrate()
+        except (OSError, StorageError) as exc:  # the sweep of the marked runs goes on
+            log.warning("older runs not scanned this sweep: %s", exc)
         for plan in watched_runs(self.data_dir, self.s3):
             gaps = missing_chunks(plan)
             if not gaps:
                 finalize(plan)  # the worker that wrote the last part died before finalising
+                mark_finished(self.data_dir, plan.run_id, self.s3)
                 result.finalized.append(plan.run_id)
                 continue
             plans[plan.run_id] = plan
@@ -200,6 +253,36 @@ class Sweeper:
         live = self._sweep_orphans(plans, missing, unacked, set(own_tags), now, stalls, result)
         self._record_stalls(plans, missing, unacked, live, stalls)
         return result
+
+    def migrate(self) -> None:
+        """Mark active the runs recorded before the markers existed that the sweep still
+        watches: ``SCAN_BATCH`` a sweep, newest first, and never again once the index
+        says all were looked at (each worker process reads that once). The index's own
+        listing (keys only) is read on those sweeps alone."""
+        if self.migrated:
+            return
+        scan = read_active_scan(self.data_dir, self.s3) or {"done": False, "below": None}
+        if scan.get("done"):
+            self.migrated = True
+            return
+        below = scan.get("below")
+        older = [r for r in reversed(list_runs(self.data_dir, self.s3)) if not below or r < below]
+        batch = older[:SCAN_BATCH]
+        for run_id in batch:
+            try:
+                if is_watched(indexed_run_files(self.data_dir, run_id, self.s3)):
+                    mark_active(self.data_dir, run_id, self.s3)
+            except (OSError, ValueError, ConfigError, DataError, StorageError):
+                continue  # removed by its owner, or unreadable: not ours to mend
+        done = len(older) <= SCAN_BATCH
+        write_active_scan(self.data_dir, done, batch[-1] if batch else below, self.s3)
+        self.migrated = done
+        if batch:
+            log.info(
+                "marked the active runs among %d older run(s)%s",
+                len(batch),
+                "" if done else f"; {len(older) - len(batch)} left for the next sweeps",
+            )
 
     def _sweep_lost(self, plans, missing, in_unacked, depth, now, stalls, result) -> None:
         if depth:
@@ -299,6 +382,7 @@ class Sweeper:
         give_up = [i for i, n in zip(chunks, counts, strict=True) if n > self.max_resends]
         if give_up:
             mark_failed(plan, give_up, self.max_resends)
+            mark_finished(self.data_dir, plan.run_id, self.s3)  # a resume marks it again
             result.failed[plan.run_id] = give_up
             log.error("run %s failed: chunk(s) %s keep failing", plan.run_id, give_up[:10])
             return False

@@ -108,9 +108,12 @@ def indexed_run_dir(data_dir: Path, run_id: str) -> Path:
     return run_dir_for(indexed_out_dir(data_dir, run_id), run_id)
 
 
-def load_plan(data_dir: Path | str, run_id: str, s3: S3Options | None = None) -> RunPlan:
-    """The run's plan; a plan that is gone or damaged is a DataError that says which."""
-    files = indexed_run_files(data_dir, run_id, s3)
+def load_plan(
+    data_dir: Path | str, run_id: str, s3: S3Options | None = None, files: Store | None = None
+) -> RunPlan:
+    """The run's plan; a plan that is gone or damaged is a DataError that says which.
+    ``files``: the run's folder when the caller has found it already (one read fewer)."""
+    files = files or indexed_run_files(data_dir, run_id, s3)
     try:
         return RunPlan(**json.loads(files.read_bytes(PLAN)), s3=s3)
     except FileNotFoundError:

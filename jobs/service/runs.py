@@ -221,14 +221,38 @@ class RunEntry:
     error: str | None = None
 
 
-def runs(settings: Settings, limit: int | None = None) -> list[RunEntry]:
+def runs(settings: Settings, limit: int | None = None, offset: int = 0) -> list[RunEntry]:
     """The recorded runs, newest first (run ids sort by creation time); ``limit``: only
-    that many. One unreadable run does not hide the others."""
-    ids = list(reversed(list_runs(index_home(settings), settings.s3)))[:limit]
+    that many, after the newest ``offset``. One unreadable run does not hide the others."""
+    return runs_page(settings, limit, offset).entries
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of the runs list, newest first, and how many runs there are in all."""
+
+    entries: list[RunEntry]
+    total: int
+    offset: int
+
+    @property
+    def more(self) -> int:
+        """Runs older than this page."""
+        return max(0, self.total - self.offset - len(self.entries))
+
+
+def runs_page(settings: Settings, limit: int | None = 20, offset: int = 0) -> RunsPage:
+    """Runs ``offset`` to ``offset + limit`` of the list, newest first (``limit`` None:
+    all of them). The index is listed by key only (run ids sort by creation time) and
+    only the page's runs are read, so a page costs the same with ten runs recorded or
+    ten thousand, but for the listing (one LIST request per thousand runs on S3)."""
+    ids = list(reversed(list_runs(index_home(settings), settings.s3)))
+    page = ids[offset:] if limit is None else ids[offset : offset + limit]
     # Side by side: a run in a bucket that does not answer waits out the S3 client's
     # retries (1-2 s), so a list waits for its slowest run, not for the sum of them.
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(ids)))) as pool:
-        return list(pool.map(lambda run_id: _entry(settings, run_id), ids))
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(page)))) as pool:
+        entries = list(pool.map(lambda run_id: _entry(settings, run_id), page))
+    return RunsPage(entries, len(ids), offset)
 
 
 def _entry(settings: Settings, run_id: str) -> RunEntry:

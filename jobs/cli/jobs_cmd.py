@@ -25,6 +25,10 @@ from anigenre.jobs.service.dispatch import FAILED_STATES
 from anigenre.jobs.service.hints import command
 from anigenre.jobs.service.wiring import dispatcher_for
 
+# Runs a plain 'jobs list' reads and shows: each listed run costs a few reads (on S3,
+# requests), so the list stays quick however many runs the index has.
+LIST_LIMIT = 20
+
 
 def register(sub) -> None:
     j = sub.add_parser("jobs", help="queue work on the broker and follow it")
@@ -59,7 +63,11 @@ def register(sub) -> None:
     r.set_defaults(run=run_resume)
     ls = jsub.add_parser("list", help="runs, newest first, and submitted tasks")
     ls.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    ls.add_argument("--limit", type=types.positive_int, help="only the newest N runs")
+    shown = ls.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--limit", type=types.positive_int, default=LIST_LIMIT, help="the newest N runs"
+    )
+    shown.add_argument("--all", action="store_true", help="every run (reads each one)")
     ls.set_defaults(run=run_list)
     for parser in (p, s, t, st, w, r, ls):
         parser.set_defaults(settings_overrides=lambda a: {"broker_url": getattr(a, "broker", None)})
@@ -211,7 +219,8 @@ def run_resume(args, settings: Settings) -> int:
 
 
 def run_list(args, settings: Settings) -> int:
-    entries = runs.runs(settings, args.limit)
+    page = runs.runs_page(settings, None if args.all else args.limit)
+    entries = page.entries
     task_list = tasks.task_views(settings, _states_dispatcher(settings))
     if args.json:
         listed = [
@@ -220,7 +229,8 @@ def run_list(args, settings: Settings) -> int:
             else {**run_view(e.status), "out_dir": e.out_dir, "model_id": e.model_id}
             for e in entries
         ]
-        print(json.dumps({"runs": listed, "tasks": task_list}, indent=2))
+        body = {"runs": listed, "runs_total": page.total, "runs_more": page.more}
+        print(json.dumps({**body, "tasks": task_list}, indent=2))
         return 0
     if not entries and not task_list:
         print(f"no runs or tasks recorded in {settings.data_dir}")
@@ -230,6 +240,9 @@ def run_list(args, settings: Settings) -> int:
         else:
             # One line a run, so it greps: where it writes and with which model at the end.
             print(f"{run_line(e.status, settings)} (model {e.model_id}, out {e.out_dir})")
+    if page.more:
+        more = command(settings, f"jobs list --limit {len(entries) + min(page.more, LIST_LIMIT)}")
+        print(f"... {page.more} older run(s) not shown; '{more}' or --all lists them")
     for view in task_list:
         print(task_line(view))
     return 0

@@ -14,7 +14,7 @@ from anigenre.config import Settings
 from anigenre.jobs.runs.status import RunStatus
 from anigenre.jobs.service import runs
 from anigenre.jobs.service.dispatch import Dispatcher, InProcess
-from anigenre.jobs.service.wiring import dispatcher_for
+from anigenre.jobs.service.wiring import queue_for
 
 log = logging.getLogger("anigenre")
 
@@ -91,20 +91,16 @@ def submit(
     settings: Settings | None = None,
 ) -> Run | None:
     """Queue the prediction on the broker (``broker``, else the settings'), one task per
-    chunk, as ``anigenre jobs submit predict`` does; returns at once. None when nothing
-    was left to predict."""
+    chunk, as ``anigenre jobs submit predict`` does; returns at once. Without a broker the
+    run is predicted in a thread of this process (jobs.service.background), and this
+    returns as soon as it is planned: follow it with ``Run.status()``/``wait()``. None when
+    nothing was left to predict."""
     from anigenre import _settings
-    from anigenre.core.errors import ConfigError
 
     s = _settings(settings, data_dir)
     if broker:
         s = s.model_copy(update={"broker_url": broker})
-    if not s.broker_url:
-        raise ConfigError(
-            "submit needs a broker: pass broker='redis://HOST:6379/0' or set "
-            "ANIGENRE_BROKER_URL; predict() runs the same in this process"
-        )
-    return _submitted(s, dispatcher_for(s), inputs, out, model, force, top_k, chunk_size, engine)
+    return _submitted(s, queue_for(s), inputs, out, model, force, top_k, chunk_size, engine)
 
 
 def _submitted(

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -142,6 +143,21 @@ class Settings(BaseModel):
     inbox_out: str | None = Field(
         None, description="Where inbox runs and reports land; unset: <data_dir>/inbox-predictions"
     )
+    # `anigenre serve` (jobs/api). A secret: its repr is '**********', so a settings object
+    # printed or logged never shows it. Unset: the server binds loopback only.
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token every HTTP API route but /healthz requires"
+    )
+    # Comma-separated in ANIGENRE_API_ROOTS (s3:// URIs hold no comma), a list in TOML.
+    api_roots: tuple[str, ...] = Field(
+        (), description="Folders or s3:// prefixes the API's runs may read and write; empty: any"
+    )
+    api_max_body_bytes: int = Field(
+        32 * 2**20, gt=0, description="Largest HTTP API request body; larger is 413"
+    )
+    api_request_timeout_s: float = Field(
+        120.0, gt=0, description="An HTTP API request still unanswered after this is 504"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -215,6 +231,30 @@ class Settings(BaseModel):
             return check_crontab(value)
         except ValueError as exc:
             raise ValueError(f"{exc}; or give seconds between ticks, e.g. 30") from None
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        # A blank ANIGENRE_API_TOKEN= (a .env line left empty) is no token, not "".
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if text is None or not str(text).strip() else value
+
+    @field_validator("api_roots", mode="before")
+    @classmethod
+    def _roots(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value or ())
+        roots = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            if lost := _lost_slashes(item):
+                raise ValueError(lost)
+            if is_remote(item) and not item.startswith(tuple(f"{s}://" for s in SCHEMES)):
+                raise ValueError(f"'{item}' is neither a local folder nor an s3://bucket/prefix")
+            if not is_remote(item) and not Path(item).expanduser().is_absolute():
+                raise ValueError(f"'{item}' is relative; give each root as an absolute path")
+            roots.append(item)
+        return tuple(roots)
 
     @field_validator("inbox", "inbox_out", mode="before")
     @classmethod

@@ -82,6 +82,7 @@ def test_nothing_imports_the_cli():
 # the service do it) and Celery (the service's dispatcher does). `anigenre worker` and
 # `beat` start Celery's own programs, so they build its app.
 BELOW_THE_FRONT_ENDS = ("anigenre.core.mirror", "anigenre.models.remote", "anigenre.jobs.queue")
+FRONT_ENDS = ("anigenre.jobs.cli", "anigenre.jobs.web", "anigenre.jobs.api")
 CELERY_COMMANDS = {"anigenre.jobs.cli.worker_cmd"}
 
 
@@ -89,7 +90,7 @@ def test_front_ends_never_sync_a_bucket_or_talk_to_celery():
     offenders = sorted(
         (name, dep)
         for name, deps in _graph().items()
-        if name.startswith(("anigenre.jobs.cli", "anigenre.jobs.web"))
+        if name.startswith(FRONT_ENDS)
         and name not in CELERY_COMMANDS
         for dep in deps
         if dep.startswith(BELOW_THE_FRONT_ENDS)

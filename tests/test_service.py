@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 import pytest
-from anigenre.core.errors import ConfigError
 from anigenre.jobs.service import runs, tasks
 from anigenre.jobs.service.dispatch import InProcess, TaskState
 
@@ -46,10 +45,17 @@ def test_predict_then_force_keeps_history_and_one_current_row_per_poster(trained
     assert (rows[genres] - table.loc[rows.index, genres]).abs().to_numpy().max() < 1e-4
 
 
-def test_submit_without_a_broker_says_so(trained, tmp_path):
+def test_submit_without_a_broker_runs_in_a_thread_here(trained, tmp_path):
+    """No broker: submit returns once the run is planned, a thread of this process
+    predicts it, and a second submit of the same folder meanwhile predicts nothing twice."""
     settings, _ = trained
-    with pytest.raises(ConfigError, match="needs a broker"):
-        anigenre.submit(poster_folder(tmp_path / "in", 2, seed=1), settings=settings)
+    folder = poster_folder(tmp_path / "in", 6, seed=1)
+    run = anigenre.submit(folder, out=tmp_path / "out", settings=settings, chunk_size=2)
+    again = anigenre.submit(folder, out=tmp_path / "out", settings=settings)
+    assert again is None, "the first run holds (or has predicted) every file"
+    final = run.wait(timeout=120)
+    assert (final.state, final.rows_ok) == ("complete", 6)
+    assert len(pd.read_parquet(tmp_path / "out" / "predictions")) == 6, "one row per poster"
 
 
 def test_in_process_dispatch_runs_a_stage_call_and_knows_its_state(trained, tmp_path):

@@ -17,6 +17,7 @@ from anigenre.jobs.cli import (
     predict_cmd,
     predictions_cmd,
     scrape_cmd,
+    serve_cmd,
     server_cmd,
     web_cmd,
     worker_cmd,
@@ -33,6 +34,7 @@ _COMMANDS = (
     server_cmd,
     demo_cmd,
     web_cmd,
+    serve_cmd,
 )
 
 

@@ -18,3 +18,14 @@ def dispatcher_for(
     from anigenre.jobs.queue.dispatch import CeleryDispatcher
 
     return CeleryDispatcher(settings)
+
+
+def queue_for(settings: Settings) -> Dispatcher:
+    """A dispatcher that queues and returns at once: Celery's with a broker, else a
+    thread of this process per run (jobs.service.background). For callers that answer
+    before the run is done: ``anigenre.submit``, the HTTP API."""
+    if settings.broker_url:
+        return dispatcher_for(settings)
+    from anigenre.jobs.service.background import Background
+
+    return Background(settings)

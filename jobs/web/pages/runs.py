@@ -8,7 +8,7 @@ from pathlib import Path
 import streamlit as st
 from anigenre.core.errors import AnigenreError
 from anigenre.core.storage import open_store
-from anigenre.jobs.runs.index import index_home, indexed_out_dir, list_runs, load_plan
+from anigenre.jobs.runs.index import index_home, indexed_out_dir, load_plan
 from anigenre.jobs.runs.layout import parts_dir_for, parts_folder
 from anigenre.jobs.runs.parts import PartCounts
 from anigenre.jobs.service import runs
@@ -30,17 +30,22 @@ POLL_S = 2.0
 def render() -> None:
     st.title("Runs")
     s = context.settings()
-    ids = list(reversed(list_runs(index_home(s), s.s3)))  # run ids sort by creation time
-    if not ids:
+    listed = _page_of_runs(s, st.session_state.get("runs_page", 1))
+    if not listed.total:
         st.info(
             f"No runs recorded in {s.data_location('runs')} yet. `anigenre predict FOLDER` makes "
             "one here; the Queue page sends one to the workers."
         )
         return
-    listed = runs_list(s, len(ids))
+    shown = runs_list(s, listed)
+    ids = [e.run_id for e in shown]
+    # A run named in the address (a shared link) opens wherever it is in the list.
+    wanted = st.query_params.get("run")
+    if wanted and wanted not in ids:
+        ids.append(wanted)
     run_id = st.selectbox("Open a run", ids, key="run", bind="query-params")
     if run_id:
-        run_detail(s, run_id, next((e for e in listed if e.run_id == run_id), None))
+        run_detail(s, run_id, next((e for e in shown if e.run_id == run_id), None))
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -49,22 +54,26 @@ def _counts(run_id: str) -> PartCounts:
     return PartCounts()
 
 
-def _page_of_runs(s, page: int) -> list[runs.RunEntry]:
-    """The runs on 1-based ``page`` of the list, newest first."""
-    return runs.runs(s, limit=page * RUNS_PER_PAGE)[(page - 1) * RUNS_PER_PAGE :]
+def _page_of_runs(s, page: int) -> runs.RunsPage:
+    """The runs on 1-based ``page`` of the list, newest first: only those are read, so a
+    page costs the same whatever the number of runs (a page past the end: the last)."""
+    listed = runs.runs_page(s, RUNS_PER_PAGE, (page - 1) * RUNS_PER_PAGE)
+    last = data.page_count(listed.total, RUNS_PER_PAGE)
+    if page > last:  # runs were removed since the page was chosen
+        listed = runs.runs_page(s, RUNS_PER_PAGE, (last - 1) * RUNS_PER_PAGE)
+    return listed
 
 
-def runs_list(s, total: int) -> list[runs.RunEntry]:
+def runs_list(s, listed: runs.RunsPage) -> list[runs.RunEntry]:
     """The table of one page of runs; the entries it was first drawn from."""
-    pages = data.page_count(total, RUNS_PER_PAGE)
-    page = min(st.session_state.get("runs_page", 1), pages)
-    first = _page_of_runs(s, page)
+    pages = data.page_count(listed.total, RUNS_PER_PAGE)
+    first, offset = listed.entries, listed.offset
     live = any(data.is_live(e.status) for e in first)
     unread = [first]  # the page's own read; only the fragment's polls read again
 
     @st.fragment(run_every=POLL_S if live else None)
     def table() -> None:
-        entries = unread.pop() if unread else _page_of_runs(s, page)
+        entries = unread.pop() if unread else runs.runs(s, RUNS_PER_PAGE, offset)
         rows = [data.run_row(e, s.s3) for e in entries]
         st.dataframe(
             rows,
@@ -86,7 +95,8 @@ def runs_list(s, total: int) -> list[runs.RunEntry]:
         if live and not any(data.is_live(e.status) for e in entries):
             st.rerun()  # a run just stopped moving: redraw the page once, then stop polling
 
-    st.caption(f"{total} run(s), newest first" + (" (updating live)" if live else ""))
+    span = f"; {offset + 1}-{offset + len(first)} shown" if pages > 1 else ""
+    st.caption(f"{listed.total} run(s), newest first" + (" (updating live)" if live else "") + span)
     table()
     if pages > 1:
         st.pagination(pages, key="runs_page")

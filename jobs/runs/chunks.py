@@ -20,8 +20,7 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
     are checked to be still the planned ones. A copy that changed, or of a file that
     failed, is decoded itself: errors such as ``changed`` belong to a path, not a content.
     """
-    start, end = plan.chunks[index]
-    entries = plan.inputs[start:end]
+    entries = plan.chunk_entries(index)  # its manifest only, whatever the run's size
     reader = InputReader(plan.s3)
     first: dict[str, int] = {}
     source = [first.setdefault(e["sha256"], i) if e["sha256"] else i for i, e in enumerate(entries)]
@@ -55,10 +54,9 @@ def execute_chunk(plan: RunPlan, index: int, predictor, now: dt.datetime | None 
 
 def decode_ahead(plan: RunPlan, index: int, predictor) -> None:
     """Start decoding chunk ``index``'s first files (``execute_chunk`` will use them)."""
-    start, end = plan.chunks[index]
     seen: set[str] = set()
     firsts = []
-    for e in plan.inputs[start:end]:  # the files its first pass decodes: one per content
+    for e in plan.chunk_entries(index):  # the files its first pass decodes: one per content
         if not e["sha256"] or e["sha256"] not in seen:
             seen.add(e["sha256"])
             firsts.append(e)

@@ -30,6 +30,7 @@ from anigenre.core.storage import Store
 from anigenre.jobs.runs.layout import FAILED, MANIFEST, PLAN, PLAN_LOCK, QUEUED, RUN_LOCK, RUNS
 from anigenre.jobs.runs.lease import lease_problem, read_lease, write_lease
 from anigenre.jobs.runs.legacy import migrate_out_dir
+from anigenre.jobs.runs.planfile import stored_inputs
 
 PlanningLock = Callable[[], AbstractContextManager]
 
@@ -126,5 +127,9 @@ def live_inputs(out: Store, model_id: str, exclude: str | None = None) -> dict[s
         except (OSError, ValueError):
             continue  # a run without a readable plan claims nothing
         if plan.get("model_id") == model_id:
-            owners.update((entry["path"], run_id) for entry in plan["inputs"])
+            try:  # the chunk manifests, one at a time (jobs.runs.planfile)
+                owners.update((entry["path"], run_id) for entry in stored_inputs(files, plan))
+            except (OSError, ValueError):
+                continue  # a plan whose manifests are gone claims what was read
+
     return owners

@@ -33,7 +33,7 @@ def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
         "error": error,
         "parts": [plan.part_name(i) for i in range(len(plan.chunks))],
         "sizes": part_sizes(plan),
-        "duplicates": plan.duplicates,
+        "duplicates": list(plan.duplicates),
         "already_predicted": plan.already_predicted,
         "created": plan.created,
         "finished": (now or dt.datetime.now(dt.UTC)).isoformat(),

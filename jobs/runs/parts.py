@@ -13,8 +13,9 @@ why (:func:`set_aside`). Its chunk is then missing like any other, and the run s
 (``_failed.json``) until a resume, or a new run of the same files, predicts them again.
 Nothing is deleted: the bytes are kept as they were.
 
-This module knows runs only by their ``run_id``, ``chunks``, ``parts``, ``out`` and
-``part_name``: :mod:`jobs.runs.plan` and :mod:`jobs.runs.current` read parts through it.
+This module knows runs only by their ``run_id``, ``chunks``, ``chunk_rows``, ``parts``,
+``out`` and ``part_name``: :mod:`jobs.runs.plan` and :mod:`jobs.runs.current` read parts
+through it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,8 +44,9 @@ class Plan(Protocol):
     """What of a run plan (jobs.runs.plan.RunPlan) reading its parts needs."""
 
     run_id: str
-    chunks: list[list[int]]
+    chunks: Sequence[list[int]]  # only its length is asked for
 
+    def chunk_rows(self, index: int) -> int: ...
     @property
     def out(self) -> Store: ...
     @property
@@ -203,8 +206,7 @@ def set_aside_damaged(out: Store, parts: list[str]) -> list[str]:
 
 
 def is_complete(plan: Plan, index: int, counts: Counts) -> bool:
-    start, end = plan.chunks[index]
-    return sum(counts) == end - start
+    return sum(counts) == plan.chunk_rows(index)
 
 
 def part_counts(plan: Plan, index: int) -> Counts | None:

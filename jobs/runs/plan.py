@@ -13,11 +13,13 @@ import datetime as dt
 import json
 import os
 import secrets
-from collections import Counter
+import tempfile
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, dataclass, field, fields
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -38,6 +40,15 @@ from anigenre.jobs.runs.layout import (
     run_dir_for,
     run_folder,
 )
+from anigenre.jobs.runs.planfile import (
+    ChunkBounds,
+    LazyList,
+    odd_sizes,
+    read_chunk,
+    read_duplicates,
+    write_chunk,
+    write_duplicates,
+)
 
 HASH_THREADS = 16  # reads in flight while hashing: S3 GETs wait on the network, not the CPU
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
@@ -55,9 +66,11 @@ class RunPlan:
     # {"path", "size", "sha256"}: sha256 None when unreadable; "path" is always valid
     # UTF-8 (what the row says), and a name that is not gets "fs_path_hex" to open it by.
     # A file and its byte-identical copies are adjacent and never split between chunks.
-    inputs: list[dict]
-    chunks: list[list[int]]  # [start, end) into inputs
-    duplicates: list[dict] = field(default_factory=list)  # {"path", "same_as"}: copies
+    # A plan read back from its header (jobs.runs.planfile) reads these three lazily:
+    # their lengths cost nothing, their items come from the chunk manifests.
+    inputs: Sequence[dict] | None = None
+    chunks: Sequence[list[int]] | None = None  # [start, end) into inputs
+    duplicates: Sequence[dict] | None = None  # {"path", "same_as"}: copies
     already_predicted: int = 0
     in_live_runs: dict[str, int] = field(default_factory=dict)  # run id -> inputs left to it
     force: bool = False  # planned with --force: existing rows and live runs were ignored
@@ -69,6 +82,25 @@ class RunPlan:
     report_when_complete: bool = False
     # How to reach an s3:// output dir and inputs; from the settings, never saved.
     s3: S3Options | None = field(default=None, repr=False, compare=False)
+    # The header's counts (jobs.runs.planfile), when the lists above are not given.
+    n_inputs: InitVar[int | None] = None
+    n_chunks: InitVar[int | None] = None
+    n_duplicates: InitVar[int | None] = None
+    odd_sizes: InitVar[dict | None] = None
+
+    def __post_init__(self, n_inputs, n_chunks, n_duplicates, odd_sizes) -> None:
+        self._manifests: dict[int, list[dict]] = {}  # the last few chunks read
+        if self.inputs is None:
+            if n_chunks is None:
+                raise TypeError("a RunPlan needs its inputs and chunks, or a header's counts")
+            self.chunks = ChunkBounds(self.chunk_size, n_chunks, odd_sizes)
+            self.inputs = LazyList(n_inputs or 0, self._stream_inputs)
+            if self.duplicates is None:
+                self.duplicates = LazyList(n_duplicates or 0, self._read_duplicates)
+        if self.chunks is None:
+            self.chunks = []
+        if self.duplicates is None:
+            self.duplicates = []
 
     @cached_property
     def out(self) -> Store:
@@ -86,6 +118,38 @@ class RunPlan:
 
     def part_name(self, index: int) -> str:
         return f"part-{index:05d}.parquet"
+
+    @property
+    def stored(self) -> bool:
+        """Whether the inputs are in the chunk manifests rather than in memory."""
+        return isinstance(self.inputs, LazyList)
+
+    def chunk_rows(self, index: int) -> int:
+        """How many rows chunk ``index``'s part holds once complete; reads nothing."""
+        if isinstance(self.chunks, ChunkBounds):
+            return self.chunks.size(index)
+        start, end = self.chunks[index]
+        return end - start
+
+    def chunk_entries(self, index: int) -> list[dict]:
+        """Chunk ``index``'s inputs: its manifest alone is read, whatever the run's size."""
+        if not self.stored:
+            start, end = self.chunks[index]
+            return list(self.inputs[start:end])
+        entries = self._manifests.get(index)
+        if entries is None:
+            entries = read_chunk(self.files, index)
+            if len(self._manifests) >= 4:  # a chunk and the one decoded ahead
+                self._manifests.pop(next(iter(self._manifests)))
+            self._manifests[index] = entries
+        return entries
+
+    def _stream_inputs(self):
+        for index in range(len(self.chunks)):
+            yield from read_chunk(self.files, index)
+
+    def _read_duplicates(self):
+        return iter(read_duplicates(self.files))
 
     # Local paths of the same, for a local output dir.
     @property
@@ -111,9 +175,45 @@ class RunPlan:
     def failed_path(self) -> Path:
         return self.run_dir / FAILED
 
+    def header(self) -> dict:
+        """What ``_plan.json`` holds: everything but the lists, and their counts."""
+        lists = ("inputs", "chunks", "duplicates", "s3")
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in lists}
+        record.update(
+            n_inputs=len(self.inputs),
+            n_chunks=len(self.chunks),
+            n_duplicates=len(self.duplicates),
+            odd_sizes=odd_sizes(self.chunks, self.chunk_size),
+        )
+        return record
+
     def save(self) -> None:
-        record = {k: v for k, v in asdict(self).items() if k != "s3"}
-        self.files.write_bytes(PLAN, json.dumps(record).encode())
+        """Chunk manifests (those held in memory), copies, then the header, which makes
+        the plan: a reader never finds a header whose chunks are not written yet."""
+        if not self.stored:
+            writes = (
+                (i, list(self.inputs[start:end])) for i, (start, end) in enumerate(self.chunks)
+            )
+            write_chunks(self.files, writes)
+        if not isinstance(self.duplicates, LazyList):
+            write_duplicates(self.files, list(self.duplicates))
+        self.files.write_bytes(PLAN, json.dumps(self.header()).encode())
+
+
+def write_chunks(files: Store, chunks) -> None:
+    """Write ``(index, entries)`` manifests; to a bucket several at a time (each a PUT)."""
+    if files.is_local:
+        for index, entries in chunks:
+            write_chunk(files, index, entries)
+        return
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        pending: deque = deque()
+        for index, entries in chunks:
+            pending.append(pool.submit(write_chunk, files, index, entries))
+            while len(pending) >= HASH_THREADS * 2:
+                pending.popleft().result()
+        for f in pending:
+            f.result()
 
 
 def discover(paths: list, s3: S3Options | None = None) -> list:
@@ -121,28 +221,58 @@ def discover(paths: list, s3: S3Options | None = None) -> list:
     named folders: a dangling link, a FIFO or a folder named ``x.jpg`` too, each gets an
     error row, not silence. An ``s3://`` location gives URIs (jobs.runs.inputs). Local
     paths are absolute as given: a symlinked folder's posters keep the link's path."""
-    found: list = []
-    for raw in paths:
+    return list(iter_discover(paths, s3))
+
+
+def iter_discover(paths: list, s3: S3Options | None = None) -> Iterator[Path | str]:
+    """:func:`discover`, one file at a time: what it remembers is one small key per file
+    (to find a file named twice), so a million inputs fit in memory."""
+    given = []
+    for raw in paths:  # every argument checked before the first file is yielded
         if is_remote(raw):
-            found.extend(remote_files(str(raw), IMAGE_SUFFIXES, s3))
+            given.append(raw)
             continue
         path = expand_home(Path(raw))  # the API's "~/posters", as the CLI's arguments are
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.exists() or path.is_symlink():  # a file, or a FIFO, a device, a bad link
-            found.append(path)
-        else:
+        if not (path.exists() or path.is_symlink()):
             raise ConfigError(f"{shown(str(path))} does not exist; give image files or folders")
+        given.append(path)
     # A file named twice (a folder and a file in it, two links to one file) is one input,
     # under the first name it was reached by.
-    first: dict = {}
-    for p in found:
-        if isinstance(p, str):
-            first.setdefault(p, p)
-        else:
+    seen: set = set()
+    for item in given:
+        if isinstance(item, str):
+            for uri in remote_files(str(item), IMAGE_SUFFIXES, s3):
+                if uri not in seen:
+                    seen.add(uri)
+                    yield uri
+            continue
+        found = _walk(item) if item.is_dir() else [item]  # a file, FIFO, device, bad link
+        for p in found:
             p = Path(os.path.abspath(p))
-            first.setdefault(_same_file(p), p)
-    return list(first.values())
+            key = _same_file(p)
+            if key not in seen:
+                seen.add(key)
+                yield p
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """What ``sorted(folder.rglob("*"))`` gives with an image suffix, in that order (by
+    path parts), one directory listed at a time; links to folders are not followed."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        path = folder / entry.name
+        if PurePosixPath(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+            yield path
+        try:
+            into = entry.is_dir() and not entry.is_symlink()
+        except OSError:
+            into = False
+        if into:
+            yield from _walk(path)
 
 
 def _same_file(path: Path) -> object:
@@ -151,8 +281,8 @@ def _same_file(path: Path) -> object:
     try:
         st = path.stat()
     except OSError:
-        return path
-    return (st.st_dev, st.st_ino)
+        return str(path)
+    return st.st_dev << 64 | st.st_ino  # one int: a million of them is tens of MB
 
 
 def shown(name: str) -> str:
@@ -263,18 +393,122 @@ def cut_chunks(entries: list[dict], chunk_size: int) -> list[list[int]]:
 
 
 def _claim(
-    entries: list[dict], done: set[tuple[str, str]], owners: dict[str, str]
+    entries, done: set[tuple[str, str]], owners: dict[str, str]
 ) -> tuple[list[dict], int, Counter]:
     """Split ``entries`` into (to predict, already ok, left to live runs by run id)."""
     todo, already, left = [], 0, Counter()
     for entry in entries:
-        if (entry["path"], entry["sha256"]) in done:
-            already += 1
-        elif entry["path"] in owners:
-            left[owners[entry["path"]]] += 1
-        else:
+        owner = _owner(entry, done, owners)
+        if owner is None:
             todo.append(entry)
+        elif owner is _DONE:
+            already += 1
+        else:
+            left[owner] += 1
     return todo, already, left
+
+
+_DONE = object()  # the file already has its row
+
+
+def _owner(entry: dict, done: set[tuple[str, str]], owners: dict[str, str]):
+    """None when the file is ours to predict, _DONE when it has its row, else the id of
+    the live run that owns it."""
+    if (entry["path"], entry["sha256"]) in done:
+        return _DONE
+    return owners.get(entry["path"])
+
+
+def hashed(files, reader: InputReader, threads: int = HASH_THREADS) -> Iterator[dict]:
+    """Input entries of ``files`` in their order, ``threads`` reads in flight (a remote
+    file is a round trip) and no more than a few times that many held at once."""
+    with ThreadPoolExecutor(threads) as pool:
+        window: deque = deque()
+        for path in files:
+            window.append(pool.submit(input_entry, path, reader))
+            if len(window) >= threads * 4:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+
+
+def _digest_key(sha: str) -> int:
+    return int(sha[:16], 16)  # 64 bits: a collision only costs a second look (pass 2)
+
+
+class _Spool:
+    """The hashed entries on local disk, one JSON line each: planning a million files
+    holds a key per file in memory, not the entries."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self.count = 0
+        self._seen: dict[int, int] = {}  # digest key -> how many files have it
+
+    def add(self, entry: dict) -> None:
+        self.file.write(json.dumps(entry) + "\n")
+        self.count += 1
+        if entry["sha256"]:
+            key = _digest_key(entry["sha256"])
+            self._seen[key] = self._seen.get(key, 0) + 1
+
+    def repeated(self) -> set[int]:
+        """Digest keys that more than one file has: where the copies are."""
+        keys = {k for k, n in self._seen.items() if n > 1}
+        self._seen = {}
+        return keys
+
+    def __iter__(self) -> Iterator[dict]:
+        self.file.seek(0)
+        for line in self.file:
+            yield json.loads(line)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _ChunkCutter:
+    """Chunks cut as entries come: ``chunk_size`` each, stretched so that a file and the
+    copies right after it share a chunk (the rule of :func:`cut_chunks`); each manifest
+    is written as soon as it is cut."""
+
+    def __init__(self, files: Store, chunk_size: int) -> None:
+        self.files, self.chunk_size = files, chunk_size
+        self.buffer: list[dict] = []
+        self.count = self.rows = 0
+        self.odd: dict[int, int] = {}
+        self._pending: deque = deque()
+        self._pool = None if files.is_local else ThreadPoolExecutor(HASH_THREADS)
+
+    def add(self, entry: dict) -> None:
+        last = self.buffer[-1] if self.buffer else None
+        copy = last is not None and entry["sha256"] and entry["sha256"] == last["sha256"]
+        if len(self.buffer) >= self.chunk_size and not copy:
+            self.flush()
+        self.buffer.append(entry)
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        entries, index = self.buffer, self.count
+        if self._pool is None:
+            write_chunk(self.files, index, entries)
+        else:
+            self._pending.append(self._pool.submit(write_chunk, self.files, index, entries))
+            while len(self._pending) >= HASH_THREADS * 2:
+                self._pending.popleft().result()
+        if len(entries) != self.chunk_size:
+            self.odd[index] = len(entries)
+        self.count += 1
+        self.rows += len(entries)
+        self.buffer = []
+
+    def close(self) -> None:
+        self.flush()
+        if self._pool is not None:
+            for f in self._pending:
+                f.result()
+            self._pool.shutdown()
 
 
 def plan_run(
@@ -301,51 +535,94 @@ def plan_run(
     must not make a run on every tick). ``genre_columns``: the model's ``p_`` columns,
     refused when the folder's parts have others (:func:`check_genre_columns`).
     ``out_dir`` and ``paths`` may be ``s3://`` URIs (reached with ``s3``); planning into
-    object storage takes ``lock`` (see :func:`live.planning`)."""
+    object storage takes ``lock`` (see :func:`live.planning`).
+
+    Memory stays bounded whatever the number of files: discovery and hashing stream into
+    a spool on local disk, and the chunks are cut from it and written one by one."""
     now = now or dt.datetime.now(dt.UTC)
-    files = discover(paths, s3)
-    if not files:
-        raise ConfigError("no image files found in the given paths")
     reader = InputReader(s3)
-    # The slow part, outside the lock; in threads, since a remote file is a round trip.
-    with ThreadPoolExecutor(HASH_THREADS) as pool:
-        entries = list(pool.map(lambda p: input_entry(p, reader), files))
-    out = open_store(out_dir, s3)
-    plan = RunPlan(
-        run_id=run_id_at(now),
-        model_id=model_id,
-        out_dir=out.uri if not out.is_local else str(Path(out.root).resolve()),
-        created=now.isoformat(),
-        top_k=top_k,
-        chunk_size=chunk_size,
-        inputs=[],
-        chunks=[],
-        force=force,
-        engine=engine,
-        s3=s3,
-    )
-    with live.planning(plan.out, lock):
-        if genre_columns is not None:
-            check_genre_columns(plan.out, genre_columns)
-        statuses = ("ok",) if retry_errors else ("ok", "error")
-        done = set() if force else ok_rows(plan.out, model_id, statuses=statuses)
-        owners = {} if force else live.live_inputs(plan.out, model_id)
-        todo, plan.already_predicted, left = _claim(entries, done, owners)
-        plan.inputs, plan.duplicates = group_copies(todo)
-        plan.chunks = cut_chunks(plan.inputs, chunk_size)
-        plan.in_live_runs = dict(left)
-        if plan.inputs:
-            plan.save()
-            if hold:
-                live.hold(plan.files)
+    spool = _Spool()
+    try:
+        # The slow part, outside the lock; in threads, since a remote file is a round trip.
+        for entry in hashed(iter_discover(paths, s3), reader):
+            spool.add(entry)
+        if not spool.count:
+            raise ConfigError("no image files found in the given paths")
+        out = open_store(out_dir, s3)
+        plan = RunPlan(
+            run_id=run_id_at(now),
+            model_id=model_id,
+            out_dir=out.uri if not out.is_local else str(Path(out.root).resolve()),
+            created=now.isoformat(),
+            top_k=top_k,
+            chunk_size=chunk_size,
+            inputs=[],
+            chunks=[],
+            force=force,
+            engine=engine,
+            s3=s3,
+        )
+        with live.planning(plan.out, lock):
+            if genre_columns is not None:
+                check_genre_columns(plan.out, genre_columns)
+            statuses = ("ok",) if retry_errors else ("ok", "error")
+            done = set() if force else ok_rows(plan.out, model_id, statuses=statuses)
+            owners = {} if force else live.live_inputs(plan.out, model_id)
+            _cut(plan, spool, done, owners)
+            if plan.inputs:
+                plan.save()
+                if hold:
+                    live.hold(plan.files)
+    finally:
+        spool.close()
     return plan
+
+
+def _cut(plan: RunPlan, spool: _Spool, done, owners) -> None:
+    """Claim the spooled entries and write the chunks of those left, each file's copies
+    right after it (as :func:`group_copies` orders them); fills in ``plan``."""
+    repeated = spool.repeated()
+    # Pass 1: the files that have copies, grouped by content (few, as a rule).
+    groups: dict[str, list[dict]] = {}
+    if repeated:
+        for entry in spool:
+            sha = entry["sha256"]
+            if sha and _digest_key(sha) in repeated and _owner(entry, done, owners) is None:
+                groups.setdefault(sha, []).append(entry)
+    groups = {sha: group for sha, group in groups.items() if len(group) > 1}
+    # Pass 2: claims counted, chunks cut and written; a group goes where its first file is.
+    cutter = _ChunkCutter(plan.files, plan.chunk_size)
+    already, left, duplicates, placed = 0, Counter(), [], set()
+    for entry in spool:
+        owner = _owner(entry, done, owners)
+        if owner is _DONE:
+            already += 1
+        elif owner is not None:
+            left[owner] += 1
+        elif entry["sha256"] in groups:
+            if entry["sha256"] in placed:
+                continue
+            placed.add(entry["sha256"])
+            group = groups[entry["sha256"]]
+            for e in group:
+                cutter.add(e)
+            duplicates.extend({"path": c["path"], "same_as": group[0]["path"]} for c in group[1:])
+        else:
+            cutter.add(entry)
+    cutter.close()
+    plan.already_predicted, plan.in_live_runs = already, dict(left)
+    if cutter.count:
+        plan.chunks = ChunkBounds(plan.chunk_size, cutter.count, cutter.odd)
+        plan.inputs = LazyList(cutter.rows, plan._stream_inputs)
+        plan.duplicates = duplicates
 
 
 def reclaim(plan: RunPlan, missing: list[int]) -> tuple[RunPlan, int]:
     """Before a resume: drop from the ``missing`` chunks the files that another run has
     predicted ok, or that a live run owns, since this run was planned. Complete chunks
-    keep their bounds' sizes, so their parts stay complete; a chunk left empty writes an
+    keep their sizes, so their parts stay complete; a chunk left empty writes an
     empty part. Call it under :func:`live.planning`. Returns the plan and how many went.
+    Only the missing chunks' manifests are read and rewritten.
 
     Rows from before the plan count too unless it was forced: a plain plan already left
     those files out, and a forced one was asked to predict them again."""
@@ -355,22 +632,43 @@ def reclaim(plan: RunPlan, missing: list[int]) -> tuple[RunPlan, int]:
     since = plan.created if plan.force else None
     done = ok_rows(plan.out, plan.model_id, exclude_run=plan.run_id, since=since)
     owners = live.live_inputs(plan.out, plan.model_id, exclude=plan.run_id)
-    inputs, chunks, dropped = [], [], 0
-    for index, (start, end) in enumerate(plan.chunks):
-        entries = plan.inputs[start:end]
-        if index in missing_set:
-            entries, already, left = _claim(entries, done, owners)
-            plan.already_predicted += already
-            for run_id, n in left.items():
-                plan.in_live_runs[run_id] = plan.in_live_runs.get(run_id, 0) + n
-            dropped += already + sum(left.values())
-        chunks.append([len(inputs), len(inputs) + len(entries)])
-        inputs.extend(entries)
-    if dropped:
-        paths = {e["path"] for e in inputs}
-        plan.inputs, plan.chunks = inputs, chunks
-        plan.duplicates = [
-            d for d in plan.duplicates if d["path"] in paths and d["same_as"] in paths
-        ]
+    changed: dict[int, list[dict]] = {}
+    removed: set[str] = set()
+    dropped = 0
+    for index in sorted(missing_set):
+        entries = plan.chunk_entries(index)
+        kept, already, left = _claim(entries, done, owners)
+        plan.already_predicted += already
+        for run_id, n in left.items():
+            plan.in_live_runs[run_id] = plan.in_live_runs.get(run_id, 0) + n
+        dropped += already + sum(left.values())
+        # A size that disagrees with the manifest (a resume killed between the two
+        # writes) is mended here too.
+        if len(kept) != len(entries) or plan.chunk_rows(index) != len(kept):
+            changed[index] = kept
+            removed |= {e["path"] for e in entries} - {e["path"] for e in kept}
+    if changed:
+        _replace_chunks(plan, changed, removed)
         plan.save()
     return plan, dropped
+
+
+def _replace_chunks(plan: RunPlan, changed: dict[int, list[dict]], removed: set[str]) -> None:
+    duplicates = [
+        d for d in plan.duplicates if d["path"] not in removed and d["same_as"] not in removed
+    ]
+    if not plan.stored:
+        inputs, chunks = [], []
+        for index, (start, end) in enumerate(plan.chunks):
+            entries = changed.get(index, plan.inputs[start:end])
+            chunks.append([len(inputs), len(inputs) + len(entries)])
+            inputs.extend(entries)
+        plan.inputs, plan.chunks, plan.duplicates = inputs, chunks, duplicates
+        return
+    write_chunks(plan.files, changed.items())
+    plan._manifests.clear()
+    bounds = plan.chunks
+    for index, entries in changed.items():
+        bounds.resize(index, len(entries))
+    plan.inputs = LazyList(bounds.rows(), plan._stream_inputs)
+    plan.duplicates = duplicates

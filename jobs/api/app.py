@@ -54,7 +54,7 @@ def create_app(settings: Settings, model: PosterModel) -> FastAPI:
     app.include_router(runs.router)
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop: it answers while the threads are busy
         """Up, and which model it predicts with; the one route that needs no token."""
         return {"status": "ok", "model": model.model_id}
 

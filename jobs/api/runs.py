@@ -68,10 +68,20 @@ def submit(request: Request, body: RunRequest) -> JSONResponse:
 
 
 @router.get("/v1/runs")
-def listing(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> dict:
-    """The newest runs first; one that cannot be read has ``state`` null and ``error``."""
-    entries = runs.runs(request.app.state.settings, limit=limit)
-    return {"runs": [views.entry_view(e) for e in entries]}
+def listing(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict:
+    """Runs ``offset`` to ``offset + limit``, newest first, and how many there are in all;
+    one that cannot be read has ``state`` null and its ``error``."""
+    page = runs.runs_page(request.app.state.settings, limit, offset)
+    return {
+        "runs": [views.entry_view(e) for e in page.entries],
+        "total": page.total,
+        "offset": page.offset,
+        "more": page.more,
+    }
 
 
 @router.get("/v1/runs/{run_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import redis
+from anigenre.jobs.queue.counter import chunks_sent
 from anigenre.jobs.queue.sweeper import RESENT_PREFIX
 from anigenre.jobs.runs.index import index_home, mark_active
 from anigenre.jobs.runs.markers import mark_queued
@@ -12,11 +13,14 @@ from celery import Celery, group
 
 def send_chunks(app: Celery, plan: RunPlan, indices: list[int] | None = None):
     """One task per chunk in a flat group (no chord: the Redis backend makes chords
-    fragile); each chunk finalises the run when it sees every part written. Returns the
-    GroupResult, or None when there was nothing to send."""
+    fragile); the chunk that completes the run's count in the broker finalises it
+    (jobs.queue.counter). Returns the GroupResult, or None when there was nothing to send."""
+    again = indices is not None  # a resume or the sweeper: these may have counted before
     indices = list(range(len(plan.chunks))) if indices is None else indices
     if not indices:
         return None
+    if again:
+        chunks_sent(redis.Redis.from_url(app.conf.broker_url), plan.run_id, indices)
     sent = group(
         app.signature("jobs.tasks.predict_chunk", args=(plan.run_id, i), queue="predict")
         for i in indices

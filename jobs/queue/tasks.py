@@ -13,10 +13,15 @@ in beat or the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 
-from anigenre.core.errors import RetryableError
+import redis
+from anigenre.core.errors import AnigenreError, RetryableError
+from anigenre.jobs.queue import counter
+from anigenre.jobs.runs.markers import finalize
+from anigenre.jobs.runs.parts import all_written, chunk_done, missing_chunks
 from anigenre.jobs.stages import calls
 from celery import Task, shared_task
 
@@ -32,6 +37,13 @@ class PredictTask(Task):
     on the engine the run was planned with."""
 
     _predictors: dict | None = None
+    _redis = None
+
+    def redis(self):
+        """The broker's Redis, for the run's count (jobs.queue.counter); one per process."""
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=10)
+        return self._redis
 
     def predictor(self, model_id: str, engine: str):
         from anigenre.jobs.stages import load_predictor
@@ -56,10 +68,9 @@ class PredictTask(Task):
 def predict_chunk(self, run_id: str, index: int) -> dict:
     from anigenre.jobs.runs.chunks import execute_chunk
     from anigenre.jobs.runs.index import index_home, load_plan
-    from anigenre.jobs.runs.markers import finalize
-    from anigenre.jobs.runs.parts import all_written, chunk_done, missing_chunks
 
     settings = _settings(self)
+    # The plan's header and this chunk's manifest: nothing here grows with the run.
     plan = load_plan(index_home(settings), run_id, settings.s3)
     if chunk_done(plan, index):
         # A message delivered twice (restored after a slow start, or re-queued by the
@@ -67,14 +78,40 @@ def predict_chunk(self, run_id: str, index: int) -> dict:
         result = {"run_id": run_id, "chunk": index, "skipped": True}
     else:
         result = execute_chunk(plan, index, self.predictor(plan.model_id, plan.engine))
-    # No chord: whichever chunk sees every part written finalises; doing it twice is harmless.
-    if all_written(plan) and not missing_chunks(plan):
+    # No chord: the chunk that completes the broker's count reads the parts, once, and
+    # finalises (jobs.queue.counter); doing it twice is harmless.
+    if _last_written(self, plan, index) and not missing_chunks(plan):
         finalize(plan)
+        _finished(self, plan)
         result["finalized"] = True
         if plan.report_when_complete:
             result["report"] = _report(self, plan)
     result["rss_kb"] = current_rss_kb()
     return result
+
+
+def _last_written(task: PredictTask, plan, index: int) -> bool:
+    """Whether every chunk of the run has counted its part (this one now included). A
+    broker that does not answer falls back on one listing of the parts: the rows are
+    written, and the sweep finalises the run if this misses it."""
+    try:
+        return counter.chunk_written(task.redis(), plan.run_id, index) >= len(plan.chunks)
+    except redis.RedisError as exc:
+        log.warning("run %s: chunk %d not counted (%s); listing its parts", plan.run_id, index, exc)
+        return all_written(plan)
+
+
+def _finished(task: PredictTask, plan) -> None:
+    """Finalised: its count in the broker and its active marker (the sweep's) can go."""
+    from anigenre.jobs.runs.index import index_home, mark_finished
+
+    settings = _settings(task)
+    with contextlib.suppress(redis.RedisError):
+        counter.forget(task.redis(), plan.run_id)
+    try:
+        mark_finished(index_home(settings), plan.run_id, settings.s3)
+    except (AnigenreError, OSError) as exc:  # the sweep drops it when it next looks
+        log.warning("run %s: active marker left (%s)", plan.run_id, exc)
 
 
 def _report(task: Task, plan) -> str | None:

@@ -12,7 +12,7 @@ from anigenre.core.errors import AnigenreError, ConfigError
 from anigenre.core.storage import is_remote, open_store
 from anigenre.jobs.runs import live
 from anigenre.jobs.runs.chunks import decode_ahead, execute_chunk
-from anigenre.jobs.runs.index import index_home, load_plan, record_run
+from anigenre.jobs.runs.index import index_home, load_plan, mark_finished, record_run
 from anigenre.jobs.runs.lease import hold_lease
 from anigenre.jobs.runs.markers import finalize
 from anigenre.jobs.runs.parts import chunk_done, missing_chunks
@@ -161,7 +161,10 @@ def predict_in_process(settings: Settings, plan, on_chunk=None, predictor=None) 
                 result = execute_chunk(plan, index, predictor)
                 if on_chunk:
                     on_chunk(result)
-            return finalize(plan)
+            manifest = finalize(plan)
+            with contextlib.suppress(AnigenreError, OSError):  # else the sweep drops it
+                mark_finished(index_home(settings), plan.run_id, settings.s3)
+            return manifest
     finally:
         live.release(plan.files)
 

@@ -5,8 +5,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml alone, so a code change rebuilds only the layers
-# below (TensorFlow alone is hundreds of MB). EXTRAS: monitor brings Flower.
-ARG EXTRAS=monitor
+# below (TensorFlow alone is hundreds of MB). EXTRAS: monitor brings Flower, api the HTTP
+# API (`anigenre serve`: FastAPI, uvicorn).
+ARG EXTRAS=monitor,api
 COPY pyproject.toml ./
 RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
 extras = [d for e in sys.argv[1].split(',') if e for d in p['optional-dependencies'][e]]; \

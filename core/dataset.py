@@ -11,7 +11,20 @@ from anigenre.core.genres import Vocabulary
 from anigenre.core.groups import group_for, linked_groups
 from anigenre.core.splits import DEFAULT_FRACTIONS, SPLITS, grouped_stratified_split
 
-COLUMNS = ("sha256", "path", "anilist_id", "title", "year", "group", "source", "genres")
+COLUMNS = (
+    "sha256",
+    "path",
+    "anilist_id",
+    "title",
+    "year",
+    "group",
+    "source",
+    "genres",
+    # The labels' convention: "anilist" (AniList's genres), "mal-mapped" (MyAnimeList's,
+    # mapped), as a folder's labels.csv says; None where it says nothing. The trainer's
+    # label_convention reads it.
+    "label_source",
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ def from_scrape(
             ],
             "source": "scrape",
             "genres": df["genres"].map(list),
+            "label_source": "anilist",
         }
     )
     vocab.check(g for gs in rows["genres"] for g in gs)
@@ -85,8 +99,14 @@ def merge(
         kept = existing[existing["source"] != replace_source]
     else:
         kept = existing
+    kept, new = _with_label_source(kept), _with_label_source(new)
     combined = pd.concat([kept[list(COLUMNS)], new[list(COLUMNS)]], ignore_index=True)
     before = len(combined)
+    # A poster imported before label sources were kept gets its source from a re-import.
+    known = combined.dropna(subset=["label_source"]).drop_duplicates("sha256")
+    combined["label_source"] = combined["label_source"].fillna(
+        combined["sha256"].map(known.set_index("sha256")["label_source"])
+    )
     combined = combined.drop_duplicates("sha256", keep="first").reset_index(drop=True)
     labels = vocab.encode(combined["genres"].tolist())
     combined["labels"] = list(labels.astype(np.int8))
@@ -99,6 +119,10 @@ def merge(
         fixed=_existing_splits(existing, combined, linked),
     )
     return combined, before - len(combined)
+
+
+def _with_label_source(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame if "label_source" in frame.columns else frame.assign(label_source=None)
 
 
 def _existing_splits(existing: pd.DataFrame, combined: pd.DataFrame, linked: list[str]) -> dict:

@@ -33,7 +33,10 @@ def read_dataset(path: Path) -> tuple[pd.DataFrame, Vocabulary]:
     if GENRES_KEY not in meta:
         raise DataError(f"{path} has no genre vocabulary in its metadata; rebuild it")
     vocab = Vocabulary.from_json(meta[GENRES_KEY].decode())
-    return table.cast(schemas.DATASET).to_pandas(), vocab
+    for field in schemas.DATASET:  # columns added since the file was written: null
+        if field.name not in table.column_names and field.nullable:
+            table = table.append_column(field, pa.nulls(len(table), field.type))
+    return table.select(schemas.DATASET.names).cast(schemas.DATASET).to_pandas(), vocab
 
 
 def empty_dataset() -> pd.DataFrame:

@@ -68,12 +68,23 @@ def import_folder(folder: Path, data_dir: Path, vocab: Vocabulary, max_pixels: i
                 or group_for(rec.get("title"), f"sha:{sha[:16]}"),
                 "source": "import",
                 "genres": genres,
+                "label_source": (rec.get("label_source") or "").strip() or None,
             }
         )
     return ImportResult(pd.DataFrame(rows, columns=list(_COLUMNS)), skipped, duplicates)
 
 
-_COLUMNS = ("sha256", "path", "anilist_id", "title", "year", "group", "source", "genres")
+_COLUMNS = (
+    "sha256",
+    "path",
+    "anilist_id",
+    "title",
+    "year",
+    "group",
+    "source",
+    "genres",
+    "label_source",
+)
 
 
 def read_labels(path: Path) -> list[dict]:

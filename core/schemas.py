@@ -68,6 +68,7 @@ DATASET = pa.schema(
         pa.field("genres", pa.list_(pa.string())),
         pa.field("labels", pa.list_(pa.int8())),  # multi-hot in the vocabulary's order
         pa.field("split", pa.string(), nullable=False),
+        pa.field("label_source", pa.string()),  # read as null from datasets made before it
     ]
 )
 

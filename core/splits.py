@@ -8,6 +8,7 @@ splits first gets one group in each split, so rare genres can be evaluated every
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Mapping, Sequence
 
@@ -84,3 +85,36 @@ def grouped_stratified_split(
         if assigned[g] < 0:  # groups with no labels at all: fill by size
             assign(g, int(np.argmax(want_rows)))
     return np.array(SPLITS, dtype=object)[assigned[rows]]
+
+
+# The lockbox: franchise groups that no recipe choice may see, chosen by a salted hash of
+# the group's name so that a group's place never depends on which other rows a dataset
+# holds (adding a folder neither moves a group in nor out). Bench protocol, bench/transfer.py.
+LOCKBOX_SALT = "anigenre-lockbox-1"
+LOCKBOX_FRACTION = 0.35
+
+
+def lockbox_mask(
+    groups: Sequence[str],
+    sources: Sequence[str | None],
+    *,
+    convention: str = "mal-mapped",
+    fraction: float = LOCKBOX_FRACTION,
+    salt: str = LOCKBOX_SALT,
+) -> np.ndarray:
+    """The rows of the lockbox: every row of each group whose rows all carry the
+    ``convention`` label source (the held-out posters' convention) and whose salted hash
+    falls below ``fraction``. ``groups`` should be linked (``core.groups.linked_groups``)
+    so that no franchise is on both sides."""
+    if len(groups) != len(sources):
+        raise ValueError("groups and sources must have one entry per row")
+    pure: dict[str, bool] = {}
+    for g, s in zip(groups, sources, strict=True):
+        pure[g] = pure.get(g, True) and s == convention
+
+    def chosen(g: str) -> bool:
+        digest = hashlib.sha256(f"{salt}:{g}".encode()).digest()
+        return pure[g] and int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+    picks = {g: chosen(g) for g in pure}
+    return np.array([picks[g] for g in groups], dtype=bool)

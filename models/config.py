@@ -40,6 +40,11 @@ class TrainConfig:
     # Inner layers whose pooled outputs join the backbone's features; None: the
     # backbone's own (models.backbones.BackboneSpec.taps), () for none.
     taps: tuple[str, ...] | None = None
+    # Frozen mode: the label convention (a ``label_source``) the model predicts in. Rows
+    # labelled in another convention get an indicator per convention while the heads
+    # train, so the genres one convention adds (AniList's Drama, Slice of Life, ...) are
+    # learnt as an offset; served, the indicators are zero. None: one convention for all.
+    label_convention: str | None = None
 
     def __post_init__(self) -> None:
         if self.resize_policy not in RESIZE_POLICIES:
@@ -72,6 +77,7 @@ class TrainConfig:
         d["tta"] = tuple(d.get("tta") or ())
         # Models trained before these existed: unscaled features, the backbone's last layer.
         d.setdefault("feature_scale", "none")
+        d.setdefault("label_convention", None)
         if "taps" not in d:
             d["taps"] = ()
         elif d["taps"] is not None:

@@ -35,9 +35,11 @@ def evaluation_report(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    sources: Sequence[str | None] | None = None,
 ) -> dict:
     """Thresholds are tuned on validation only; every figure is on test, beside the
-    label-frequency prior (its thresholds tuned the same way) and top-k-most-frequent."""
+    label-frequency prior (its thresholds tuned the same way) and top-k-most-frequent.
+    ``sources``: each test poster's label source, for the figures per source."""
     rule = decision_rule(P_val, Y_val, Y_train, genres)
     prevalence = np.asarray(Y_train, dtype=np.float64).mean(axis=0)
     thresholds = np.array([rule["thresholds"][g] for g in genres], dtype=np.float64)
@@ -59,7 +61,7 @@ def evaluation_report(
             "macro_map": m.evaluate(P_val, Y_val, genres, thresholds)["macro_map"],
             "n": len(Y_val),
         },
-        **score(P_test, Y_test, genres, decisions, n_boot=n_boot, seed=seed),
+        **score(P_test, Y_test, genres, decisions, n_boot=n_boot, seed=seed, sources=sources),
     }
 
 
@@ -104,9 +106,12 @@ def score(
     *,
     n_boot: int = 1000,
     seed: int = 0,
+    sources: Sequence[str | None] | None = None,
 ) -> dict:
     """Every figure of the model and its baselines on (P, Y): the one definition that
     ``train`` (on its test split) and ``evaluate`` (on any labelled posters) both print.
+    Where ``sources`` (each poster's label source) names any, ``by_label_source`` holds
+    the headline figures pooled and per source (``core.metrics.by_label_source``).
 
     ``decisions`` holds what was fixed before these posters were seen: the model's
     ``thresholds`` and ``global_threshold``, the training ``train_prevalence`` and the
@@ -119,7 +124,9 @@ def score(
     prevalence = np.asarray(decisions["train_prevalence"], dtype=np.float64)
     prior_t = np.asarray(decisions["prior_thresholds"], dtype=np.float64)
     prior = m.prior_scores(prevalence[None, :], len(Y))
+    known = sources is not None and any(isinstance(s, str) and s for s in sources)
     return {
+        **({"by_label_source": m.by_label_source(P, Y, sources, thresholds)} if known else {}),
         "test": m.evaluate(P, Y, genres, thresholds, decisions["global_threshold"]),
         "baselines": {
             "prior": m.evaluate(prior, Y, genres, prior_t, decisions["prior_global_threshold"]),
@@ -185,4 +192,5 @@ def summary(report: dict) -> dict:
         "test_ci95": report["bootstrap_95"]["model"],
         "prior_ci95": report["bootstrap_95"]["prior"],
         "n_test": test["n"],
+        **({"by_label_source": by_source} if (by_source := report.get("by_label_source")) else {}),
     }

@@ -51,6 +51,8 @@ class Split:
     paths: list[Path]
     shas: list[str]
     Y: np.ndarray
+    # Each row's label convention (the dataset's ``label_source``; None where unknown).
+    sources: list[str | None] | None = None
 
 
 def train(
@@ -103,7 +105,9 @@ def train(
         return [early] + ([ProgressBar(bar, head, heads)] if bar is not None else [])
 
     early = run.fit(callbacks)
-    probs = {"val": run.predict("val"), "test": run.predict("test")}
+    probs = {"val": getattr(run, "val_own", None), "test": run.predict("test")}
+    if probs["val"] is None:
+        probs["val"] = run.predict("val")
     report = evaluation_report(
         probs["val"],
         splits["val"].Y,
@@ -113,6 +117,7 @@ def train(
         vocab.genres,
         n_boot=config.bootstrap,
         seed=config.seed,
+        sources=splits["test"].sources,
     )
     return TrainOutcome(
         model=run.full_model(),
@@ -136,7 +141,10 @@ def _split(dataset: pd.DataFrame, name: str, data_dir: Path) -> Split:
     labels = (
         np.stack(part["labels"].to_numpy()).astype(np.float32) if len(part) else np.zeros((0, 0))
     )
-    return Split([data_dir / p for p in part["path"]], part["sha256"].tolist(), labels)
+    sources = None
+    if "label_source" in part.columns:
+        sources = [s if isinstance(s, str) and s else None for s in part["label_source"]]
+    return Split([data_dir / p for p in part["path"]], part["sha256"].tolist(), labels, sources)
 
 
 def _views(config: TrainConfig) -> list[str]:
@@ -239,13 +247,28 @@ class _Frozen:
         )
         self.head: keras.Model | None = None
         self.history: dict = {}
+        self.others = other_conventions(splits["train"].sources, config.label_convention)
+        self.own = False  # while fitting, heads read each row's own convention indicators
+
+    def _inputs(self, view: str, split: str, own: bool) -> np.ndarray:
+        """Features, plus one indicator column per other label convention: each row's own
+        (``own``), else all zero, i.e. the convention the model is asked to predict in."""
+        x = self.X[view][split]
+        if not self.others:
+            return x
+        ind = convention_indicators(self.splits[split].sources, self.others)
+        # 1 after the head's input scale, like a bias: unscaled, Adam would need thousands
+        # of steps to move the logit offsets as far as the conventions differ.
+        value = 1.0 / self.scale if self.scale else 1.0
+        return np.concatenate([x, ind * value if own else ind * 0.0], axis=1).astype(x.dtype)
 
     def fit(self, callbacks) -> ValMAPEarlyStopping:
         """Train ``config.ensemble`` heads from consecutive seeds; their mean is the head."""
         train_views = _views(self.config)  # flipped copies double as augmentation
-        X = np.concatenate([self.X[v]["train"] for v in train_views])
+        X = np.concatenate([self._inputs(v, "train", True) for v in train_views])
         Y = np.concatenate([self.splits["train"].Y] * len(train_views))
         heads, first_early = [], None
+        self.own = True
         for k in range(self.config.ensemble):
             keras.utils.set_random_seed(self.config.seed + k)
             head = build_head(
@@ -275,12 +298,22 @@ class _Frozen:
             if first_early is None:
                 first_early, self.history = cbs[0], result.history
         self.head = average_heads(heads)
+        # The decision rule is tuned on validation scores in each poster's own convention
+        # (calibrated to its labels); served, the indicators are zero: the target's.
+        self.val_own = self.predict("val")
+        if self.others:
+            self.head = average_heads([drop_inputs(h, len(self.others)) for h in heads])
+        self.own = False
         return first_early
 
     def predict(self, split: str) -> np.ndarray:
         # One call on the whole split: predict() would build a tf.data pipeline for a few
         # hundred rows each epoch, and TensorFlow logs a spurious error line for it.
-        outs = [self.head.predict_on_batch(self.X[v][split]) for v in _views(self.config)]
+        own = self.own and bool(self.others)
+        outs = [
+            self.head.predict_on_batch(self._inputs(v, split, own) if own else self.X[v][split])
+            for v in _views(self.config)
+        ]
         return np.mean(outs, axis=0)
 
     def predict_val(self) -> np.ndarray:
@@ -352,6 +385,55 @@ class _EndToEnd:
 
     def full_model(self) -> keras.Model:
         return self.model
+
+
+def other_conventions(sources: list[str | None] | None, target: str | None) -> tuple[str, ...]:
+    """The label conventions of the training rows other than ``target``, in a fixed order:
+    each gets an indicator column while the heads train (none without a target, or where
+    the rows carry no ``label_source``)."""
+    if not target or not sources:
+        return ()
+    return tuple(sorted({s for s in sources if s and s != target}))
+
+
+def convention_indicators(sources: list[str | None] | None, others: tuple[str, ...]) -> np.ndarray:
+    """One 0/1 column per convention of ``others``; a row of the target convention, or of
+    none known, is all zero."""
+    n = len(sources or [])
+    out = np.zeros((n, len(others)), dtype=np.float32)
+    for i, s in enumerate(sources or []):
+        if s in others:
+            out[i, others.index(s)] = 1.0
+    return out
+
+
+def drop_inputs(head: keras.Model, n: int) -> keras.Model:
+    """``head`` without its last ``n`` inputs, as if they were zero: the rows of the first
+    Dense kernel that read them are dropped (exact, whatever the layers after it)."""
+    dim = head.input_shape[-1] - n
+    hidden = head.get_layer("head_hidden") if _has_layer(head, "head_hidden") else None
+    scale = head.get_layer("head_scale").scale if _has_layer(head, "head_scale") else None
+    out = build_head(
+        dim,
+        head.get_layer("genres").units,
+        dropout=head.get_layer("head_dropout").rate,
+        hidden=hidden.units if hidden is not None else 0,
+        name=head.name,
+        scale=scale,
+    )
+    first = "head_hidden" if hidden is not None else "genres"
+    for layer in head.layers:
+        if not layer.weights:
+            continue
+        weights = layer.get_weights()
+        if layer.name == first:
+            weights[0] = weights[0][:dim]
+        out.get_layer(layer.name).set_weights(weights)
+    return out
+
+
+def _has_layer(model: keras.Model, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
 
 
 def compose(backbone: keras.Model, head: keras.Model) -> keras.Model:

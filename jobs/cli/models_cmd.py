@@ -162,6 +162,14 @@ def format_summary(summary: dict) -> str:
             for k in ("macro_map", "micro_map", "p@3", "micro_f1")
         ]
         lines.append(f"  {name:<13}" + "".join(cells) + cell(row["keras_binary_accuracy"]))
+    for source, row in (summary.get("by_label_source") or {}).items():
+        if source == "pooled" or len(summary["by_label_source"]) < 3:
+            continue  # one source: the pooled rows above are its figures
+        cells = [cell(row.get(k)).ljust(22) for k in ("macro_map", "micro_map", "p@3", "micro_f1")]
+        lines.append(
+            f"  {source[:12]:<13}" + "".join(cells) + f"n={row['n']}, genres/poster "
+            f"{row['predicted_per_poster']:.2f} predicted, {row['true_per_poster']:.2f} true"
+        )
     lines += [
         "  [95% BCa bootstrap intervals over posters; none under 20 posters, or where the "
         "bootstrap cannot place one]",

@@ -91,6 +91,7 @@ def evaluate_model(
         paths = [Path(folder) / "images" / r["file"] for r in records]
         Y = vocab.encode([parse_genres(r) for r in records])
         shas = [file_sha256(p) for p in paths]
+        sources = [r.get("label_source") for r in records]
     else:
         if dataset is None:
             mirror.pull(settings, "processed")
@@ -105,6 +106,7 @@ def evaluate_model(
         paths = [root / p for p in rows["path"]]
         Y = np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(vocab)))
         shas = rows["sha256"].tolist()
+        sources = rows["label_source"].tolist()
     seen = split_seen(manifest, shas, include_seen)
     notes = [seen.note]
     if not seen.keep.any() and len(paths):
@@ -123,7 +125,7 @@ def evaluate_model(
         offset += len(batch.paths)
     if not keep:
         raise DataError("nothing to evaluate: no image could be decoded")
-    P, Y = np.concatenate(P), Y[keep]
+    P, Y, sources = np.concatenate(P), Y[keep], [sources[i] for i in keep]
     decisions, recorded = decisions_of(manifest, vocab.genres)
     if not recorded:
         # No validation data here: tuning the prior on the evaluated posters flatters the
@@ -141,6 +143,7 @@ def evaluate_model(
         decisions,
         n_boot=manifest.config.get("bootstrap", 1000),
         seed=manifest.seed or 0,
+        sources=sources,  # labels.csv's or the dataset's label_source: figures per source
     )
     table = pd.DataFrame(full["test"]["per_genre"])[["genre", "support", "ap", "f1", "threshold"]]
     intervals = full["bootstrap_95"]["per_genre_ap"]

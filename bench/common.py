@@ -9,6 +9,21 @@ import pandas as pd
 from anigenre.config import Settings, load_settings
 from anigenre.jobs import stages
 
+# Every labelled folder under ../shared/data, as the default recipe trains on them.
+ALL_FOLDERS = "posters,posters-mal-thumbs,posters-anilist-small"
+SMALL_FOLDERS = ("posters-mal-thumbs", "posters-anilist-small")  # 150 px and ~100 px
+
+
+def small_shas(shared: Path) -> set[str]:
+    """The content hashes of the small posters (thumbnails, small covers): benches score
+    the full-size test posters apart from them."""
+    out: set[str] = set()
+    for name in SMALL_FOLDERS:
+        labels = shared / "data" / name / "labels.csv"
+        if labels.exists():
+            out |= set(pd.read_csv(labels)["sha256"])
+    return out
+
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:
     """A parser described by the script's docstring, with ``--shared`` and ``--data-dir``."""

@@ -16,14 +16,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from anigenre.config import load_settings  # noqa: E402
 from anigenre.core import metrics as m  # noqa: E402
 from anigenre.core.dataset_store import DATASET_PATH, read_dataset  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
 from anigenre.models.evaluation import MIN_POSITIVES  # noqa: E402
 from anigenre.models.train import dataset_splits, train  # noqa: E402
-from common import bench_parser  # noqa: E402
+from common import bench_parser, small_shas  # noqa: E402
 from quality import KEYS, SEEDS, resplit  # noqa: E402
 
 
@@ -81,8 +80,8 @@ def judge(P, Y, t):
 
 
 def thumb_shas(shared) -> set[str]:
-    labels = shared / "data" / "posters-mal-thumbs" / "labels.csv"
-    return set(pd.read_csv(labels)["sha256"]) if labels.exists() else set()
+    """The small posters of every small shared folder (thumbnails, AniList small covers)."""
+    return small_shas(shared)
 
 
 def main() -> None:

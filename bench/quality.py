@@ -1,7 +1,7 @@
 """Quality bench: MobileNetV2 on the shared posters against the two baselines, then variants.
 
 Run: ``make bench-quality`` (``.venv/bin/python bench/quality.py``). It imports
-``../shared/data/posters`` and ``posters-mal-thumbs`` (``--posters`` chooses) into
+every labelled folder under ``../shared/data`` (``--posters`` chooses) into
 ``data/bench`` and trains heads on cached frozen features.
 
 Part 1, the quality bar, on the grouped split of seed 0: test figures with bootstrap 95%
@@ -28,7 +28,7 @@ from anigenre.core.splits import grouped_stratified_split  # noqa: E402
 from anigenre.models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
 from anigenre.models.train import dataset_splits, split_features, train  # noqa: E402
-from common import bench_dataset, bench_parser  # noqa: E402
+from common import ALL_FOLDERS, bench_dataset, bench_parser  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--skip-bar", action="store_true", help="only the variants (Part 2)")
     parser.add_argument(
         "--posters",
-        default="posters,posters-mal-thumbs",
-        help="the sets under ../shared/data, comma-separated (the default recipe: both)",
+        default=ALL_FOLDERS,
+        help="the sets under ../shared/data, comma-separated (the default recipe: all three)",
     )
     args = parser.parse_args()
     _, dataset, vocab = bench_dataset(args)

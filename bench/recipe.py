@@ -1,7 +1,8 @@
-"""Recipe bench: the real trainer (``models.train.train``) on both shared folders, paired.
+"""Recipe bench: the real trainer (``models.train.train``) on the shared folders, paired.
 
-Run: ``.venv/bin/python bench/recipe.py --data-dir data/bench-both`` (about 20 minutes on
-2 cores; it imports ``../shared/data/posters`` and ``posters-mal-thumbs`` once).
+Run: ``.venv/bin/python bench/recipe.py --data-dir data/bench-all`` (about 20 minutes on
+2 cores; it imports every labelled folder under ``../shared/data`` once; ``--posters``
+chooses). ``bench/transfer.py`` judges recipes per label source and on a lockbox.
 
 Each recipe is a set of ``TrainConfig`` fields; each is trained on the same five grouped
 splits (seeds 0-4) and scored on the test posters of franchises it never saw: all of
@@ -20,13 +21,10 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from anigenre.config import load_settings  # noqa: E402
 from anigenre.core import metrics as m  # noqa: E402
-from anigenre.jobs import stages  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
 from anigenre.models.train import dataset_splits, train  # noqa: E402
-from common import bench_parser  # noqa: E402
+from common import ALL_FOLDERS, bench_dataset, bench_parser, small_shas  # noqa: E402
 from decisions import judge  # noqa: E402
 from quality import KEYS, SEEDS, resplit  # noqa: E402
 
@@ -48,15 +46,8 @@ JUDGED = ("count_ratio", "worst_rate", "micro_f1", "macro_f1")
 
 
 def both_folders(args: argparse.Namespace):
-    """(dataset, vocabulary) of both shared folders, imported into the data dir once."""
-    settings = load_settings(
-        overrides={"data_dir": args.data_dir, "shared_dir": args.shared}, env={}
-    )
-    dataset, vocab = stages.ensure_dataset(settings, args.shared / "data" / "posters")
-    if len(dataset) < 600:  # the thumbnails are not in yet
-        thumbs = args.shared / "data" / "posters-mal-thumbs"
-        stages.import_dataset(settings, thumbs)
-        dataset, vocab = stages.ensure_dataset(settings, thumbs)
+    """(dataset, vocabulary) of the shared folders, imported into the data dir once."""
+    _, dataset, vocab = bench_dataset(args)
     return dataset, vocab
 
 
@@ -68,10 +59,11 @@ def figures(P: np.ndarray, Y: np.ndarray, thresholds: np.ndarray) -> dict:
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--posters", default=ALL_FOLDERS, help="folders under ../shared/data")
     args = parser.parse_args()
     dataset, vocab = both_folders(args)
-    thumbs = set(pd.read_csv(args.shared / "data" / "posters-mal-thumbs" / "labels.csv")["sha256"])
-    print(f"{len(dataset)} posters ({len(thumbs)} thumbnails), recipes: {args.recipes}", flush=True)
+    thumbs = small_shas(args.shared)
+    print(f"{len(dataset)} posters ({len(thumbs)} small), recipes: {args.recipes}", flush=True)
     results: dict[str, list[dict]] = {r: [] for r in args.recipes}
     started = time.monotonic()
     for seed in SEEDS:

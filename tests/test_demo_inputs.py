@@ -27,3 +27,16 @@ def test_a_folder_with_nothing_importable_is_one_clear_error(tmp_path, shared_di
     with pytest.raises(DataError, match="nothing to import .* every file was skipped"):
         stages.import_dataset(settings, folder)
     assert not (tmp_path / "data" / "processed").exists()
+
+
+def test_the_demo_trains_on_every_shared_labelled_folder(tmp_path, shared_dir):
+    """posters/ (less the held-out year), then the thumbnails and the small covers; a
+    folder that is not there is left out, not an error."""
+    from anigenre.jobs.stages.demo import EXTRA_FOLDERS, labelled_folders
+
+    data = shared_dir / "data"
+    first = tmp_path / "labelled"
+    folders = labelled_folders(data, first)
+    assert folders == [first, *(data / name for name in EXTRA_FOLDERS)]
+    assert all((f / "labels.csv").exists() for f in folders[1:])
+    assert labelled_folders(tmp_path, first) == [first]

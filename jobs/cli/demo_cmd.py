@@ -1,9 +1,9 @@
 """``anigenre demo``: the whole job on the embedded default, or through real workers.
 
 Local AniList replay server -> scrape 2013-2021 -> import ../shared/data/posters (all but
-the 2022 titles) and posters-mal-thumbs -> preprocess -> train MobileNetV2 -> predict the
-held-out 2022 posters -> report. With ``--broker`` every stage is a Celery task run by a
-worker the demo starts.
+the 2022 titles), posters-mal-thumbs and posters-anilist-small -> preprocess -> train
+MobileNetV2 -> predict the held-out 2022 posters -> report. With ``--broker`` every stage
+is a Celery task run by a worker the demo starts.
 
 Run again on the same data dir, it reuses what is there: the scrape is incremental, and
 a model trained on the same dataset with the same settings is not trained again.
@@ -25,6 +25,7 @@ from anigenre.jobs.stages.demo import (
     HELD_OUT_YEAR,
     demo_request,
     demo_worker,
+    labelled_folders,
     reusable_model,
     split_posters,
 )
@@ -47,10 +48,7 @@ def run(args, settings: Settings) -> int:
         update={"anilist_url": server.url, "rate_limit_per_min": float(args.rate_limit)}
     )
     labelled, inbox = split_posters(shared / "posters", settings.data_dir / "demo-inputs")
-    # The default recipe trains on both shared folders: the MAL thumbnails add most where
-    # the posters are poorest (Sports, Music, Mecha, Horror, Thriller).
-    thumbs = shared / "posters-mal-thumbs"
-    labelled = [labelled, *([thumbs] if (thumbs / "labels.csv").exists() else [])]
+    labelled = labelled_folders(shared, labelled)  # every shared labelled folder
     # `make demo` keeps the demo out of ./data; every command after it needs this flag.
     flag = f"--data-dir {_quoted(settings.data_dir)}"
     print(f"demo data dir: {settings.data_dir} (other commands need {flag})")

@@ -19,6 +19,17 @@ from anigenre.scraper.store import RawStore
 
 DEMO_YEARS = (2013, 2021)  # the paper's period
 HELD_OUT_YEAR = "2022"
+# The labelled folders beside posters/ that the default recipe trains on: the MAL
+# thumbnails (150 px) bring the rare genres most of their examples, the AniList small
+# covers (~100 px) more franchises; each helps on posters of franchises never seen
+# (bench/transfer.py; docs/benchmarks.md, "Issue 19: data and protocol").
+EXTRA_FOLDERS = ("posters-mal-thumbs", "posters-anilist-small")
+
+
+def labelled_folders(shared_data: Path, first: Path) -> list[Path]:
+    """``first`` (the demo's share of posters/), then each of ``EXTRA_FOLDERS`` there is."""
+    extra = [shared_data / name for name in EXTRA_FOLDERS]
+    return [first, *(f for f in extra if (f / "labels.csv").exists())]
 
 
 def split_posters(shared_posters: Path, dest: Path) -> tuple[Path, Path]:

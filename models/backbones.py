@@ -37,6 +37,9 @@ class BackboneSpec:
     taps: tuple[str, ...] = ()
     # Another backbone run on the same scaled input, its pooled features appended.
     companion: str | None = None
+    # Served as our own full-integer quantization of this float network (models.int8),
+    # made by training from its training posters; the Keras network is the reference.
+    quantize: bool = False
 
 
 def _mobilenet(alpha: float) -> Callable[..., keras.Model]:
@@ -100,6 +103,13 @@ BACKBONES: dict[str, BackboneSpec] = {
         dataclasses.replace(
             _MOBILENET_V2_1, name="mobilenet_v2_1.0_with_0.35", companion="mobilenet_v2_0.35"
         ),
+        # The same pair quantized to int8 after training chose its posters (bench/int8.py).
+        dataclasses.replace(
+            _MOBILENET_V2_1,
+            name="mobilenet_v2_1.0_with_0.35_int8",
+            companion="mobilenet_v2_0.35",
+            quantize=True,
+        ),
         BackboneSpec("custom_cnn", (317, 230), 16, custom_cnn, "unit", pretrained=False),
     )
 }
@@ -113,6 +123,8 @@ class WeightsSource:
     features: Path | None = None  # the int8 LiteRT file the features come from, if any
     features_sha256: str | None = None
     companion: WeightsSource | None = None  # the companion backbone's, if the spec has one
+    features_kind: str = "imagenet-int8"  # or "ptq": our own quantization (models.int8)
+    calibration: int | None = None  # ptq: how many training posters set its ranges
 
     def describe(self) -> dict:
         out = {
@@ -122,6 +134,8 @@ class WeightsSource:
         }
         if self.features:
             out["features"] = {"path": str(self.features), "sha256": self.features_sha256}
+            if self.features_kind != "imagenet-int8":
+                out["features"] |= {"kind": self.features_kind, "calibration": self.calibration}
         if self.companion:
             out["companion"] = self.companion.describe()
         return out

@@ -33,9 +33,9 @@ def features_extractor(backbone: keras.Model, weights, images: int = 0) -> Extra
     (3x Keras here) and the runtime is installed; else from the Keras network itself."""
     if features_engine(weights) == INT8_FEATURES:
         from anigenre.models.engines import Int8Features
-        from anigenre.models.int8 import extractor_bytes
+        from anigenre.models.int8 import network_bytes
 
-        return Int8Features(model_content=extractor_bytes(weights.features))
+        return Int8Features(model_content=network_bytes(weights.features, weights.features_kind))
     if images >= LITERT_MIN_IMAGES and litert_runtime():
         from anigenre.models.engines import FloatNetwork
         from anigenre.models.export import convert_to_litert

@@ -5,10 +5,11 @@ under TensorFlow); ``litert`` runs the float32 LiteRT export beside it with Lite
 small runtime (``ai-edge-litert``, XNNPACK on CPU), so a process that predicts with it
 never imports TensorFlow: it starts in a fraction of the time and memory.
 
-A model whose head was trained on int8 features (backbone ``mobilenet_v2_1.0_int8``) runs on
-LiteRT as two files: ``features.tflite``, the int8 MobileNetV2 that made its training
-features, and ``model.tflite``, the float head. Its ``model.keras`` is the float network
-the int8 one was quantized from plus the same head: the Keras reference.
+A model whose head was trained on int8 features (backbones ``mobilenet_v2_1.0_int8`` and
+``mobilenet_v2_1.0_with_0.35_int8``) runs on LiteRT as two files: ``features.tflite``, the
+int8 network that made its training features, and ``model.tflite``, the float head. Its
+``model.keras`` is the float network the int8 one was quantized from plus the same head:
+the Keras reference, whose numbers differ a little from the int8 network's that serve.
 
 An engine takes a float32 batch and returns the model's output as a numpy array.
 """
@@ -98,13 +99,18 @@ def _in_steps(run, batch: np.ndarray, step: int) -> np.ndarray:
 
 
 class Int8Features:
-    """An int8 LiteRT feature extractor (``models.int8.extractor_bytes``): uint8 RGB in,
-    its pooled features dequantized to float32 out, one image per invoke."""
+    """An int8 LiteRT feature extractor (``models.int8``): uint8 RGB in, its pooled features
+    as float32 out (dequantized here when the file gives them as integers), one image per
+    invoke."""
 
     def __init__(self, threads: int | None = None, **source) -> None:
         self.threads = threads or available_cores()
         self._run = _Runner(self.threads, **source)
         self._scale, self._zero = self._run.output["quantization"]
+        # Our own quantized networks take pixels as they are (models.int8.quantize); any
+        # other input quantization is applied here.
+        in_scale, in_zero = self._run.input["quantization"]
+        self._input = (in_scale, in_zero) if in_scale and (in_scale, in_zero) != (1.0, 0) else None
 
     @property
     def width(self) -> int:
@@ -112,7 +118,13 @@ class Int8Features:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # Pixel values are whole numbers 0..255 whatever dtype they arrive in.
+        if self._input is not None:
+            scale, zero = self._input
+            info = np.iinfo(self._run.input["dtype"])
+            images = np.clip(np.round(images / scale + zero), info.min, info.max)
         raw = _in_steps(self._run, images, 1).reshape(len(images), -1)
+        if not self._scale:  # float features already
+            return raw.astype(np.float32)
         return (raw.astype(np.float32) - self._zero) * self._scale
 
 

@@ -48,6 +48,10 @@ class FileRef:
 
     path: Path
     sha256: str
+    # "imagenet-int8": an ImageNet file cut after its pooling; "ptq": our own float backbone
+    # quantized to full integer on ``calibration`` training posters (models.int8).
+    kind: str = "imagenet-int8"
+    calibration: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,14 @@ class Weights:
             source=data.get("source"),
             path=data.get("path"),
             sha256=data.get("sha256"),
-            features=FileRef(Path(features["path"]), features["sha256"]) if features else None,
+            features=FileRef(
+                Path(features["path"]),
+                features["sha256"],
+                features.get("kind") or "imagenet-int8",
+                features.get("calibration"),
+            )
+            if features
+            else None,
             companion=cls.from_json(data["companion"]) if data.get("companion") else None,
         )
 
@@ -76,6 +87,11 @@ class Weights:
         out: dict[str, Any] = {"source": self.source, "path": self.path, "sha256": self.sha256}
         if self.features is not None:
             out["features"] = {"path": str(self.features.path), "sha256": self.features.sha256}
+            if self.features.kind != "imagenet-int8":
+                out["features"] |= {
+                    "kind": self.features.kind,
+                    "calibration": self.features.calibration,
+                }
         if self.companion is not None:
             out["companion"] = self.companion.to_json()
         return out

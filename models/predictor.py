@@ -98,3 +98,17 @@ class Predictor:
             self._ahead[(str(path), sha)] = self._ahead_pool.submit(
                 decode_file, path, self.size, self.policy, self.max_pixels, sha, read=read
             )
+
+
+def scoring_predictor(data_dir: Path, model: Any, manifest: Manifest, max_pixels: int) -> Predictor:
+    """What ``evaluate`` scores a model with: the engine that serves it. A float model's
+    LiteRT export gives Keras's numbers (within 1e-5), so its Keras network, the reference,
+    scores it. A head on int8 features is served by its int8 network, whose numbers are not
+    the float network's: it is scored on LiteRT, as it predicts (the figures training
+    recorded are the int8 network's too)."""
+    if manifest.weights.features is None:
+        return Predictor(model, manifest, max_pixels)
+    from anigenre.models.registry import litert_model_path
+
+    path, manifest = litert_model_path(data_dir, manifest.model_id)
+    return Predictor(LiteRTEngine(path), manifest, max_pixels)

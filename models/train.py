@@ -27,6 +27,7 @@ from anigenre.models.embed import decode_all, embed_files, features_engine, feat
 from anigenre.models.evaluation import evaluation_report
 from anigenre.models.features import FeatureCache, cache_key
 from anigenre.models.heads import average_heads, build_head, make_loss
+from anigenre.models.int8 import quantized_weights
 
 
 @dataclass
@@ -84,6 +85,11 @@ def train(
         raise ConfigError(
             f"{spec.name} runs two networks; fine-tune one: --backbone mobilenet_v2_1.0"
         )
+    if spec.quantize and not end_to_end:  # serves int8: the head learns its numbers
+        weights = quantized_weights(
+            backbone, weights, splits["train"].paths, splits["train"].shas, size,
+            config.resize_policy, data_dir=data_dir, max_pixels=max_pixels, taps=taps,
+        )  # fmt: skip
     runner = _EndToEnd if end_to_end else _Frozen
     run = runner(
         backbone,

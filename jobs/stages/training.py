@@ -80,7 +80,7 @@ def evaluate_model(
     from anigenre.core.importer import parse_genres, read_labels
     from anigenre.core.seen import file_sha256, split_seen
     from anigenre.models.evaluation import decisions_of, score, summary
-    from anigenre.models.predictor import Predictor
+    from anigenre.models.predictor import scoring_predictor
     from anigenre.models.registry import load_artifact, vocabulary_of
     from anigenre.models.synced import Registry
 
@@ -115,7 +115,9 @@ def evaluate_model(
             "evaluate on other posters, or pass --include-seen to score them anyway"
         )
     paths, Y = [p for p, k in zip(paths, seen.keep, strict=True) if k], Y[seen.keep]
-    predictor = Predictor(model, manifest, settings.max_image_pixels)
+    predictor = scoring_predictor(settings.data_dir, model, manifest, settings.max_image_pixels)
+    if predictor.engine.name != "keras":
+        notes.append(f"scored on {predictor.engine.name}: the int8 network that serves it")
     P, keep, skipped = [], [], []
     offset = 0
     for batch, probs in predictor.predict_files(paths):

@@ -16,6 +16,7 @@ BACKBONE_NAMES = (
     "mobilenet_v2_1.0",
     "mobilenet_v2_1.0_int8",
     "mobilenet_v2_1.0_with_0.35",
+    "mobilenet_v2_1.0_with_0.35_int8",
     "custom_cnn",
 )
 DEFAULT_BACKBONE = "mobilenet_v2_1.0_with_0.35"

@@ -7,7 +7,7 @@ import json
 
 from anigenre.core.errors import DataError
 from anigenre.jobs.runs.layout import FAILED, MANIFEST, QUEUED
-from anigenre.jobs.runs.parts import part_counts, part_sizes
+from anigenre.jobs.runs.parts import all_counts, part_sizes
 from anigenre.jobs.runs.plan import RunPlan
 
 
@@ -18,7 +18,7 @@ def finalize(plan: RunPlan, now: dt.datetime | None = None) -> dict:
     (jobs.runs.parts.still_complete); a failure recorded earlier is over."""
     if plan.files.exists(MANIFEST):
         return json.loads(plan.files.read_bytes(MANIFEST))
-    counts = [part_counts(plan, i) for i in range(len(plan.chunks))]
+    counts = all_counts(plan)  # one listing; parts already checked are not read again
     missing = [i for i, c in enumerate(counts) if c is None]
     if missing:
         raise DataError(f"run {plan.run_id} is missing {len(missing)} part(s): {missing[:10]}")

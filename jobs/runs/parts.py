@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -265,7 +266,42 @@ def all_written(plan: Plan) -> bool:
 
 
 def missing_chunks(plan: Plan) -> list[int]:
-    return [i for i in range(len(plan.chunks)) if not chunk_done(plan, i)]
+    return [i for i, counts in enumerate(all_counts(plan)) if counts is None]
+
+
+# Parts found complete, by URI, with the (mtime, size) they had: a long-lived process (a
+# worker's sweep every 30 s, the finaliser right after its check) reads each version of
+# a part once, not once per look. Bounded, oldest out first.
+_KNOWN: OrderedDict[str, tuple[tuple[int, int], Counts]] = OrderedDict()
+KNOWN_MAX = 200_000
+
+
+def all_counts(plan: Plan) -> list[Counts | None]:
+    """Each chunk's (ok, error) rows, None where its part is absent or incomplete: one
+    listing of the parts, and a read of each part not seen at this version before (a
+    damaged one is set aside and said, as by :func:`part_counts`)."""
+    listed = {f.path: (f.mtime_ns or 0, f.size) for f in plan.parts.list_files(recursive=False)}
+    found: list[Counts | None] = []
+    for index in range(len(plan.chunks)):
+        version = listed.get(plan.part_name(index))
+        counts = None if version is None else _known_counts(plan, index, version)
+        found.append(counts if counts is not None and is_complete(plan, index, counts) else None)
+    return found
+
+
+def _known_counts(plan: Plan, index: int, version: tuple[int, int]) -> Counts | None:
+    key = plan.parts.uri_of(plan.part_name(index))
+    known = _KNOWN.get(key)
+    if known is not None and known[0] == version:
+        return known[1]
+    counts = _inspect_part(plan, index, quiet=False)
+    if counts is None:
+        _KNOWN.pop(key, None)
+        return None
+    _KNOWN[key] = (version, counts)
+    if len(_KNOWN) > KNOWN_MAX:
+        _KNOWN.popitem(last=False)
+    return counts
 
 
 def part_sizes(plan: Plan) -> dict[str, int]:
@@ -312,14 +348,27 @@ class PartCounts:
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[tuple[int, int], Counts]] = {}
+        self._listed: dict[str, tuple[int, int]] | None = None
+
+    def look(self, plan: Plan) -> None:
+        """List the run's parts once for this poll, rather than one look per part (a
+        request each on S3; a LIST answers a thousand)."""
+        self._listed = {
+            f.path: (f.mtime_ns or 0, f.size) for f in plan.parts.list_files(recursive=False)
+        }
 
     def __call__(self, plan: Plan, index: int) -> tuple[int, int, float] | None:
         """(ok, error, mtime in s) of part ``index``; None while absent or incomplete."""
         name = plan.part_name(index)
-        info = plan.parts.fs.get_file_info(plan.parts.path(name))
-        if info.type != pafs.FileType.File:
-            return None
-        version = (info.mtime_ns or 0, info.size or 0)
+        if self._listed is not None:
+            version = self._listed.get(name)
+            if version is None:
+                return None
+        else:
+            info = plan.parts.fs.get_file_info(plan.parts.path(name))
+            if info.type != pafs.FileType.File:
+                return None
+            version = (info.mtime_ns or 0, info.size or 0)
         cached = self._seen.get(name)
         if cached is None or cached[0] != version:
             counts = _inspect_part(plan, index, quiet=True)

@@ -66,6 +66,7 @@ def run_status(
         if still_complete(plan.out, plan.run_id, manifest):
             return status_from_manifest(plan.run_id, manifest)
     counts = counts or PartCounts()
+    counts.look(plan)  # one listing per poll
     ok = err = done = 0
     latest = None
     missing = set()

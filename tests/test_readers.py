@@ -138,7 +138,17 @@ def test_a_model_with_other_genre_columns_needs_its_own_out(trained, tmp_path):
 
 
 def _to_old_layout(plan) -> None:
-    """Put a run's bookkeeping back where runs kept it before: beside its parts."""
+    """Put a run's bookkeeping back where runs kept it before: beside its parts, with the
+    plan in the one file it was then (every input in _plan.json, no chunk manifests)."""
+    old = plan.header()
+    for key in ("n_inputs", "n_chunks", "n_duplicates", "odd_sizes"):
+        old.pop(key)
+    old.update(
+        inputs=list(plan.inputs),
+        chunks=[list(b) for b in plan.chunks],
+        duplicates=list(plan.duplicates),
+    )
+    (plan.run_dir / "_plan.json").write_text(json.dumps(old))
     for name in BOOKKEEPING:
         if (plan.run_dir / name).exists():
             plan.parts_dir.mkdir(parents=True, exist_ok=True)

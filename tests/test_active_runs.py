@@ -3,6 +3,7 @@ marked active, and the runs list reads only the page it shows (issue 21)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -19,12 +20,13 @@ from anigenre.jobs.runs.index import (
     read_active_scan,
     record_run,
 )
-from anigenre.jobs.runs.markers import clear_failure, mark_failed
+from anigenre.jobs.runs.markers import clear_failure, mark_failed, mark_queued
 from anigenre.jobs.runs.plan import plan_run
 from anigenre.jobs.service import runs
 
 from tests.procs import own_redis, run_cli
 from tests.run_records import local_put, seed_finished_runs, store_operations
+from tests.s3_counting import CountingS3
 from tests.synthetic import poster_folder
 
 
@@ -178,3 +180,42 @@ def test_jobs_list_shows_the_newest_runs_and_says_how_many_more(tmp_path):
     assert (few["runs_total"], few["runs_more"]) == (25, 22)
     every = run_cli("jobs", "list", "--all", env=env, timeout=60).stdout
     assert every.count("\nrun ") + every.startswith("run ") == 25 and "older" not in every
+
+
+@pytest.fixture(scope="module")
+def counted_s3():
+    server = CountingS3().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_on_s3_the_sweeps_requests_do_not_grow_and_the_list_pages_past_1000(
+    tmp_path, broker, counted_s3
+):
+    url, client = broker
+    bucket = counted_s3.new_bucket()
+    data, out, s3 = f"s3://{bucket}/data", f"s3://{bucket}/out", counted_s3.options
+    folder = poster_folder(tmp_path / "in", 2, 4200)
+    plan = plan_run([folder], model_id="m", out_dir=out, chunk_size=1, s3=s3,
+                    lock=contextlib.nullcontext)  # fmt: skip
+    record_run(data, plan, s3)
+    mark_queued(plan)
+    client.rpush("predict", "backlog")  # the lost-chunk check waits: sweeps stay alike
+    sweeper = Sweeper(client, data, lambda p, c: None, interval_s=1, max_resends=3,
+                      heartbeat_s=60, s3=s3)  # fmt: skip
+    requests = []
+    for n in (5, 1000):  # 5, then 1,005 finished runs: past one page of a listing
+        seed_finished_runs(counted_s3.put_into(bucket), n, out)
+        sweep(client, sweeper)
+        counted_s3.reset()
+        sweep(client, sweeper)
+        requests.append(counted_s3.total)
+    assert requests[0] == requests[1], requests
+
+    settings = load_settings(overrides={"data_dir": data}, env=counted_s3.env)
+    counted_s3.reset()
+    page = runs.runs_page(settings, 3)
+    assert page.total == 1006 and page.entries[0].run_id == plan.run_id
+    assert counted_s3.total < 60, "the listing's two pages and three runs, not 1,006"

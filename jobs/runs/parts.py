@@ -26,6 +26,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -281,27 +282,51 @@ def all_counts(plan: Plan) -> list[Counts | None]:
     listing of the parts, and a read of each part not seen at this version before (a
     damaged one is set aside and said, as by :func:`part_counts`)."""
     listed = {f.path: (f.mtime_ns or 0, f.size) for f in plan.parts.list_files(recursive=False)}
+    versions = {i: listed.get(plan.part_name(i)) for i in range(len(plan.chunks))}
+    keys = {i: plan.parts.uri_of(plan.part_name(i)) for i, v in versions.items() if v}
+    unknown = [i for i in keys if (_KNOWN.get(keys[i]) or (None,))[0] != versions[i]]
+    # The parts not seen before, read side by side (on S3 each is a round trip); what is
+    # damaged is set aside afterwards, one at a time, as the failure record is one file.
+    with ThreadPoolExecutor(READERS if unknown else 1) as pool:
+        read = dict(zip(unknown, pool.map(lambda i: _read_counts(plan, i), unknown), strict=True))
     found: list[Counts | None] = []
-    for index in range(len(plan.chunks)):
-        version = listed.get(plan.part_name(index))
-        counts = None if version is None else _known_counts(plan, index, version)
+    for index, version in versions.items():
+        counts = None
+        if version is not None:
+            counts = _known(plan, index, keys[index], version, read.get(index, _CACHED))
         found.append(counts if counts is not None and is_complete(plan, index, counts) else None)
     return found
 
 
-def _known_counts(plan: Plan, index: int, version: tuple[int, int]) -> Counts | None:
-    key = plan.parts.uri_of(plan.part_name(index))
-    known = _KNOWN.get(key)
-    if known is not None and known[0] == version:
-        return known[1]
-    counts = _inspect_part(plan, index, quiet=False)
-    if counts is None:
+READERS = 8
+_CACHED = object()
+
+
+def _read_counts(plan: Plan, index: int) -> Counts | Damage | None:
+    try:
+        return inspect(plan.parts, plan.part_name(index))
+    except FileNotFoundError:
+        return None
+
+
+def _known(plan: Plan, index: int, key: str, version, read) -> Counts | None:
+    if read is _CACHED:
+        known = _KNOWN.get(key)  # another thread may have pushed it out since
+        read = known[1] if known is not None else _read_counts(plan, index)
+        if known is not None:
+            return read
+    if isinstance(read, Damage):
+        said = set_aside(plan.out, plan.run_id, read.part, read.why)
+        if said:
+            log.warning(said)
+        read = None
+    if read is None:
         _KNOWN.pop(key, None)
         return None
-    _KNOWN[key] = (version, counts)
+    _KNOWN[key] = (version, read)
     if len(_KNOWN) > KNOWN_MAX:
         _KNOWN.popitem(last=False)
-    return counts
+    return read
 
 
 def part_sizes(plan: Plan) -> dict[str, int]:

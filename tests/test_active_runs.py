@@ -20,6 +20,7 @@ from anigenre.jobs.runs.index import (
     read_active_scan,
     record_run,
 )
+from anigenre.jobs.runs.layout import PLAN
 from anigenre.jobs.runs.markers import clear_failure, mark_failed, mark_queued
 from anigenre.jobs.runs.plan import plan_run
 from anigenre.jobs.service import runs
@@ -219,3 +220,12 @@ def test_on_s3_the_sweeps_requests_do_not_grow_and_the_list_pages_past_1000(
     page = runs.runs_page(settings, 3)
     assert page.total == 1006 and page.entries[0].run_id == plan.run_id
     assert counted_s3.total < 60, "the listing's two pages and three runs, not 1,006"
+
+
+def test_a_watched_run_whose_plan_cannot_be_read_keeps_its_marker(tmp_path, broker):
+    """A bucket's error reads as a damaged plan: the run is skipped this sweep, as before,
+    and looked at again the next, never dropped for good."""
+    url, client = broker
+    data, plan, app = queued_run(tmp_path, url)
+    (plan.run_dir / PLAN).write_text("{not json")
+    assert list(watched_runs(data)) == [] and active_runs(data) == [plan.run_id]

@@ -165,32 +165,36 @@ def watched_runs(data_dir, s3=None) -> Iterable[RunPlan]:
     for run_id in active_runs(data_dir, s3):
         try:
             plan = _watched(data_dir, run_id, s3)
-        except (OSError, ValueError, StorageError):
+        except (OSError, ValueError, DataError, StorageError):
             continue  # the store did not answer for this run: looked at again next sweep
         if plan is not None:
             yield plan
 
 
 def _watched(data_dir, run_id: str, s3) -> RunPlan | None:
-    """The run's plan if the sweep watches it; else its active marker is dropped."""
-    plan = _plan_if_watched(data_dir, run_id, s3)
-    if plan is not None:
-        return plan
-    mark_finished(data_dir, run_id, s3)
-    # Whatever puts a run (back) on the broker marks it active after doing so
-    # (jobs.queue.publish), so a look after the drop sees a publish that raced it.
-    plan = _plan_if_watched(data_dir, run_id, s3)
-    if plan is not None:
+    """The run's plan if the sweep watches it; else its active marker is dropped. A
+    watched run whose plan cannot be read (a bucket's error reads as damage too) raises
+    and keeps its marker: the old sweep skipped such a run each time as well, and a
+    dropped marker would be gone for good."""
+    files = _files_if_watched(data_dir, run_id, s3)
+    if files is None:
+        mark_finished(data_dir, run_id, s3)
+        # Whatever puts a run (back) on the broker marks it active after doing so
+        # (jobs.queue.publish), so a look after the drop sees a publish that raced it.
+        files = _files_if_watched(data_dir, run_id, s3)
+        if files is None:
+            return None
         mark_active(data_dir, run_id, s3)
-    return plan
+    return load_plan(data_dir, run_id, s3, files)
 
 
-def _plan_if_watched(data_dir, run_id: str, s3) -> RunPlan | None:
+def _files_if_watched(data_dir, run_id: str, s3) -> Store | None:
+    """The run's folder if the sweep watches the run, else None."""
     try:
         files = indexed_run_files(data_dir, run_id, s3)
-        return load_plan(data_dir, run_id, s3, files) if is_watched(files) else None
-    except (ConfigError, DataError):
-        return None  # its entry or plan was removed or damaged: not ours to mend
+    except (ConfigError, ValueError, KeyError):
+        return None  # its index entry was removed or is damaged: not ours to mend
+    return files if is_watched(files) else None
 
 
 class Sweeper:

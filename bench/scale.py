@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -217,6 +216,9 @@ def chunk_bookkeeping(data, run_id: str, index: int, s3, client, legacy: bool) -
 
 
 def bookkeeping(sizes: list[int], s3_max: int, tmp: Path, client) -> list[dict]:
+    """Every run of a place built first, then timed in turns (a chunk of each run, then
+    the next chunk of each), so that a shared machine's changing load falls on all the
+    sizes alike."""
     rows = []
     server = None
     for where in ("local", "s3"):
@@ -225,6 +227,7 @@ def bookkeeping(sizes: list[int], s3_max: int, tmp: Path, client) -> list[dict]:
 
             server = S3Server().start()
             counted_s3()
+        runs = []
         for n in sizes:
             if where == "s3" and n > s3_max:
                 continue
@@ -242,28 +245,44 @@ def bookkeeping(sizes: list[int], s3_max: int, tmp: Path, client) -> list[dict]:
                 built = time.perf_counter()
                 run_id, _ = synthetic_run(data, out, n, s3, legacy, set(sample))
                 built = time.perf_counter() - built
-                times, reqs = [], []
                 chunk_bookkeeping(data, run_id, sample[0], s3, client, legacy)  # warm
-                for index in sample:
-                    tries = []
-                    for _ in range(REPEATS):  # the least of a few: a shared CPU's noise out
-                        before = requests()
-                        start = time.perf_counter()
-                        chunk_bookkeeping(data, run_id, index, s3, client, legacy)
-                        tries.append(time.perf_counter() - start)
-                        reqs.append(requests() - before)
-                    times.append(min(tries))
                 row = {
                     "where": where,
                     "inputs": n,
                     "chunks": chunks,
                     "plan": "old: one _plan.json" if legacy else "header + manifests",
-                    "ms_per_chunk": round(statistics.median(times) * 1000, 2),
-                    "requests_per_chunk": statistics.median(reqs) if where == "s3" else None,
                     "setup_s": round(built, 1),
                 }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                runs.append((row, data, run_id, s3, legacy, sample, [], []))
+        for k in range(SAMPLES):
+            for _row, data, run_id, s3, legacy, sample, times, reqs in runs:
+                if k >= len(sample):
+                    continue
+                tries = []
+                for _ in range(REPEATS):  # the least of a few: a shared CPU's noise out
+                    before = requests()
+                    start = time.perf_counter()
+                    chunk_bookkeeping(data, run_id, sample[k], s3, client, legacy)
+                    tries.append(time.perf_counter() - start)
+                    reqs.append(requests() - before)
+                times.append(min(tries))
+        for row, *_rest, times, reqs in runs:
+            row["ms_per_chunk"] = round(statistics.median(times) * 1000, 2)
+            row["requests_per_chunk"] = statistics.median(reqs) if where == "s3" else None
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        new = {
+            r["inputs"]: r["ms_per_chunk"]
+            for r in rows
+            if r["where"] == where and "header" in r["plan"]
+        }
+        if len(new) > 1:
+            low, high = min(new), max(new)
+            print(
+                f"{where}: per-chunk bookkeeping at {high:,} inputs is "
+                f"{new[high] / new[low]:.2f}x that at {low:,} (target <= 2x)",
+                flush=True,
+            )
     if server is not None:
         server.stop()
     return rows
@@ -304,7 +323,8 @@ def plan_child(args) -> None:
     start = time.perf_counter()
     plan = planning.plan_run(inputs, model_id="m", out_dir=Path(args.out), chunk_size=CHUNK)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: Linux carries a parent's peak into ru_maxrss across exec.
+    peak = _rss_kb("VmHWM")
     print(
         json.dumps(
             {

@@ -23,8 +23,10 @@ how small a poster may be: the lockbox posters scored again after downscaling th
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,14 +49,13 @@ SEEDS = (0, 1, 2, 3, 4)
 LOCKBOX_SEEDS = (0, 1, 2)
 MAL = "mal-mapped"
 RECIPES = {
-    "defaults": {},
-    "label convention mal-mapped": {"label_convention": MAL},
+    "one label convention (the default before)": {"label_convention": None},
+    "defaults (label convention mal-mapped)": {},
     "without posters-anilist-small": {"drop": ("posters-anilist-small",)},
     "without the two small folders": {"drop": ("posters-anilist-small", "posters-mal-thumbs")},
     "10 heads": {"ensemble": 10},
-    "dropout 0.5": {"dropout": 0.5},
     "flip TTA": {"tta": ("flip",)},
-    "label convention + dropout 0.5": {"label_convention": MAL, "dropout": 0.5},
+    "label convention, dropout 0.5": {"dropout": 0.5, "label_convention": MAL},
 }
 SIZES = (150, 100, 75, 50)
 
@@ -176,11 +177,15 @@ def sizes_check(args, dataset, vocab, outcome, data) -> None:
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.set_defaults(data_dir=__import__("pathlib").Path("data/bench-all"))
+    parser.set_defaults(data_dir=Path("data/bench-all"))
     parser.add_argument("--posters", default=",".join(FOLDERS))
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--sizes", action="store_true", help="the downscaled-lockbox check")
     parser.add_argument("--no-splits", action="store_true", help="the lockbox only")
+    parser.add_argument("--out", type=Path, help="also write every figure here (JSON)")
+    parser.add_argument(
+        "--against", type=Path, help="a JSON of an earlier run: its recipes join the tables"
+    )
     args = parser.parse_args()
     dataset, vocab = annotated(args)
     box = dataset[dataset["lockbox"]]
@@ -205,6 +210,8 @@ def main() -> None:
         for s in () if args.no_splits else SEEDS:
             outcome = fit(args, splits[s], vocab, recipe)
             res[name]["splits"].append(figures(outcome, splits[s], vocab))
+        if args.out:  # after each recipe: a run stopped early keeps what it measured
+            args.out.write_text(json.dumps(res, default=float))
         lb = res[name]["lockbox"]
         print(
             f"{name}: lockbox "
@@ -212,6 +219,11 @@ def main() -> None:
             + f" ({time.monotonic() - started:.0f} s)",
             flush=True,
         )
+    if args.out:
+        args.out.write_text(json.dumps(res, default=float))
+    if args.against:
+        res = {**json.loads(args.against.read_text()), **res}
+        args.recipes = list(res)
     report(args, res)
 
 

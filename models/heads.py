@@ -18,8 +18,14 @@ def build_head(
     hidden: int = 0,
     name: str = "head",
     scale: float | None = None,
+    conventions: int = 0,
 ) -> keras.Model:
     """(x ``scale``) -> Dropout -> (hidden ReLU -> dropout) -> Dense sigmoid.
+
+    ``conventions`` > 0: a second input of that many label-convention indicators joins
+    the features after their dropout (a dropped indicator would teach the served
+    convention some of the other's labels), read by the first Dense layer after the
+    features' rows (``models.train.drop_inputs`` removes them for serving).
 
     ``scale``, a constant, brings the features to unit mean L2 norm (``feature_scale``):
     MobileNetV2's pooled features have a norm near 25, and the same Adam steps on inputs
@@ -30,6 +36,10 @@ def build_head(
     if scale is not None:
         x = keras.layers.Rescaling(scale, name="head_scale")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    if conventions:
+        indicators = keras.Input((conventions,), name="conventions")
+        x = keras.layers.Concatenate(name="head_conventions")([x, indicators])
+        inputs = [inputs, indicators]
     if hidden:
         x = keras.layers.Dense(hidden, activation="relu", name="head_hidden")(x)
         x = keras.layers.Dropout(dropout, name="head_dropout2")(x)

@@ -256,30 +256,33 @@ class _Frozen:
         self.others = other_conventions(splits["train"].sources, config.label_convention)
         self.own = False  # while fitting, heads read each row's own convention indicators
 
-    def _inputs(self, view: str, split: str, own: bool) -> np.ndarray:
-        """Features, plus one indicator column per other label convention: each row's own
-        (``own``), else all zero, i.e. the convention the model is asked to predict in."""
+    def _inputs(self, view: str, split: str, own: bool):
+        """Features, and while the heads train (``own``), each row's indicator per other
+        label convention (the heads' second input)."""
         x = self.X[view][split]
-        if not self.others:
+        if not (own and self.others):
             return x
-        ind = convention_indicators(self.splits[split].sources, self.others)
-        # 1 after the head's input scale, like a bias: unscaled, Adam would need thousands
-        # of steps to move the logit offsets as far as the conventions differ.
-        value = 1.0 / self.scale if self.scale else 1.0
-        return np.concatenate([x, ind * value if own else ind * 0.0], axis=1).astype(x.dtype)
+        return [x, convention_indicators(self.splits[split].sources, self.others)]
 
     def fit(self, callbacks) -> ValMAPEarlyStopping:
         """Train ``config.ensemble`` heads from consecutive seeds; their mean is the head."""
         train_views = _views(self.config)  # flipped copies double as augmentation
-        X = np.concatenate([self._inputs(v, "train", True) for v in train_views])
+        inputs = [self._inputs(v, "train", True) for v in train_views]
+        X = (
+            [np.concatenate([i[0] for i in inputs]), np.concatenate([i[1] for i in inputs])]
+            if self.others
+            else np.concatenate(inputs)
+        )
         Y = np.concatenate([self.splits["train"].Y] * len(train_views))
+        dim = self.X["plain"]["train"].shape[1]
         heads, first_early = [], None
         self.own = True
         for k in range(self.config.ensemble):
             keras.utils.set_random_seed(self.config.seed + k)
             head = build_head(
-                X.shape[1],
+                dim,
                 self.n_genres,
+                conventions=len(self.others),
                 dropout=self.config.dropout,
                 hidden=self.config.hidden,
                 name=f"head{k}",
@@ -303,21 +306,22 @@ class _Frozen:
             heads.append(head)
             if first_early is None:
                 first_early, self.history = cbs[0], result.history
-        self.head = average_heads(heads)
         # The decision rule is tuned on validation scores in each poster's own convention
         # (calibrated to its labels); served, the indicators are zero: the target's.
-        self.val_own = self.predict("val")
-        if self.others:
-            self.head = average_heads([drop_inputs(h, len(self.others)) for h in heads])
+        views = _views(self.config)
+        self.val_own = np.mean(
+            [h.predict_on_batch(self._inputs(v, "val", True)) for h in heads for v in views],
+            axis=0,
+        )
+        self.head = average_heads([drop_inputs(h) for h in heads] if self.others else heads)
         self.own = False
         return first_early
 
     def predict(self, split: str) -> np.ndarray:
         # One call on the whole split: predict() would build a tf.data pipeline for a few
         # hundred rows each epoch, and TensorFlow logs a spurious error line for it.
-        own = self.own and bool(self.others)
         outs = [
-            self.head.predict_on_batch(self._inputs(v, split, own) if own else self.X[v][split])
+            self.head.predict_on_batch(self._inputs(v, split, self.own))
             for v in _views(self.config)
         ]
         return np.mean(outs, axis=0)
@@ -395,9 +399,10 @@ class _EndToEnd:
 
 def other_conventions(sources: list[str | None] | None, target: str | None) -> tuple[str, ...]:
     """The label conventions of the training rows other than ``target``, in a fixed order:
-    each gets an indicator column while the heads train (none without a target, or where
-    the rows carry no ``label_source``)."""
-    if not target or not sources:
+    each gets an indicator column while the heads train. None without a target, where the
+    rows carry no ``label_source``, or where no row is of the target's: the served offsets
+    would then be learnt from no poster at all."""
+    if not target or not sources or target not in sources:
         return ()
     return tuple(sorted({s for s in sources if s and s != target}))
 
@@ -413,10 +418,10 @@ def convention_indicators(sources: list[str | None] | None, others: tuple[str, .
     return out
 
 
-def drop_inputs(head: keras.Model, n: int) -> keras.Model:
-    """``head`` without its last ``n`` inputs, as if they were zero: the rows of the first
-    Dense kernel that read them are dropped (exact, whatever the layers after it)."""
-    dim = head.input_shape[-1] - n
+def drop_inputs(head: keras.Model) -> keras.Model:
+    """``head`` without its label-convention input, as if it were all zero: the rows of
+    the first Dense kernel that read it are dropped (exact, whatever the layers after it)."""
+    dim = head.input_shape[0][-1]
     hidden = head.get_layer("head_hidden") if _has_layer(head, "head_hidden") else None
     scale = head.get_layer("head_scale").scale if _has_layer(head, "head_scale") else None
     out = build_head(

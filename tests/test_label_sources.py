@@ -60,22 +60,25 @@ def test_convention_indicators_and_drop_inputs_match_zero_indicators():
     others = other_conventions(sources, "mal-mapped")
     assert others == ("anilist", "anilist-paper-table4")
     assert other_conventions(sources, None) == () and other_conventions(None, "mal-mapped") == ()
+    assert other_conventions(["anilist", None], "mal-mapped") == ()  # no row to learn it from
     ind = convention_indicators(sources, others)
     assert ind.tolist() == [[0, 0], [1, 0], [0, 0], [0, 1]]
     keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
     for hidden in (0, 8):
-        head = build_head(6, 3, hidden=hidden, scale=0.5)
+        head = build_head(4, 3, hidden=hidden, scale=0.5, conventions=2)
         for layer in head.layers:  # non-trivial weights everywhere
             if layer.weights:
-                layer.set_weights(
-                    [np.random.default_rng(1).normal(size=w.shape) for w in layer.get_weights()]
-                )
-        x = np.random.default_rng(2).normal(size=(5, 4)).astype(np.float32)
-        zeros = np.concatenate([x, np.zeros((5, 2), np.float32)], axis=1)
-        served = drop_inputs(head, 2)
+                layer.set_weights([rng.normal(size=w.shape) for w in layer.get_weights()])
+        x = rng.normal(size=(5, 4)).astype(np.float32)
+        served = drop_inputs(head)
+        assert served.input_shape == (None, 4)
+        zeros = np.zeros((5, 2), np.float32)
         np.testing.assert_allclose(
-            served.predict_on_batch(x), head.predict_on_batch(zeros), rtol=1e-5, atol=1e-6
+            served.predict_on_batch(x), head.predict_on_batch([x, zeros]), rtol=1e-5, atol=1e-6
         )
+        other = head.predict_on_batch([x, np.ones((5, 2), np.float32)])
+        assert not np.allclose(other, served.predict_on_batch(x))
 
 
 def test_import_keeps_label_source_and_fills_it_in_on_reimport(tmp_path):
@@ -121,3 +124,41 @@ def test_import_keeps_label_source_and_fills_it_in_on_reimport(tmp_path):
     assert len(again) == 2
     assert set(again["label_source"]) == {"mal-mapped", "anilist"}
     assert again.set_index("sha256")["split"].equals(old.set_index("sha256")["split"])
+
+
+def test_training_with_a_label_convention_serves_one_input_and_reports_per_source(
+    tmp_path, shared_dir
+):
+    """Rows of the other convention train with their indicator; the model that is saved
+    reads images alone, and the report has the test figures per label source."""
+    from anigenre.core.genres import Vocabulary
+    from anigenre.models.config import TrainConfig
+    from anigenre.models.train import train
+
+    from tests.synthetic import synthetic_dataset
+
+    dataset = synthetic_dataset(tmp_path, n=64)
+    dataset["label_source"] = ["mal-mapped" if i % 3 else "anilist" for i in range(len(dataset))]
+    config = TrainConfig(
+        backbone="mobilenet_v2_0.35",
+        input_size=(64, 48),
+        epochs=5,
+        batch_size=16,
+        bootstrap=20,
+        ensemble=2,
+        label_convention="mal-mapped",
+    )
+    outcome = train(
+        dataset,
+        Vocabulary(),
+        data_dir=tmp_path,
+        weights_dir=shared_dir / "weights",
+        config=config,
+        max_pixels=10**8,
+    )
+    head = outcome.model.layers[-1]
+    assert not isinstance(head.input_shape[0], tuple)  # one input: the features
+    assert set(outcome.report["by_label_source"]) == {"pooled", "anilist", "mal-mapped"}
+    test = dataset[dataset["split"] == "test"]
+    assert outcome.report["by_label_source"]["pooled"]["n"] == len(test)
+    assert outcome.probs["test"].shape == (len(test), len(Vocabulary()))

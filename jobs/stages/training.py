@@ -115,6 +115,7 @@ def evaluate_model(
             "evaluate on other posters, or pass --include-seen to score them anyway"
         )
     paths, Y = [p for p, k in zip(paths, seen.keep, strict=True) if k], Y[seen.keep]
+    sources = [s for s, k in zip(sources, seen.keep, strict=True) if k]
     predictor = scoring_predictor(settings.data_dir, model, manifest, settings.max_image_pixels)
     if predictor.engine.name != "keras":
         notes.append(f"scored on {predictor.engine.name}: the int8 network that serves it")

@@ -6,6 +6,7 @@ bucket on moto's S3 server; their tables are read back from Parquet."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import pandas as pd
 import pytest
 import requests
 from anigenre.core.storage import open_store
+from anigenre.jobs.service import runs, views
+from anigenre.jobs.service.background import Background
 
 import anigenre
 from tests.procs import ROOT, Worker, free_port, own_redis, run_cli
@@ -175,6 +178,16 @@ def test_predict_gives_the_python_apis_genres_and_a_bad_image_is_an_error_result
 def test_a_body_over_the_limit_is_413_and_the_server_goes_on(server):
     big = server.post("/v1/predict", files=_files(("huge.png", b"\0" * (BODY_LIMIT + 1))))
     assert big.status_code == 413
+    # Declared or chunked (no Content-Length), the answer is the JSON of every error.
+    assert str(BODY_LIMIT) in big.json()["detail"], big.text
+    body, kind = requests.models.RequestEncodingMixin._encode_files(
+        _files(("huge.png", b"\0" * (BODY_LIMIT + 1))), {}
+    )
+    chunks = (body[i : i + 65536] for i in range(0, len(body), 65536))
+    chunked = requests.post(
+        f"{server.url}/v1/predict", data=chunks, headers={**AUTH, "content-type": kind}, timeout=60
+    )
+    assert chunked.status_code == 413 and str(BODY_LIMIT) in chunked.json()["detail"]
     assert server.post("/v1/predict", files=_files(("a.png", poster_png(3)))).status_code == 200
 
 
@@ -234,7 +247,7 @@ def test_a_run_without_a_broker_is_predicted_by_the_server(server, root, trained
     assert run_id in report.text and (out / "reports" / run_id / "report.html").exists()
 
     listed = server.get("/v1/runs?limit=5").json()["runs"]
-    assert listed[0]["run_id"] == run_id and listed[0]["out"] == str(out)
+    assert listed[0]["run_id"] == run_id and listed[0]["out_dir"] == str(out)
     # Only the poster without an ok row is predicted again; then nothing is new.
     again = server.post("/v1/runs", json={"inputs": [str(folder)], "out": str(out)})
     assert (again.json()["files"], again.json()["already_predicted"]) == (1, 12)
@@ -244,8 +257,11 @@ def test_a_run_without_a_broker_is_predicted_by_the_server(server, root, trained
     metrics = server.get("/metrics").text
     assert _sample(metrics, 'anigenre_runs{state="complete"}') >= 1
     assert _sample(metrics, "anigenre_runs_submitted_total") >= 1
-    shown = run_cli("jobs", "status", run_id, env=_env(trained[0].data_dir))
-    assert "complete" in shown.stdout, shown.stdout + shown.stderr
+    shown = run_cli("jobs", "status", run_id, "--json", env=_env(trained[0].data_dir))
+    cli = json.loads(shown.stdout)
+    # A client of both reads the same fields under the same names.
+    assert cli.items() <= server.get(f"/v1/runs/{run_id}").json().items(), shown.stdout
+    assert cli["state"] == "complete"
 
 
 def test_paths_outside_the_roots_are_403_and_a_relative_one_400(server, root, tmp_path):
@@ -307,6 +323,12 @@ def test_161_posters_queued_on_a_real_worker_come_back_as_parquet(trained, tmp_p
             assert queued.status_code == 202, queued.text
             run_id = queued.json()["run_id"]
             assert api.get(f"/v1/runs/{run_id}").json()["state"] in ("queued", "stalled")
+            # Not complete: no table that could be taken for the whole run, unless asked.
+            early = api.get(f"/v1/runs/{run_id}/predictions")
+            assert early.status_code == 409 and "partial=true" in early.json()["detail"]
+            so_far = api.get(f"/v1/runs/{run_id}/predictions?partial=true")
+            assert so_far.status_code == 200 and so_far.headers["x-run-state"] != "complete"
+            assert len(pd.read_parquet(io.BytesIO(so_far.content))) == 0
             worker = Worker("api", env, tmp_path / "worker.log").start()
             final = api.wait(run_id)
             assert (final["state"], final["ok"], final["total"]) == ("complete", 161, 161)
@@ -342,3 +364,37 @@ def test_a_request_past_the_time_limit_is_504(trained, tmp_path):
         assert requests.get(f"{api.url}/healthz", timeout=10).status_code == 200
     finally:
         api.stop()
+
+
+# -- runs in the server's threads -----------------------------------------------------------
+
+
+def test_runs_past_the_bound_wait_their_turn_queued_and_give_up_when_the_server_stops(
+    trained, tmp_path
+):
+    """In-process runs predict a few at a time (each loads a predictor and takes the
+    CPUs); one past that waits holding its run, reads queued here and running (not
+    interrupted) to ``jobs status``, and gives up resumable when the server stops."""
+    settings, _ = trained
+    background = Background(settings, at_once=1)
+    background._slots.acquire()  # a run ahead of them all, still going
+    queued = [
+        runs.submit(settings, [poster_folder(tmp_path / f"in{i}", 3, seed=70 + i)], background)
+        for i in range(2)
+    ]
+    first, second = (q.run_id for q in queued)
+    assert background.waiting(first) and background.waiting(second)
+    view = views.run_view(runs.status(settings, first), waiting_for=1)
+    assert (view["state"], view["done"]) == ("queued", 0) and "1 run(s)" in view["note"]
+    assert runs.status(settings, first).state == "running"  # its lease is held, renewed
+
+    background._slots.release()  # the one ahead ends: they go one after the other
+    background.close()  # ... and then the server stops: whoever still waits gives up
+    background.join(timeout=60)
+    states = sorted(runs.status(settings, r).state for r in (first, second))
+    assert states in (["complete", "complete"], ["complete", "interrupted"]), states
+    for run_id in (first, second):
+        if runs.status(settings, run_id).state == "interrupted":
+            resumed = run_cli("jobs", "resume", run_id, env=_env(settings.data_dir))
+            assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert runs.status(settings, run_id).state == "complete"

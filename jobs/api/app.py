@@ -8,6 +8,7 @@ branch of core/errors.py; anything else is a 500 whose traceback goes to the log
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from importlib.metadata import PackageNotFoundError, version
@@ -20,10 +21,11 @@ from anigenre.core.errors import (
     RetryableError,
 )
 from anigenre.jobs.api import predict, runs
-from anigenre.jobs.api.guard import BearerToken, TimeLimit
+from anigenre.jobs.api.guard import BearerToken, BodyLimit, TimeLimit
 from anigenre.jobs.api.metrics import RUNS_COUNTED, Measured, Metrics
 from anigenre.jobs.service import runs as run_service
 from anigenre.jobs.service import views
+from anigenre.jobs.service.background import Background
 from anigenre.jobs.service.dispatch import Dispatcher
 from anigenre.jobs.service.wiring import queue_for
 from anigenre.models.poster_model import PosterModel
@@ -44,7 +46,7 @@ def create_app(settings: Settings, model: PosterModel) -> FastAPI:
         title="anigenre",
         version=_version(),
         summary="Genres of anime posters, one poster or a whole folder at a time.",
-        max_body_size=settings.api_max_body_bytes,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.model = model
@@ -74,10 +76,19 @@ def create_app(settings: Settings, model: PosterModel) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     # Outermost last: the time limit and the token check are counted in the metrics.
+    app.add_middleware(BodyLimit, limit=settings.api_max_body_bytes)  # after the token
     app.add_middleware(BearerToken, token=token)
     app.add_middleware(TimeLimit, seconds=settings.api_request_timeout_s)
     app.add_middleware(Measured, metrics=app.state.metrics)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    yield
+    # Stopping: runs still waiting for a turn give up (interrupted, resumable) rather
+    # than hold the process open; running ones finish (their threads are not daemons).
+    app.state.queue.close()
 
 
 def _version() -> str:
@@ -107,3 +118,15 @@ class _Queue:
             if self._dispatcher is None:
                 self._dispatcher = queue_for(self._settings)
             return self._dispatcher
+
+    def waiting_for(self, run_id: str) -> int | None:
+        """How many runs at a time this process predicts, if ``run_id`` waits its turn
+        here (no broker); else None."""
+        here = self._dispatcher
+        if isinstance(here, Background) and here.waiting(run_id):
+            return here.at_once
+        return None
+
+    def close(self) -> None:
+        if isinstance(self._dispatcher, Background):
+            self._dispatcher.close()

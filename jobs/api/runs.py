@@ -76,8 +76,9 @@ def listing(
     """Runs ``offset`` to ``offset + limit``, newest first, and how many there are in all;
     one that cannot be read has ``state`` null and its ``error``."""
     page = runs.runs_page(request.app.state.settings, limit, offset)
+    waiting_for = request.app.state.queue.waiting_for
     return {
-        "runs": [views.entry_view(e) for e in page.entries],
+        "runs": [views.entry_view(e, waiting_for(e.run_id)) for e in page.entries],
         "total": page.total,
         "offset": page.offset,
         "more": page.more,
@@ -87,9 +88,10 @@ def listing(
 @router.get("/v1/runs/{run_id}")
 def status(request: Request, run_id: str) -> dict:
     """``state``: queued, running, stalled, interrupted, complete or failed; ``done`` of
-    ``total`` posters have a row."""
+    ``total`` posters have a row; then the fields of ``jobs status --json``."""
     settings = _known(request, run_id)
-    return views.run_view(runs.status(settings, run_id))
+    waiting_for = request.app.state.queue.waiting_for(run_id)
+    return views.run_view(runs.status(settings, run_id), waiting_for=waiting_for)
 
 
 @router.get(
@@ -100,20 +102,32 @@ def predictions(
     request: Request,
     run_id: str,
     format: Annotated[Literal["parquet", "json"], Query()] = "parquet",  # noqa: A002
+    partial: Annotated[bool, Query(description="the rows so far of a run not complete")] = False,
 ) -> Response:
-    """The run's rows so far, one per poster in input order: Parquet (the predictions
-    table's columns, with ``run_id``), or JSON ``{"run_id", "rows": [...]}``."""
-    rows = runs.table(_known(request, run_id), run_id)
+    """The run's rows, one per poster in input order: Parquet (the predictions table's
+    columns, with ``run_id``), or JSON ``{"run_id", "state", "complete", "rows": [...]}``.
+    409 until the run is complete, so that a table is never taken for the whole run by
+    mistake; ``partial=true`` gives the rows written so far (header ``X-Run-State``)."""
+    settings = _known(request, run_id)
+    state = runs.status(settings, run_id)
+    if not state.complete and not partial:
+        done = state.rows_ok + state.rows_error
+        raise HTTPException(
+            409,
+            f"run {run_id} is {state.state} ({done} of {state.rows_total} posters have a "
+            "row); its predictions are read once it is complete, or pass partial=true "
+            "for the rows so far",
+        )
+    rows = runs.table(settings, run_id)
+    headers = {"x-run-state": state.state}
     if format == "json":
         records = json.loads(rows.to_json(orient="records", date_format="iso"))
-        return JSONResponse({"run_id": run_id, "rows": records})
+        body = {"run_id": run_id, "state": state.state, "complete": state.complete}
+        return JSONResponse({**body, "rows": records}, headers=headers)
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), buffer)
-    return Response(
-        buffer.getvalue(),
-        media_type=PARQUET,
-        headers={"content-disposition": f'attachment; filename="{run_id}.parquet"'},
-    )
+    headers["content-disposition"] = f'attachment; filename="{run_id}.parquet"'
+    return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
 
 
 @router.get("/v1/runs/{run_id}/report", response_class=HTMLResponse)

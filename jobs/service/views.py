@@ -3,19 +3,26 @@ API). The states are RunStatus's (jobs.runs.status), the ones ``jobs status`` pr
 
 from __future__ import annotations
 
+import dataclasses
+
 from anigenre.config import Settings
 from anigenre.core.errors import DataError
 from anigenre.core.storage import open_store
 from anigenre.jobs.runs.index import index_home, indexed_out_dir
-from anigenre.jobs.runs.status import RunStatus
+from anigenre.jobs.runs.status import QUEUED, RUNNING, RunStatus
 from anigenre.jobs.service import runs
 from anigenre.models.synced import Registry
 
 REPORT_PAGE = "report.html"
 
 
-def run_view(s: RunStatus, entry: runs.RunEntry | None = None) -> dict:
-    """How a run stands: ``done`` of ``total`` files have a row (``ok`` + ``error``)."""
+def run_view(
+    s: RunStatus, entry: runs.RunEntry | None = None, waiting_for: int | None = None
+) -> dict:
+    """How a run stands: ``done`` of ``total`` files have a row (``ok`` + ``error``),
+    then every field ``jobs status --json`` prints, under its names. ``waiting_for``: the
+    run waits in this process until one of that many runs ahead of it ends (no broker,
+    jobs.service.background), so it is ``queued``, though its lease reads running."""
     view = {
         "run_id": s.run_id,
         "state": s.state,
@@ -23,24 +30,31 @@ def run_view(s: RunStatus, entry: runs.RunEntry | None = None) -> dict:
         "total": s.rows_total,
         "ok": s.rows_ok,
         "error": s.rows_error,
-        "chunks_done": s.chunks_done,
-        "chunks_total": s.chunks_total,
-        "complete": s.complete,
-        "rate_per_s": s.rate_per_s,
-        "eta_s": s.eta_s,
-        "failed": s.failed,
-        "note": s.note,
+        "kind": "run",
+        **dataclasses.asdict(s),
     }
+    if waiting_for and s.state == RUNNING:
+        view["state"] = QUEUED
+        view["note"] = (
+            f"waiting: without a broker this server predicts {waiting_for} run(s) at a "
+            "time; it starts when one of them ends"
+        )
     if entry is not None:
-        view |= {"out": entry.out_dir, "model_id": entry.model_id, "created": entry.created}
+        view |= {"out_dir": entry.out_dir, "model_id": entry.model_id, "created": entry.created}
     return view
 
 
-def entry_view(entry: runs.RunEntry) -> dict:
-    """A line of the runs list; one that cannot be read says why, with no state."""
+def entry_view(entry: runs.RunEntry, waiting_for: int | None = None) -> dict:
+    """A line of the runs list, as ``jobs list --json`` has it: one that cannot be read
+    has no state and says why in ``unreadable`` (``error`` counts error rows)."""
     if entry.status is None:
-        return {"run_id": entry.run_id, "state": None, "out": entry.out_dir, "error": entry.error}
-    return run_view(entry.status, entry)
+        return {
+            "run_id": entry.run_id,
+            "state": None,
+            "out_dir": entry.out_dir,
+            "unreadable": entry.error,
+        }
+    return run_view(entry.status, entry, waiting_for)
 
 
 def models_view(settings: Settings) -> dict:

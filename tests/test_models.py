@@ -251,9 +251,10 @@ def test_a_model_on_the_pair_trains_saves_and_says_what_it_reads(synth):
     fine-tuning, whose top layers would all be the companion's, is refused."""
     from anigenre.models.artifacts import CARD_FILE
 
-    config = TrainConfig(**{**TINY, "input_size": (64, 48)})
+    pair = "mobilenet_v2_1.0_with_0.35"  # float; the default serves it quantized
+    config = TrainConfig(backbone=pair, **{**TINY, "input_size": (64, 48)})
     model_id, manifest = stages.train_model(synth, config)
-    assert manifest.backbone == "mobilenet_v2_1.0_with_0.35"
+    assert manifest.backbone == pair
     assert manifest.training.companion == "mobilenet_v2_0.35"
     companion = manifest.weights.companion
     assert companion is not None and companion.source == "file"

@@ -19,7 +19,7 @@ BACKBONE_NAMES = (
     "mobilenet_v2_1.0_with_0.35_int8",
     "custom_cnn",
 )
-DEFAULT_BACKBONE = "mobilenet_v2_1.0_with_0.35"
+DEFAULT_BACKBONE = "mobilenet_v2_1.0_with_0.35_int8"
 
 
 def add_train_arguments(t) -> None:

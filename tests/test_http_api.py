@@ -398,3 +398,18 @@ def test_runs_past_the_bound_wait_their_turn_queued_and_give_up_when_the_server_
             resumed = run_cli("jobs", "resume", run_id, env=_env(settings.data_dir))
             assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert runs.status(settings, run_id).state == "complete"
+
+
+def test_sigterm_lets_the_runs_predicted_here_finish(trained, tmp_path):
+    """uvicorn raises SIGTERM again once it has stopped serving; with the default handler
+    that ended the process in the middle of its runs."""
+    settings, _ = trained
+    api = Server(_env(settings.data_dir), tmp_path / "serve.log")
+    try:
+        folder = poster_folder(tmp_path / "in", 300, seed=4000)
+        body = {"inputs": [str(folder)], "out": str(tmp_path / "out")}
+        run_id = requests.post(f"{api.url}/v1/runs", json=body, timeout=60).json()["run_id"]
+    finally:
+        api.stop()
+    assert api.proc.returncode == 0, api.log.read_text()[-2000:]
+    assert runs.status(settings, run_id).state == "complete", api.log.read_text()[-2000:]

@@ -130,3 +130,14 @@ class _Queue:
     def close(self) -> None:
         if isinstance(self._dispatcher, Background):
             self._dispatcher.close()
+
+    def unfinished(self) -> list[str]:
+        """The runs this process still predicts (no broker)."""
+        here = self._dispatcher
+        if not isinstance(here, Background):
+            return []
+        return [run_id for run_id, thread in here.threads.items() if thread.is_alive()]
+
+    def join(self) -> None:
+        if isinstance(self._dispatcher, Background):
+            self._dispatcher.join()

@@ -6,8 +6,11 @@ printed says which, and a port in use is one ConfigError line before any model l
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import os
+import signal
 import socket
 from collections.abc import Callable
 
@@ -72,7 +75,8 @@ def serve(
     say: Callable[[str], None] = print,
 ) -> None:
     """Serve until SIGINT/SIGTERM. In-process runs still going then are waited for (their
-    threads are not daemons); killed, they read interrupted and ``jobs resume`` ends them."""
+    threads are not daemons; the ones still waiting for a turn give up); a second signal,
+    or a kill, leaves them interrupted, and ``jobs resume`` ends them."""
     import uvicorn
     from anigenre.jobs.api.app import create_app
 
@@ -98,6 +102,39 @@ def serve(
             server_header=False,
         )
         logging.getLogger("anigenre").setLevel(logging.INFO)
-        uvicorn.Server(config).run(sockets=[sock])
+        with _second_term_stops():
+            uvicorn.Server(config).run(sockets=[sock])
+            _finish_runs(app.state.queue, say)
     finally:
         sock.close()
+
+
+def _finish_runs(queue, say: Callable[[str], None]) -> None:
+    """Wait for the runs this server predicts (no broker) before the process ends."""
+    left = queue.unfinished()
+    if left:
+        say(
+            f"anigenre serve: finishing {len(left)} run(s) predicted here ({', '.join(left)}); "
+            "a second SIGTERM or Ctrl-C stops them: they read interrupted, and "
+            "'anigenre jobs resume RUN_ID' finishes them"
+        )
+        queue.join()
+
+
+@contextlib.contextmanager
+def _second_term_stops():
+    """uvicorn stops on SIGTERM and raises it again once stopped, which with the default
+    handler ends the process mid-run. The first is let through (uvicorn has already
+    stopped serving), so :func:`_finish_runs` can wait; a second ends the process."""
+    stopping = []
+
+    def on_term(sig, frame) -> None:
+        if stopping:
+            os._exit(128 + sig)  # leases of a gone pid read interrupted
+        stopping.append(sig)
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -106,11 +106,9 @@ class Int8Features:
     def __init__(self, threads: int | None = None, **source) -> None:
         self.threads = threads or available_cores()
         self._run = _Runner(self.threads, **source)
+        # Pixels go in as they are: the ImageNet files read uint8 RGB as their quantized
+        # [-1, 1] input, ours read it as 0..255 itself (models.int8.quantize).
         self._scale, self._zero = self._run.output["quantization"]
-        # Our own quantized networks take pixels as they are (models.int8.quantize); any
-        # other input quantization is applied here.
-        in_scale, in_zero = self._run.input["quantization"]
-        self._input = (in_scale, in_zero) if in_scale and (in_scale, in_zero) != (1.0, 0) else None
 
     @property
     def width(self) -> int:
@@ -118,10 +116,6 @@ class Int8Features:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # Pixel values are whole numbers 0..255 whatever dtype they arrive in.
-        if self._input is not None:
-            scale, zero = self._input
-            info = np.iinfo(self._run.input["dtype"])
-            images = np.clip(np.round(images / scale + zero), info.min, info.max)
         raw = _in_steps(self._run, images, 1).reshape(len(images), -1)
         if not self._scale:  # float features already
             return raw.astype(np.float32)

@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 # The repository, not bench/, on the path: a bench module named like a standard one
-# (bench/http.py) must not shadow it here.
+# (bench/http.py did once) must not shadow it here.
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent))

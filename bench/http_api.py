@@ -6,7 +6,7 @@
       time from keep-alive sessions: p50/p99 latency, posters/s, and the server's
       resident memory (VmRSS) once warm and after the requests
 
-Run: ``nice -n 10 python bench/http.py`` (uses the newest model in --data-dir, training the
+Run: ``nice -n 10 python bench/http_api.py`` (uses the newest model in --data-dir, training the
 default MobileNetV2 one first if there is none, as bench/web.py does).
 """
 

@@ -90,8 +90,7 @@ def test_front_ends_never_sync_a_bucket_or_talk_to_celery():
     offenders = sorted(
         (name, dep)
         for name, deps in _graph().items()
-        if name.startswith(FRONT_ENDS)
-        and name not in CELERY_COMMANDS
+        if name.startswith(FRONT_ENDS) and name not in CELERY_COMMANDS
         for dep in deps
         if dep.startswith(BELOW_THE_FRONT_ENDS)
     )

@@ -11,7 +11,7 @@ import pytest
 from anigenre.jobs import stages
 from anigenre.jobs.queue import counter
 from anigenre.jobs.runs.index import load_plan, record_run
-from anigenre.jobs.runs.layout import PLAN
+from anigenre.jobs.runs.layout import CHUNKS, PLAN
 from anigenre.jobs.runs.plan import _walk, plan_run, reclaim
 from anigenre.jobs.runs.planfile import ChunkBounds, chunk_name
 from anigenre.jobs.runs.status import run_status
@@ -128,7 +128,7 @@ def test_a_run_planned_before_the_split_reads_runs_and_resumes(trained, tmp_path
         settings, [folder], model_id=model_id, out_dir=tmp_path / "out", chunk_size=2
     )
     old = _old_plan(plan)
-    for f in (plan.run_dir / "chunks").iterdir():
+    for f in (plan.run_dir / CHUNKS).iterdir():
         f.unlink()
     (plan.run_dir / PLAN).write_text(json.dumps(old))
     loaded = load_plan(settings.data_dir, plan.run_id)

@@ -7,7 +7,7 @@ Layout under the output dir (names in :mod:`jobs.runs.layout`)::
                                                 only files in the predictions folder
     prediction-runs/_plan.lock          held while a run is planned (flock)
     prediction-runs/<id>/_plan.json     the header: model, chunk size, counts (planfile)
-    prediction-runs/<id>/chunks/<i>.json  chunk i's inputs (path, size, sha256)
+    prediction-runs/<id>/_chunks/<i>.json  chunk i's inputs (path, size, sha256)
     prediction-runs/<id>/_queued.json   its chunks are on the broker (the sweeper watches)
     prediction-runs/<id>/_failed.json   chunks the workers keep failing on, and why
     prediction-runs/<id>/_running.lock, _lease.json, _stalled.json   who runs it, and how

@@ -13,7 +13,8 @@ from pathlib import Path
 PLAN, MANIFEST, QUEUED, FAILED = "_plan.json", "_manifest.json", "_queued.json", "_failed.json"
 # In a run's folder, beside the plan's header (jobs.runs.planfile): one manifest per
 # chunk, and the byte-identical copies.
-CHUNKS, DUPLICATES = "chunks", "_duplicates.json"
+# "_": pyarrow and pandas skip it when a user reads the whole output folder as Parquet.
+CHUNKS, DUPLICATES = "_chunks", "_duplicates.json"
 # In prediction-runs/: held while a run is planned or re-planned, so two planners
 # never both take a file.
 PLAN_LOCK = "_plan.lock"

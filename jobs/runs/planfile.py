@@ -1,7 +1,7 @@
 """A run plan on disk: a small header and one manifest per chunk.
 
 ``_plan.json`` holds what every chunk needs to know about its run (model, engine, top k,
-chunk size) and the run's counts; ``chunks/<index>.json`` lists that chunk's inputs;
+chunk size) and the run's counts; ``_chunks/<index>.json`` lists that chunk's inputs;
 ``_duplicates.json`` the byte-identical copies (which always share their original's
 chunk). A chunk's task reads the header and its own manifest: its cost does not grow
 with the run. Only whole-run readers (a report, a resume, a planner looking for live

@@ -202,7 +202,7 @@ def test_unreachable_broker_is_one_clear_line(trained, tmp_path):
     assert "hunter2" not in result.stderr
     assert not (settings.data_dir / "runs").exists() or not any(
         json.loads(p.read_text())["out_dir"].startswith(str(folder))
-        for p in (settings.data_dir / "runs").iterdir()
+        for p in (settings.data_dir / "runs").glob("*.json")
     )
 
 

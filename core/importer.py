@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 from anigenre.core.atomic import write_bytes_atomic
+from anigenre.core.dataset import COLUMNS
 from anigenre.core.errors import DataError, InvalidImage
 from anigenre.core.genres import Vocabulary
 from anigenre.core.groups import group_for
@@ -71,20 +72,7 @@ def import_folder(folder: Path, data_dir: Path, vocab: Vocabulary, max_pixels: i
                 "label_source": (rec.get("label_source") or "").strip() or None,
             }
         )
-    return ImportResult(pd.DataFrame(rows, columns=list(_COLUMNS)), skipped, duplicates)
-
-
-_COLUMNS = (
-    "sha256",
-    "path",
-    "anilist_id",
-    "title",
-    "year",
-    "group",
-    "source",
-    "genres",
-    "label_source",
-)
+    return ImportResult(pd.DataFrame(rows, columns=list(COLUMNS)), skipped, duplicates)
 
 
 def read_labels(path: Path) -> list[dict]:

@@ -22,6 +22,16 @@ from tests.procs import free_port
 _buckets = itertools.count()
 
 
+def aws_env(endpoint: str) -> dict[str, str]:
+    """The standard AWS variables, as a user of MinIO or R2 would set them."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+
+
 class S3Server:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -33,13 +43,7 @@ class S3Server:
 
     @property
     def env(self) -> dict[str, str]:
-        """The standard AWS variables, as a user of MinIO or R2 would set them."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-        }
+        return aws_env(self.endpoint)
 
     @property
     def options(self) -> S3Options:

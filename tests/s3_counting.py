@@ -23,6 +23,7 @@ from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 
 from tests.procs import free_port
+from tests.s3 import aws_env
 
 _buckets = itertools.count()
 
@@ -41,12 +42,7 @@ class CountingS3:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.port}",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-        }
+        return aws_env(f"http://127.0.0.1:{self.port}")
 
     @property
     def options(self) -> S3Options:

@@ -83,6 +83,20 @@ def test_the_cli_offers_every_backbone_and_defaults_to_the_configs():
     assert TrainConfig().backbone == DEFAULT_BACKBONE
 
 
+def test_train_flags_left_out_give_the_configs_defaults():
+    """The flags spell their defaults out for --help (no Keras import there), so a default
+    changed in TrainConfig must change here too."""
+    import argparse
+
+    from anigenre.jobs.cli.models_cmd import add_train_arguments, train_config
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert train_config(parser.parse_args([])) == TrainConfig()
+    one = train_config(parser.parse_args(["--label-convention", "none"]))
+    assert one.label_convention is None
+
+
 def test_help_shows_every_default_and_no_none():
     train = run_cli("train", "--help", env=_env()).stdout
     assert "custom_cnn} default: mobilenet_v2_1.0_with_0.35" in " ".join(train.split())

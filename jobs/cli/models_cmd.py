@@ -20,6 +20,7 @@ BACKBONE_NAMES = (
     "custom_cnn",
 )
 DEFAULT_BACKBONE = "mobilenet_v2_1.0_with_0.35_int8"
+LABEL_SOURCES = ("mal-mapped", "anilist")  # core.dataset's label_source values
 
 
 def add_train_arguments(t) -> None:
@@ -60,6 +61,13 @@ def add_train_arguments(t) -> None:
     t.add_argument("--resize", choices=("stretch", "pad", "center-crop"), default="stretch")
     t.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
     t.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
+    t.add_argument(
+        "--label-convention",
+        choices=(*LABEL_SOURCES, "none"),
+        default="mal-mapped",
+        help="the labels' convention the model predicts in; posters labelled in another one "
+        "teach it as an offset ('none': every poster's labels alike)",
+    )
 
 
 def train_config(args):
@@ -84,6 +92,7 @@ def train_config(args):
             fine_tune=args.fine_tune,
             tta=() if args.tta == "none" else (args.tta,),
             bootstrap=args.bootstrap,
+            label_convention=None if args.label_convention == "none" else args.label_convention,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -55,6 +55,16 @@ RECIPES = {
     "without the two small folders": {"drop": ("posters-anilist-small", "posters-mal-thumbs")},
     "10 heads": {"ensemble": 10},
     "flip TTA": {"tta": ("flip",)},
+    # Mirror images' features as extra training rows; served on the plain view only.
+    "flip augment": {"augment": ("flip",)},
+    "weighted-bce": {"loss": "weighted-bce"},
+    "flip augment, 10 heads": {"augment": ("flip",), "ensemble": 10},
+    # MobileNetV2 1.0 alone (block 16 kept), int8 by our quantization: no 0.35 companion.
+    "V2 1.0 alone, int8": {"backbone": "mobilenet_v2_1.0_ptq_int8"},
+    "V2 1.0 alone, int8, flip augment": {
+        "backbone": "mobilenet_v2_1.0_ptq_int8",
+        "augment": ("flip",),
+    },
     "label convention, dropout 0.5": {"dropout": 0.5, "label_convention": MAL},
 }
 SIZES = (150, 100, 75, 50)

@@ -110,6 +110,9 @@ BACKBONES: dict[str, BackboneSpec] = {
             companion="mobilenet_v2_0.35",
             quantize=True,
         ),
+        # MobileNetV2 1.0 alone (block 16 kept), our int8 quantization: no 0.35 beside it,
+        # so ~1.35x the pair's network rate; what the companion is worth: bench/transfer.py.
+        dataclasses.replace(_MOBILENET_V2_1, name="mobilenet_v2_1.0_ptq_int8", quantize=True),
         BackboneSpec("custom_cnn", (317, 230), 16, custom_cnn, "unit", pretrained=False),
     )
 }

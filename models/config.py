@@ -8,6 +8,7 @@ from anigenre.core.images import RESIZE_POLICIES
 from anigenre.models.heads import LOSSES
 
 TTA_VIEWS = ("flip",)
+AUGMENT_VIEWS = ("flip",)
 FEATURE_SCALES = ("unit-norm", "none")
 HEAD_LR, END_TO_END_LR = 3e-3, 1e-3
 
@@ -35,6 +36,9 @@ class TrainConfig:
     seed: int = 0
     fine_tune: int = 0  # unfreeze this many top backbone layers (end-to-end training)
     tta: tuple[str, ...] = field(default_factory=tuple)
+    # Views of each training poster that join the training rows (same labels), as TTA's
+    # flipped copies do, while the model is served on the plain view: nothing at serving.
+    augment: tuple[str, ...] = field(default_factory=tuple)
     bootstrap: int = 1000
     # Frozen mode: the head divides its features by their mean L2 norm on the training
     # posters ("none": as they come, the recipe before; bench/recipe.py pairs the two).
@@ -57,6 +61,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {LOSSES}")
         if any(v not in TTA_VIEWS for v in self.tta):
             raise ValueError(f"test-time augmentation views: {TTA_VIEWS}")
+        if any(v not in AUGMENT_VIEWS for v in self.augment):
+            raise ValueError(f"training augmentation views: {AUGMENT_VIEWS}")
         if self.feature_scale not in FEATURE_SCALES:
             raise ValueError(f"feature scale must be one of {FEATURE_SCALES}")
         if self.ensemble < 1:
@@ -79,6 +85,7 @@ class TrainConfig:
         if d.get("input_size"):
             d["input_size"] = tuple(d["input_size"])
         d["tta"] = tuple(d.get("tta") or ())
+        d["augment"] = tuple(d.get("augment") or ())  # models trained before it: none
         # Models trained before these existed: unscaled features, the backbone's last layer.
         d.setdefault("feature_scale", "none")
         d.setdefault("label_convention", None)
@@ -92,5 +99,6 @@ class TrainConfig:
         d = asdict(self)
         d["input_size"] = list(self.input_size) if self.input_size else None
         d["tta"] = list(self.tta)
+        d["augment"] = list(self.augment)
         d["taps"] = list(self.taps) if self.taps is not None else None
         return d

@@ -154,7 +154,14 @@ def _split(dataset: pd.DataFrame, name: str, data_dir: Path) -> Split:
 
 
 def _views(config: TrainConfig) -> list[str]:
+    """The views a poster is scored on (served): the plain one and the TTA's."""
     return ["plain", *config.tta]
+
+
+def _train_views(config: TrainConfig) -> list[str]:
+    """The views whose features train the heads: the scored ones (flipped TTA copies
+    double as augmentation) and the training-only ``augment`` views, each once."""
+    return list(dict.fromkeys([*_views(config), *config.augment]))
 
 
 def split_features(
@@ -229,7 +236,10 @@ class _Frozen:
         self.backbone, self.config, self.splits = backbone, config, splits
         self.features_computed = 0
         self.X: dict[str, dict[str, np.ndarray]] = {}
-        for view in _views(config):
+        scored = _views(config)
+        for view in _train_views(config):
+            # A training-only view is embedded for the training posters alone.
+            wanted = splits if view in scored else {"train": splits["train"]}
             self.X[view], computed = split_features(
                 backbone,
                 spec,
@@ -237,7 +247,7 @@ class _Frozen:
                 size,
                 config.resize_policy,
                 view,
-                splits,
+                wanted,
                 data_dir=data_dir,
                 max_pixels=max_pixels,
                 taps=taps,
@@ -266,7 +276,7 @@ class _Frozen:
 
     def fit(self, callbacks) -> ValMAPEarlyStopping:
         """Train ``config.ensemble`` heads from consecutive seeds; their mean is the head."""
-        train_views = _views(self.config)  # flipped copies double as augmentation
+        train_views = _train_views(self.config)
         inputs = [self._inputs(v, "train", True) for v in train_views]
         X = (
             [np.concatenate([i[0] for i in inputs]), np.concatenate([i[1] for i in inputs])]
@@ -367,7 +377,7 @@ class _EndToEnd:
     def fit(self, callbacks) -> ValMAPEarlyStopping:
         cbs = callbacks(self.predict_val)
         x, y = self.images["train"], self.splits["train"].Y
-        if "flip" in self.config.tta:
+        if "flip" in _train_views(self.config):
             x, y = np.concatenate([x, x[:, :, ::-1]]), np.concatenate([y, y])
         self.model.compile(
             optimizer=keras.optimizers.Adam(self.config.lr(frozen=False)),

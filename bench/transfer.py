@@ -143,7 +143,7 @@ def row_of(results: list[dict], base: list[dict] | None, source: str, key: str) 
     if not vals:
         return "–"
     cell = f"{np.mean(vals):.3f}"
-    if base is not None and key in KEYS:
+    if base is not None and key in KEYS and len(base) == len(results):
         d = [
             r[source][key] - b[source][key]
             for r, b in zip(results, base, strict=True)
@@ -192,9 +192,17 @@ def main() -> None:
     parser.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--sizes", action="store_true", help="the downscaled-lockbox check")
     parser.add_argument("--no-splits", action="store_true", help="the lockbox only")
+    parser.add_argument(
+        "--no-lockbox", action="store_true", help="the five splits only (lockbox measured before)"
+    )
     parser.add_argument("--out", type=Path, help="also write every figure here (JSON)")
     parser.add_argument(
-        "--against", type=Path, help="a JSON of an earlier run: its recipes join the tables"
+        "--against",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="JSONs of earlier runs: their recipes join the tables (the first file's first "
+        "recipe is the one the deltas are paired against)",
     )
     args = parser.parse_args()
     dataset, vocab = annotated(args)
@@ -212,7 +220,7 @@ def main() -> None:
     for name in args.recipes:
         recipe = RECIPES[name]
         res[name] = {"splits": [], "lockbox": []}
-        for s in LOCKBOX_SEEDS:
+        for s in () if args.no_lockbox else LOCKBOX_SEEDS:
             outcome = fit(args, boxes[s], vocab, recipe)
             res[name]["lockbox"].append(figures(outcome, boxes[s], vocab))
             if args.sizes and s == 0 and name == args.recipes[0]:
@@ -222,17 +230,28 @@ def main() -> None:
             res[name]["splits"].append(figures(outcome, splits[s], vocab))
         if args.out:  # after each recipe: a run stopped early keeps what it measured
             args.out.write_text(json.dumps(res, default=float))
-        lb = res[name]["lockbox"]
+        done = "splits" if args.no_lockbox else "lockbox"
+        runs = [r[m.POOLED] for r in res[name][done]]
         print(
-            f"{name}: lockbox "
-            + ", ".join(f"{k} {np.mean([r[m.POOLED][k] for r in lb]):.3f}" for k in KEYS + JUDGED)
+            f"{name}: {done} "
+            + ", ".join(f"{k} {np.mean([r[k] for r in runs if k in r]):.3f}" for k in KEYS + JUDGED)
             + f" ({time.monotonic() - started:.0f} s)",
             flush=True,
         )
     if args.out:
         args.out.write_text(json.dumps(res, default=float))
     if args.against:
-        res = {**json.loads(args.against.read_text()), **res}
+        earlier = {}
+        for path in args.against:
+            for name, r in json.loads(path.read_text()).items():
+                mine = earlier.setdefault(name, {"splits": [], "lockbox": []})
+                for which in ("lockbox", "splits"):
+                    mine[which] = mine[which] or r.get(which, [])
+        for name, r in res.items():  # a recipe measured in parts: each part from where it ran
+            for which in ("lockbox", "splits"):
+                if not r[which] and earlier.get(name, {}).get(which):
+                    r[which] = earlier[name][which]
+        res = {**earlier, **res}
         args.recipes = list(res)
     report(args, res)
 
@@ -240,7 +259,7 @@ def main() -> None:
 def report(args, res) -> None:
     first = args.recipes[0]
     columns = [("lockbox", m.POOLED, "lockbox (mal-mapped, unseen)")]
-    if not args.no_splits:
+    if any(r["splits"] for r in res.values()):
         columns += [
             ("splits", m.POOLED, "five splits, pooled"),
             ("splits", MAL, "five splits, mal-mapped"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,17 +62,26 @@ def iter_decoded(
     *,
     workers: int = 4,
     prefetch: int = 64,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Iterator[Decoded]:
     """Decode in a thread pool (Pillow releases the GIL while decoding), in input order,
-    with at most ``prefetch`` files in flight so memory stays bounded on huge folders."""
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+    with at most ``prefetch`` files in flight so memory stays bounded on huge folders.
+    ``pool``: a caller's pool to decode in, kept open (a run of many chunks started
+    ``workers`` threads per chunk otherwise); else one of ``workers`` threads."""
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="decode"))
         pending: collections.deque[Future[Decoded]] = collections.deque()
-        for path in paths:
-            pending.append(pool.submit(decode, path))
-            if len(pending) >= prefetch:
+        try:
+            for path in paths:
+                pending.append(pool.submit(decode, path))
+                if len(pending) >= prefetch:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:  # abandoned early: what was not started is not decoded for nobody
+            for future in pending:
+                future.cancel()
 
 
 def iter_batches(

@@ -6,6 +6,7 @@ LiteRT predictor never loads it."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +32,10 @@ class Predictor:
         default_factory=dict, init=False, repr=False
     )
     _ahead_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    # The decoding threads, kept from one predict_files call (one chunk) to the next.
+    _decode_pool: tuple[int, ThreadPoolExecutor] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self.vocab = self.manifest.vocabulary
@@ -50,8 +55,11 @@ class Predictor:
         # traced once instead of again for every odd-sized last batch. LiteRT re-sizes its
         # tensors in milliseconds, far less than computing the padding would cost.
         rows = max(n, self.batch_size) if self.engine.pads_batches else n
-        x = np.zeros((rows, *images.shape[1:]), np.float32)
-        x[:n] = images
+        if getattr(self.engine, "takes_uint8", False) and rows == n:
+            x = np.asarray(images, np.uint8)  # the int8 network: pixels as they are
+        else:
+            x = np.zeros((rows, *images.shape[1:]), np.float32)
+            x[:n] = images
         outs = [self.engine.run(x)[:n]]
         if "flip" in self.tta:
             outs.append(self.engine.run(x[:, :, ::-1])[:n])
@@ -75,9 +83,18 @@ class Predictor:
                 return started.result()
             return decode_file(item[0], self.size, self.policy, self.max_pixels, item[1], read=read)
 
-        decoded = iter_decoded(items, decode, workers=self.workers, prefetch=self.batch_size * 2)
+        decoded = iter_decoded(
+            items, decode, prefetch=self.batch_size * 2, pool=self._decoding_threads()
+        )
         for batch in iter_batches(decoded, self.batch_size, self.size):
             yield batch, self.predict_arrays(batch.arrays)
+
+    def _decoding_threads(self) -> ThreadPoolExecutor:
+        # A forked worker child inherits the pool object but none of its threads.
+        if self._decode_pool is None or self._decode_pool[0] != os.getpid():
+            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
+            self._decode_pool = (os.getpid(), pool)
+        return self._decode_pool[1]
 
     def decode_ahead(
         self,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from anigenre.core.images import decode_image
 from anigenre.jobs import stages
 from anigenre.jobs.runs.index import load_plan
 from anigenre.jobs.runs.layout import PLAN
@@ -497,3 +498,16 @@ def test_int8_backbone_without_its_file_says_what_to_do(tmp_path, shared_dir):
         resolve_weights(spec, "auto", weights)
     with pytest.raises(ConfigError, match="no --weights none"):
         resolve_weights(spec, "none", shared_dir / "weights")
+
+
+def test_int8_models_take_uint8_pixels_with_the_float_feeds_numbers(trained_int8, shared_dir):
+    """The int8 network reads pixels as they are: fed uint8 (no float32 copy of the batch),
+    it gives exactly the probabilities the float32 feed gave."""
+    settings, model_id, _ = trained_int8
+    predictor = stages.load_predictor(settings, model_id, "litert")
+    assert predictor.engine.takes_uint8
+    files = sorted((shared_dir / "data" / "posters" / "images").iterdir())[:6]
+    images = np.stack([decode_image(f.read_bytes(), predictor.size) for f in files])
+    fed_uint8 = predictor.predict_arrays(images)
+    predictor.engine.takes_uint8 = False
+    np.testing.assert_array_equal(predictor.predict_arrays(images), fed_uint8)

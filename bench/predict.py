@@ -2,7 +2,9 @@
 
   decode    decoding alone: the predictor's parallel loader, no network (and with 1, 2
             and 4 threads, to choose how many)
-  network   the network alone on pre-decoded batches, per engine
+  network   the network alone on pre-decoded batches, per engine; for an int8 model's
+            LiteRT engine also on one interpreter of N threads instead of its N
+            single-thread interpreters side by side (N: the cores), network alone and (b)
   limit     the pipeline's limit computed from them: 1 / (1/decode + 1/network)
   (b)       ``anigenre predict`` in-process: hashing, planning, decode, predict, Parquet
   (c)       the same run through one Celery worker on Redis; with the worker's cold start
@@ -129,6 +131,16 @@ def network_rate(predictor, arrays: np.ndarray) -> float:
     return rate(len(arrays), time.perf_counter() - t)
 
 
+def one_interpreter(predictor):
+    """``predictor`` with its int8 features on one interpreter of N threads, as they ran
+    before issue 19 (now: N single-thread interpreters side by side)."""
+    from anigenre.models.engines import LiteRTEngine
+    from anigenre.models.predictor import Predictor
+
+    engine = LiteRTEngine(predictor.engine.path, one_interpreter=True)
+    return Predictor(engine, predictor.manifest, predictor.max_pixels)
+
+
 def in_process_rate(settings, predictor, model_id, folder: Path, out: Path, engine: str):
     """(b) with the model already loaded, as a warm worker's is: (rate, its rows)."""
     t = time.perf_counter()
@@ -243,7 +255,7 @@ def main() -> None:
     size, policy = keras_p.size, keras_p.policy
     print(
         f"{len(files)} posters, model {model_id} ({keras_p.manifest.backbone}, input {size}),"
-        f" {keras_p.workers} decode threads, LiteRT on {engines['litert'].engine.threads} threads"
+        f" {keras_p.workers} decode threads, LiteRT on {engines['litert'].engine.threads} cores"
     )
 
     arrays = np.stack([decode_image(f.read_bytes(), size, policy) for f in files])
@@ -257,6 +269,12 @@ def main() -> None:
             settings, predictor, model_id, work / "in", work / f"b-{name}", name
         )
         rows[name] = {"network": net, "limit": limit, "b": b, "table": table}
+    single = None
+    if engines["litert"].engine.features is not None:
+        single = one_interpreter(engines["litert"])
+        net = network_rate(single, arrays)
+        b, _ = in_process_rate(settings, single, model_id, work / "in", work / "b-single", "litert")
+        single = {"network": net, "b": b}
     other = None
     if args.against:
         other_id = latest_model(settings, args.data_dir, args.against)
@@ -289,6 +307,12 @@ def main() -> None:
         f"set; probability difference largest {a['max']:.2g}, 99th percentile of each "
         f"poster's largest {a['p99']:.2g}, mean {a['mean']:.2g}"
     )
+    if single:
+        lite, n = rows["litert"], engines["litert"].engine.threads
+        print(f"  litert int8 features: {n} interpreters x 1 thread / 1 interpreter x {n} threads")
+        for key, label in (("network", "network only"), ("b", "(b) in-process")):
+            mine, one = lite[key], single[key]
+            print(f"  {label:26} {mine:9.1f} {one:9.1f} {mine / one:13.2f}")
     if other:
         print(f"against {other['id']} on LiteRT: {args.backbone} / {args.against}")
         for key, label in (("network", "network only"), ("b", "(b) in-process")):

@@ -8,7 +8,7 @@ from anigenre.core.images import RESIZE_POLICIES
 from anigenre.models.heads import LOSSES
 
 TTA_VIEWS = ("flip",)
-AUGMENT_VIEWS = ("flip",)
+AUGMENT_VIEWS = ("flip", "zoom")
 FEATURE_SCALES = ("unit-norm", "none")
 HEAD_LR, END_TO_END_LR = 3e-3, 1e-3
 

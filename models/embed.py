@@ -73,19 +73,24 @@ def embed_files(
     *,
     max_pixels: int,
     flip: bool = False,
+    zoom: float = 1.0,
     batch_size: int = 32,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """``extract``'s features of ``paths`` (optionally horizontally flipped), in order.
+    """``extract``'s features of ``paths`` (optionally horizontally flipped, or zoomed:
+    decoded ``zoom`` times larger and center-cropped back to ``size``), in order.
     ``on_progress(done, total)`` hears the start (0) and each batch."""
-    decoded = iter_decoded(paths, lambda p: decode_file(p, size, policy, max_pixels))
+    big = tuple(round(n * zoom) for n in size)
+    decoded = iter_decoded(paths, lambda p: decode_file(p, big, policy, max_pixels))
+    top, left = (big[0] - size[0]) // 2, (big[1] - size[1]) // 2
     out = []
     if on_progress is not None:
         on_progress(0, len(paths))
-    for batch in iter_batches(decoded, batch_size, size):
+    for batch in iter_batches(decoded, batch_size, big):
         if batch.errors:
             raise DataError(f"dataset image(s) cannot be decoded: {batch.errors}")
-        x = batch.arrays[:, :, ::-1] if flip else batch.arrays
+        x = batch.arrays[:, top : top + size[0], left : left + size[1]]
+        x = x[:, :, ::-1] if flip else x
         out.append(np.asarray(extract(x), np.float32))
         if on_progress is not None:
             on_progress(sum(len(o) for o in out), len(paths))

@@ -153,6 +153,11 @@ def _split(dataset: pd.DataFrame, name: str, data_dir: Path) -> Split:
     return Split([data_dir / p for p in part["path"]], part["sha256"].tolist(), labels, sources)
 
 
+# The "zoom" training view: the middle 1/1.15 of the poster (87% of each side) filling
+# the input, as if the poster were framed a little tighter.
+ZOOM = 1.15
+
+
 def _views(config: TrainConfig) -> list[str]:
     """The views a poster is scored on (served): the plain one and the TTA's."""
     return ["plain", *config.tta]
@@ -180,8 +185,9 @@ def split_features(
 ) -> tuple[dict[str, np.ndarray], int]:
     """Backbone embeddings of every split through the feature cache; (per split, computed).
     ``taps``: the ones ``backbone`` was built with (they are part of the key)."""
+    named = f"zoom{ZOOM}" if view == "zoom" else view  # another zoom: other features
     key = cache_key(
-        spec.name, weights.features_id, size, policy, view, engine=features_engine(weights)
+        spec.name, weights.features_id, size, policy, named, engine=features_engine(weights)
     )
     cache = FeatureCache(data_dir / "features", {**key, "taps": list(taps)} if taps else key)
     extract = None  # made on the first miss, for as many images as are missing
@@ -198,6 +204,7 @@ def split_features(
             policy,
             max_pixels=max_pixels,
             flip=view == "flip",
+            zoom=ZOOM if view == "zoom" else 1.0,
             on_progress=on_embedded,
         )
 

@@ -53,3 +53,20 @@ def test_augment_is_validated_and_travels_with_the_config():
     old = config.as_dict()
     del old["augment"]  # a config recorded before the field: no augmentation
     assert TrainConfig.from_dict(old).augment == ()
+
+
+def test_the_zoom_view_is_the_middle_of_the_poster_filling_the_input(tmp_path):
+    import numpy as np
+    from anigenre.models.embed import embed_files
+    from PIL import Image
+
+    img = np.zeros((230, 161, 3), np.uint8)
+    img[:, :8] = 255  # a white band at the left edge (5%), outside the middle 87%
+    Image.fromarray(img).save(tmp_path / "p.png")
+    seen = []
+    keep = lambda x: seen.append(x) or x.reshape(len(x), -1)[:, :1].astype(np.float32)  # noqa: E731
+    embed_files(keep, [tmp_path / "p.png"], (100, 70), "stretch", max_pixels=10**8, zoom=1.15)
+    embed_files(keep, [tmp_path / "p.png"], (100, 70), "stretch", max_pixels=10**8)
+    zoomed, plain = seen
+    assert zoomed.shape == plain.shape == (1, 100, 70, 3)
+    assert plain[0, :, 1].min() > 200 and zoomed[0, :, 1].max() < 50

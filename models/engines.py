@@ -85,7 +85,9 @@ class _Runner:
             with filtered_stderr():  # LiteRT's "Created … XNNPACK delegate" notice
                 self._interpreter.allocate_tensors()
             self._shape = batch.shape
-        self._interpreter.set_tensor(self.input["index"], batch.astype(self.input["dtype"]))
+        # set_tensor copies it in: no copy of our own when it already is what the file reads.
+        batch = np.ascontiguousarray(batch, self.input["dtype"])
+        self._interpreter.set_tensor(self.input["index"], batch)
         self._interpreter.invoke()
         # A copy: the interpreter reuses its output buffer on the next invoke.
         return np.array(self._interpreter.get_tensor(self.output["index"]))

@@ -12,6 +12,9 @@
   (d)       the paper's loop: Keras MobileNetV2 1.0 at 224x224 (ImageNet weights from
             ../shared/weights), one poster at a time: open, resize, predict, repeat
 
+Each part's CPU time per poster (the process's, every thread) is printed too: others'
+load moves it far less than a rate, and on 2 cores 2000 / (b)'s CPU ms bounds (b)'s rate.
+
 Run: ``make bench-predict`` (give --broker a Redis of your own). The machine may be busy:
 compare the ratios printed side by side, measured in this one run, not absolute rates.
 Targets (issue 10): litert (b) >= 2x keras (b); litert (b) >= 0.8x its limit; (c) >= 0.9x
@@ -27,6 +30,7 @@ prints the ratios: what a recipe's features cost at serving time.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -75,16 +79,32 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds
 
 
-def decode_rate(predictor, files: list[Path], workers: int | None = None) -> float:
+# CPU ms per poster (process CPU time, every thread) of the parts timed with ``cpu_of``:
+# others' load on the machine moves it far less than a rate, and 2 cores / it bounds (b).
+CPU_MS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def cpu_of(label: str | None, n: int):
+    started = time.process_time()
+    yield
+    if label:
+        CPU_MS[label] = (time.process_time() - started) * 1000 / n
+
+
+def decode_rate(
+    predictor, files: list[Path], workers: int | None = None, label: str | None = None
+) -> float:
     """Files per second through the predictor's own parallel decoding, with no network."""
     t = time.perf_counter()
-    for _ in iter_decoded(
-        files,
-        lambda f: decode_file(f, predictor.size, predictor.policy, predictor.max_pixels),
-        workers=workers or predictor.workers,
-        prefetch=predictor.batch_size * 2,
-    ):
-        pass
+    with cpu_of(label, len(files)):
+        for _ in iter_decoded(
+            files,
+            lambda f: decode_file(f, predictor.size, predictor.policy, predictor.max_pixels),
+            workers=workers or predictor.workers,
+            prefetch=predictor.batch_size * 2,
+        ):
+            pass
     return rate(len(files), time.perf_counter() - t)
 
 
@@ -117,17 +137,19 @@ def paper_loop(weights_dir: Path, files: list[Path]) -> float:
 
     one(files[0])  # the first call traces the graph: not part of a poster's cost
     t = time.perf_counter()
-    for f in files:
-        one(f)
+    with cpu_of("(d)", len(files)):
+        for f in files:
+            one(f)
     return rate(len(files), time.perf_counter() - t)
 
 
-def network_rate(predictor, arrays: np.ndarray) -> float:
+def network_rate(predictor, arrays: np.ndarray, label: str | None = None) -> float:
     """Images per second through the engine alone, in the predictor's padded batches."""
     predictor.predict_arrays(arrays[: predictor.batch_size])  # warm-up
     t = time.perf_counter()
-    for i in range(0, len(arrays), predictor.batch_size):
-        predictor.predict_arrays(arrays[i : i + predictor.batch_size])
+    with cpu_of(label, len(arrays)):
+        for i in range(0, len(arrays), predictor.batch_size):
+            predictor.predict_arrays(arrays[i : i + predictor.batch_size])
     return rate(len(arrays), time.perf_counter() - t)
 
 
@@ -141,13 +163,16 @@ def one_interpreter(predictor):
     return Predictor(engine, predictor.manifest, predictor.max_pixels)
 
 
-def in_process_rate(settings, predictor, model_id, folder: Path, out: Path, engine: str):
+def in_process_rate(
+    settings, predictor, model_id, folder: Path, out: Path, engine: str, label=None
+):
     """(b) with the model already loaded, as a warm worker's is: (rate, its rows)."""
     t = time.perf_counter()
-    plan = stages.plan_prediction(
-        settings, [folder], model_id=model_id, out_dir=out, force=True, engine=engine
-    )
-    stages.predict_in_process(settings, plan, predictor=predictor)
+    with cpu_of(label, len(list(folder.iterdir()))):
+        plan = stages.plan_prediction(
+            settings, [folder], model_id=model_id, out_dir=out, force=True, engine=engine
+        )
+        stages.predict_in_process(settings, plan, predictor=predictor)
     seconds = time.perf_counter() - t
     rows = pd.concat(pd.read_parquet(plan.part_path(i)) for i in range(len(plan.chunks)))
     return rate(len(plan.inputs), seconds), rows.sort_values("path").reset_index(drop=True)
@@ -259,21 +284,23 @@ def main() -> None:
     )
 
     arrays = np.stack([decode_image(f.read_bytes(), size, policy) for f in files])
-    dec = decode_rate(keras_p, files)
+    dec = decode_rate(keras_p, files, label="decode")
     by_threads = {n: decode_rate(keras_p, files, n) for n in (1, 2, 4)}
     rows = {}
     for name, predictor in engines.items():
-        net = network_rate(predictor, arrays)
+        net = network_rate(predictor, arrays, label=f"network {name}")
         limit = 1 / (1 / dec + 1 / net)
         b, table = in_process_rate(
-            settings, predictor, model_id, work / "in", work / f"b-{name}", name
+            settings, predictor, model_id, work / "in", work / f"b-{name}", name, f"(b) {name}"
         )
         rows[name] = {"network": net, "limit": limit, "b": b, "table": table}
     single = None
     if engines["litert"].engine.features is not None:
         single = one_interpreter(engines["litert"])
-        net = network_rate(single, arrays)
-        b, _ = in_process_rate(settings, single, model_id, work / "in", work / "b-single", "litert")
+        net = network_rate(single, arrays, label="network litert, 1 interpreter")
+        b, _ = in_process_rate(
+            settings, single, model_id, work / "in", work / "b-single", "litert", "(b) litert, 1"
+        )
         single = {"network": net, "b": b}
     other = None
     if args.against:
@@ -318,6 +345,10 @@ def main() -> None:
         for key, label in (("network", "network only"), ("b", "(b) in-process")):
             mine = rows["litert"][key]
             print(f"  {label:26} {mine:9.1f} {other[key]:9.1f} {mine / other[key]:13.2f}")
+    print(
+        "CPU ms per poster (this process, all threads; 2 cores / it bounds the rate): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in CPU_MS.items())
+    )
     if workers:
         line("(c) one Celery worker", workers["keras"]["rate"], workers["litert"]["rate"])
         for name, w in workers.items():

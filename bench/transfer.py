@@ -58,6 +58,7 @@ RECIPES = {
     # Mirror images' features as extra training rows; served on the plain view only.
     "flip augment": {"augment": ("flip",)},
     "flip + zoom augment": {"augment": ("flip", "zoom")},
+    "flip augment, dropout 0.5": {"augment": ("flip",), "dropout": 0.5},
     "weighted-bce": {"loss": "weighted-bce"},
     "flip augment, 10 heads": {"augment": ("flip",), "ensemble": 10},
     # MobileNetV2 1.0 alone (block 16 kept), int8 by our quantization: no 0.35 companion.

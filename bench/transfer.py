@@ -60,6 +60,7 @@ RECIPES = {
     "flip + zoom augment": {"augment": ("flip", "zoom")},
     "flip augment, dropout 0.5": {"augment": ("flip",), "dropout": 0.5},
     "flip augment, hidden 256": {"augment": ("flip",), "hidden": 256},
+    "hidden 256": {"hidden": 256},
     "weighted-bce": {"loss": "weighted-bce"},
     "flip augment, 10 heads": {"augment": ("flip",), "ensemble": 10},
     # MobileNetV2 1.0 alone (block 16 kept), int8 by our quantization: no 0.35 companion.

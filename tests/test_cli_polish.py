@@ -93,8 +93,20 @@ def test_train_flags_left_out_give_the_configs_defaults():
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     assert train_config(parser.parse_args([])) == TrainConfig()
-    one = train_config(parser.parse_args(["--label-convention", "none"]))
-    assert one.label_convention is None
+    one = train_config(parser.parse_args(["--label-convention", "none", "--augment", "none"]))
+    assert one.label_convention is None and one.augment == ()
+    both = train_config(parser.parse_args(["--augment", "flip,zoom"]))
+    assert both.augment == ("flip", "zoom")
+
+
+def test_the_cli_offers_every_augment_view():
+    from anigenre.jobs.cli.models_cmd import AUGMENT_VIEWS
+    from anigenre.models.config import AUGMENT_VIEWS as CONFIG_VIEWS
+
+    assert AUGMENT_VIEWS == CONFIG_VIEWS
+    result = run_cli("train", "--augment", "mirror", env=_env())
+    assert result.returncode == 2
+    assert "unknown view 'mirror'; choose from flip, zoom or none" in result.stderr
 
 
 def test_help_shows_every_default_and_no_none():

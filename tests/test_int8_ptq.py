@@ -59,7 +59,12 @@ def test_the_head_trains_on_the_features_the_served_network_computes(trained_ptq
     metas = [
         json.loads(p.read_text()) for p in (settings.data_dir / "features").glob("*/meta.json")
     ]
-    assert [m.get("engine") for m in metas] == ["litert-int8"]
+    # The plain view, and the training posters' mirrors (TrainConfig.augment), both int8.
+    assert sorted((m["view"], m.get("engine")) for m in metas) == [
+        ("flip", "litert-int8"),
+        ("plain", "litert-int8"),
+    ]
+    metas = [m for m in metas if m["view"] == "plain"]
     assert metas[0]["weights"].startswith(manifest.weights.features.sha256)
     cached = FeatureCache(settings.data_dir / "features", metas[0]).load()
     dataset, _ = read_dataset(settings.data_dir / DATASET_PATH)

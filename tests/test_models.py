@@ -39,6 +39,7 @@ TINY = {
     "bootstrap": 50,
     "patience": 25,
     "ensemble": 1,
+    "augment": (),  # one view per poster: the counts below are of posters
 }
 
 

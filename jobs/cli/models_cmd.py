@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from anigenre.config import Settings
@@ -17,10 +18,12 @@ BACKBONE_NAMES = (
     "mobilenet_v2_1.0_int8",
     "mobilenet_v2_1.0_with_0.35",
     "mobilenet_v2_1.0_with_0.35_int8",
+    "mobilenet_v2_1.0_ptq_int8",
     "custom_cnn",
 )
 DEFAULT_BACKBONE = "mobilenet_v2_1.0_with_0.35_int8"
 LABEL_SOURCES = ("mal-mapped", "anilist")  # core.dataset's label_source values
+AUGMENT_VIEWS = ("flip", "zoom")  # models.config's; a test holds the two together
 
 
 def add_train_arguments(t) -> None:
@@ -44,7 +47,7 @@ def add_train_arguments(t) -> None:
     )
     t.add_argument("--loss", choices=("bce", "weighted-bce", "focal"), default="bce")
     t.add_argument("--dropout", type=float, default=0.3)
-    t.add_argument("--hidden", type=int, default=0, help="units of a hidden head layer (0: none)")
+    t.add_argument("--hidden", type=int, default=256, help="units of a hidden head layer (0: none)")
     t.add_argument(
         "--ensemble",
         type=types.positive_int,
@@ -60,6 +63,13 @@ def add_train_arguments(t) -> None:
     )
     t.add_argument("--resize", choices=("stretch", "pad", "center-crop"), default="stretch")
     t.add_argument("--tta", choices=("none", "flip"), default="none", help="test-time augmentation")
+    t.add_argument(
+        "--augment",
+        type=augment_views,
+        default="flip",
+        metavar="VIEWS",
+        help="training-only views of each poster, comma-separated: flip, zoom; or none",
+    )
     t.add_argument("--bootstrap", type=int, default=1000, help="resamples for the 95%% intervals")
     t.add_argument(
         "--label-convention",
@@ -68,6 +78,17 @@ def add_train_arguments(t) -> None:
         help="the labels' convention the model predicts in; posters labelled in another one "
         "teach it as an offset ('none': every poster's labels alike)",
     )
+
+
+def augment_views(text: str) -> tuple[str, ...]:
+    """``flip,zoom`` -> ("flip", "zoom"); ``none`` -> ()."""
+    views = tuple(v.strip() for v in text.split(",") if v.strip() and v.strip() != "none")
+    bad = [v for v in views if v not in AUGMENT_VIEWS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown view {bad[0]!r}; choose from {', '.join(AUGMENT_VIEWS)} or none"
+        )
+    return views
 
 
 def train_config(args):
@@ -91,6 +112,7 @@ def train_config(args):
             seed=args.seed,
             fine_tune=args.fine_tune,
             tta=() if args.tta == "none" else (args.tta,),
+            augment=args.augment,
             bootstrap=args.bootstrap,
             label_convention=None if args.label_convention == "none" else args.label_convention,
         )

@@ -69,6 +69,11 @@ RECIPES = {
         "backbone": "mobilenet_v2_1.0_ptq_int8",
         "augment": ("flip",),
     },
+    "V2 1.0 alone, int8, flip augment, hidden 256": {
+        "backbone": "mobilenet_v2_1.0_ptq_int8",
+        "augment": ("flip",),
+        "hidden": 256,
+    },
     "label convention, dropout 0.5": {"dropout": 0.5, "label_convention": MAL},
 }
 SIZES = (150, 100, 75, 50)

@@ -389,6 +389,10 @@ def trained_int8(tmp_path_factory, shared_dir):
         epochs=3,
         ensemble=2,
         bootstrap=10,
+        # A one-layer head and one view: what is checked here is the two files and the
+        # cache's engine key (the default head and its mirror rows: test_train_augment).
+        hidden=0,
+        augment=(),
     )
     model_id, manifest = stages.train_model(settings, config)
     return settings, model_id, manifest

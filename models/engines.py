@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from anigenre.core.errors import ConfigError
+from anigenre.core.pools import PerProcessPool
 from anigenre.models.artifacts import FEATURES_FILE
 from anigenre.models.quiet import filtered_stderr
 
@@ -119,8 +119,7 @@ class _Runners:
         self.count = max(1, count)
         self._threads, self._source = threads, source
         self._runners = [_Runner(threads, **source)]
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
+        self._pool = PerProcessPool(self.count - 1, "litert")
 
     @property
     def first(self) -> _Runner:
@@ -153,7 +152,7 @@ class _Runners:
                     return
                 rows[i] = runner(batch[i : i + 1])
 
-        helpers = [self._pool.submit(work, r) for r in self._runners[1:n]]
+        helpers = [self._pool.get().submit(work, r) for r in self._runners[1:n]]
         try:
             work(self._runners[0])
         finally:
@@ -162,12 +161,8 @@ class _Runners:
         return np.concatenate(rows)
 
     def _grow(self, n: int) -> None:
-        if self._pid != os.getpid():  # forked: the pool's threads stayed in the parent
-            self._pool, self._pid = None, os.getpid()
         while len(self._runners) < n:
             self._runners.append(_Runner(self._threads, **self._source))
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.count - 1, thread_name_prefix="litert")
 
 
 class Int8Features:

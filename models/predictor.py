@@ -6,9 +6,8 @@ LiteRT predictor never loads it."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 from anigenre.core.images import DEFAULT_MAX_PIXELS
 from anigenre.core.loader import Batch, Decoded, decode_file, iter_batches, iter_decoded
+from anigenre.core.pools import PerProcessPool
 from anigenre.models.engines import KerasEngine, LiteRTEngine
 from anigenre.models.manifest import Manifest
 
@@ -31,11 +31,10 @@ class Predictor:
     _ahead: dict[tuple[str, str | None], Future] = field(
         default_factory=dict, init=False, repr=False
     )
-    _ahead_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    # Made on first use in each process (a forked worker child inherits no threads).
+    _ahead_pool: PerProcessPool = field(init=False, repr=False)
     # The decoding threads, kept from one predict_files call (one chunk) to the next.
-    _decode_pool: tuple[int, ThreadPoolExecutor] | None = field(
-        default=None, init=False, repr=False
-    )
+    _decode_pool: PerProcessPool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.vocab = self.manifest.vocabulary
@@ -45,6 +44,8 @@ class Predictor:
         self.thresholds = np.array([self.manifest.thresholds[g] for g in self.vocab.genres])
         engine = isinstance(self.model, KerasEngine | LiteRTEngine)
         self.engine = self.model if engine else KerasEngine(self.model)
+        self._ahead_pool = PerProcessPool(1, "decode-ahead")
+        self._decode_pool = PerProcessPool(self.workers, "decode")
 
     def predict_arrays(self, images: np.ndarray) -> np.ndarray:
         """(n, h, w, 3) uint8 at the manifest's size -> (n, genres) probabilities."""
@@ -55,7 +56,7 @@ class Predictor:
         # traced once instead of again for every odd-sized last batch. LiteRT re-sizes its
         # tensors in milliseconds, far less than computing the padding would cost.
         rows = max(n, self.batch_size) if self.engine.pads_batches else n
-        if getattr(self.engine, "takes_uint8", False) and rows == n:
+        if self.engine.takes_uint8 and rows == n:
             x = np.asarray(images, np.uint8)  # the int8 network: pixels as they are
         else:
             x = np.zeros((rows, *images.shape[1:]), np.float32)
@@ -84,17 +85,10 @@ class Predictor:
             return decode_file(item[0], self.size, self.policy, self.max_pixels, item[1], read=read)
 
         decoded = iter_decoded(
-            items, decode, prefetch=self.batch_size * 2, pool=self._decoding_threads()
+            items, decode, prefetch=self.batch_size * 2, pool=self._decode_pool.get()
         )
         for batch in iter_batches(decoded, self.batch_size, self.size):
             yield batch, self.predict_arrays(batch.arrays)
-
-    def _decoding_threads(self) -> ThreadPoolExecutor:
-        # A forked worker child inherits the pool object but none of its threads.
-        if self._decode_pool is None or self._decode_pool[0] != os.getpid():
-            pool = ThreadPoolExecutor(self.workers, thread_name_prefix="decode")
-            self._decode_pool = (os.getpid(), pool)
-        return self._decode_pool[1]
 
     def decode_ahead(
         self,
@@ -105,14 +99,12 @@ class Predictor:
         """Start decoding the first files the next ``predict_files`` call will ask for, so
         that between two chunks of a run the network does not sit idle while the next
         chunk's first batch decodes (measured: a run of 10 chunks of 60 lost ~10%)."""
-        if self._ahead_pool is None:
-            self._ahead_pool = ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
         if len(self._ahead) > self.batch_size * 2:  # never asked for: let them go
             for started in self._ahead.values():
                 started.cancel()
             self._ahead.clear()
         for path, sha in list(zip(paths, shas, strict=True))[: self.batch_size * 2]:
-            self._ahead[(str(path), sha)] = self._ahead_pool.submit(
+            self._ahead[(str(path), sha)] = self._ahead_pool.get().submit(
                 decode_file, path, self.size, self.policy, self.max_pixels, sha, read=read
             )
 

@@ -37,7 +37,7 @@ def test_side_by_side_interpreters_give_one_interpreters_numbers_in_order(extrac
 def test_extra_interpreters_are_made_only_when_a_batch_needs_them(extractor, posters):
     runners = _Runners(4, model_content=extractor)
     runners(posters[:1])
-    assert len(runners._runners) == 1 and runners._pool is None  # one image: one interpreter
+    assert len(runners._runners) == 1 and not runners._pool.made  # one image: one interpreter
     runners(posters[:2])
     assert len(runners._runners) == 2
     runners(posters)

@@ -69,6 +69,22 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def every_kind() -> dict[str, bytes]:
+    """One file of each kind decoding must turn into 8-bit RGB, by a short name."""
+    return {
+        "jpeg": encode("JPEG"),
+        "progressive": encode("JPEG", progressive=True, quality=90),
+        "cmyk": encode("JPEG", mode="CMYK"),
+        "grey": encode("JPEG", mode="L"),
+        "palette": encode("PNG", mode="P"),
+        "rgba": encode("PNG", mode="RGBA"),
+        "webp": encode("WEBP"),
+        "bmp": encode("BMP"),
+        "gif": encode("GIF", mode="P"),
+        "png16": png16(),
+    }
+
+
 def _colour(mode: str):
     colours = {"RGB": RED, "RGBA": (*RED, 128), "L": 128, "P": 3, "CMYK": (0, 200, 100, 0)}
     return colours.get(mode, 1)

@@ -14,22 +14,10 @@ from tests import images as gen
 SIZE = (32, 24)  # (height, width), poster-shaped
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        gen.encode("JPEG"),
-        gen.encode("JPEG", progressive=True, quality=90),
-        gen.encode("JPEG", mode="CMYK"),
-        gen.encode("JPEG", mode="L"),
-        gen.encode("PNG", mode="P"),
-        gen.encode("PNG", mode="RGBA"),
-        gen.encode("WEBP"),
-        gen.encode("BMP"),
-        gen.encode("GIF", mode="P"),
-        gen.png16(),
-    ],
-    ids=["jpeg", "progressive", "cmyk", "grey", "palette", "rgba", "webp", "bmp", "gif", "png16"],
-)
+KINDS = gen.every_kind()
+
+
+@pytest.mark.parametrize("data", KINDS.values(), ids=KINDS.keys())
 def test_every_supported_kind_becomes_rgb_uint8(data):
     out = decode_image(data, SIZE)
     assert out.shape == (*SIZE, 3) and out.dtype == np.uint8

@@ -75,6 +75,21 @@ def corpus(shared: Path, dest: Path, n: int) -> list[Path]:
     return files
 
 
+def cpu_line() -> str:
+    """The processor, and whether it has the int8 dot-product instructions XNNPACK's int8
+    kernels use: the int8 network's speed, and so every ratio to the float loop, depends
+    on them (the same bench gave 20x on one machine of this kind and 29x on another)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's
+    model = fields.get("model name", "unknown")
+    flags = set(fields.get("flags", "").split())
+    have = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    return f"CPU {model}, {os.cpu_count()} cores, {' '.join(have) or 'none of avx2/avx512/vnni'}"
+
+
 def rate(n: int, seconds: float) -> float:
     return n / seconds
 
@@ -282,6 +297,7 @@ def main() -> None:
         f"{len(files)} posters, model {model_id} ({keras_p.manifest.backbone}, input {size}),"
         f" {keras_p.workers} decode threads, LiteRT on {engines['litert'].engine.threads} cores"
     )
+    print(cpu_line())
 
     arrays = np.stack([decode_image(f.read_bytes(), size, policy) for f in files])
     dec = decode_rate(keras_p, files, label="decode")

@@ -153,7 +153,7 @@ def scrape(
     ...). Returns the summary (titles, pages, posters by status, requests)."""
     from anigenre import _settings
     from anigenre.jobs.stages.calls import scrape as scrape_call
-    from anigenre.scraper.run import ScrapeRequest
+    from anigenre.scraper.request import ScrapeRequest
 
     s = _settings(settings, data_dir)
     return scrape_call(s, ScrapeRequest(**request).to_json())

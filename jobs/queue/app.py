@@ -87,7 +87,7 @@ def beat_schedule(settings: Settings) -> dict:
 
 def _scrape_entry(settings: Settings) -> dict:
     from anigenre.core.parsing import parse_year_range
-    from anigenre.scraper.run import ScrapeRequest
+    from anigenre.scraper.request import ScrapeRequest
 
     request = ScrapeRequest(
         years=parse_year_range(settings.schedule_scrape_years),

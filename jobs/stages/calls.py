@@ -14,11 +14,14 @@ from anigenre.config import Settings
 from anigenre.core.dataset import Filters
 from anigenre.jobs.stages.data import import_dataset as _import_dataset
 from anigenre.jobs.stages.data import preprocess as _preprocess
-from anigenre.jobs.stages.scrape import scrape as _scrape
-from anigenre.scraper.run import ScrapeRequest
 
 
 def scrape(settings: Settings, request: dict) -> dict:
+    # requests and BeautifulSoup come with the scraper: a predict worker never pays
+    # their import (a tenth of its cold start).
+    from anigenre.jobs.stages.scrape import scrape as _scrape
+    from anigenre.scraper.request import ScrapeRequest
+
     s = _scrape(settings, ScrapeRequest.from_json(request))
     return {
         "titles": s.titles,

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from anigenre.config import Settings
-from anigenre.scraper.run import ScrapeRequest
+from anigenre.scraper.request import ScrapeRequest
 from anigenre.scraper.store import RawStore
 
 DEMO_YEARS = (2013, 2021)  # the paper's period

@@ -14,7 +14,7 @@ def test_the_worker_module_leaves_the_scraper_and_tensorflow_to_their_tasks(tmp_
     but only a scrape task needs requests and BeautifulSoup, and only training Keras."""
     code = (
         "import sys, anigenre.jobs.queue.worker as w\n"
-        f"print(w.app.conf.beat_schedule['incremental-scrape']['task'])\n"
+        "print(w.app.conf.beat_schedule['incremental-scrape']['task'])\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     env = {**os.environ, "ANIGENRE_DATA_DIR": str(tmp_path)}

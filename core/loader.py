@@ -92,13 +92,14 @@ def iter_batches(
     for item in decoded:
         chunk.append(item)
         if len(chunk) == batch_size:
-            yield _batch(chunk, size)
+            yield batch_of(chunk, size)
             chunk = []
     if chunk:
-        yield _batch(chunk, size)
+        yield batch_of(chunk, size)
 
 
-def _batch(chunk: list[Decoded], size: tuple[int, int]) -> Batch:
+def batch_of(chunk: list[Decoded], size: tuple[int, int]) -> Batch:
+    """``chunk`` as one batch: the decoded images stacked, the failures as errors."""
     good = [d.array for d in chunk if d.ok]
     arrays = np.stack(good) if good else np.zeros((0, *size, 3), dtype=np.uint8)
     return Batch(

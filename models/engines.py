@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from anigenre.core.errors import ConfigError
 from anigenre.core.pools import PerProcessPool
 from anigenre.models.artifacts import FEATURES_FILE
 from anigenre.models.quiet import filtered_stderr
+
+T = TypeVar("T")
+_END = object()  # a stream's items are over
 
 ENGINES = ("litert", "keras")
 
@@ -34,6 +38,7 @@ class Engine(Protocol):
     name: str
     pads_batches: bool  # whether short batches are best padded to the full batch size
     takes_uint8: bool  # whether ``run`` takes the uint8 pixels as they are (else float32)
+    streams: bool  # whether images can be streamed one by one (``features.stream``, ``head``)
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -49,6 +54,7 @@ def available_cores() -> int:
 class KerasEngine:
     name = "keras"
     pads_batches = True
+    streams = False
     takes_uint8 = False
 
     def __init__(self, model) -> None:
@@ -119,7 +125,9 @@ class _Runners:
         self.count = max(1, count)
         self._threads, self._source = threads, source
         self._runners = [_Runner(threads, **source)]
-        self._pool = PerProcessPool(self.count - 1, "litert")
+        # One thread per interpreter: a batch uses count - 1 of them beside the caller's,
+        # a stream all of them while the caller takes the results.
+        self._pool = PerProcessPool(self.count, "litert")
 
     @property
     def first(self) -> _Runner:
@@ -160,6 +168,80 @@ class _Runners:
                 helper.result()
         return np.concatenate(rows)
 
+    def stream(
+        self,
+        items: Iterable[T],
+        prepare: Callable[[T], tuple[Any, np.ndarray | None]],
+        window: int,
+    ) -> Iterator[tuple[Any, np.ndarray | None]]:
+        """``(info, output)`` for each item, in the items' order: each interpreter's thread
+        takes the next item, ``prepare`` turns it into ``(info, image)`` (None: nothing to
+        run) and runs the image at once, at most ``window`` items ahead of the caller.
+
+        Decoding a poster in the thread that then runs it keeps its pixels in that core's
+        cache and leaves no separate decoding threads to share the cores with: +4-10%
+        posters/s over decoding in a pool of its own (docs/benchmarks.md). An exception in
+        ``prepare`` or an interpreter ends the stream with it; a caller that stops early
+        stops the threads after the items they hold."""
+        self._grow(self.count)
+        source = iter(items)
+        ready: dict[int, tuple[Any, np.ndarray | None]] = {}
+        cond = threading.Condition()
+        state = {"taken": 0, "given": 0, "more": True, "stop": False, "error": None}
+
+        def work(runner: _Runner) -> None:
+            try:
+                while True:
+                    with cond:
+                        while not state["stop"] and state["taken"] - state["given"] >= window:
+                            cond.wait()
+                        if state["stop"] or not state["more"]:
+                            return
+                        item = next(source, _END)
+                        if item is _END:
+                            state["more"] = False
+                            cond.notify_all()
+                            return
+                        i = state["taken"]
+                        state["taken"] += 1
+                    info, image = prepare(item)
+                    out = None if image is None else runner(image[None])[0]
+                    with cond:
+                        ready[i] = (info, out)
+                        cond.notify_all()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                with cond:
+                    state["error"], state["stop"] = exc, True
+                    cond.notify_all()
+
+        pool = self._pool.get()
+        threads = [pool.submit(work, r) for r in self._runners]
+        try:
+            i = 0
+            while True:
+                with cond:
+                    while (
+                        i not in ready
+                        and state["error"] is None
+                        and (state["more"] or i < state["taken"])
+                    ):
+                        cond.wait()
+                    if state["error"] is not None:
+                        raise state["error"]
+                    if i not in ready:
+                        return
+                    result = ready.pop(i)
+                    state["given"] += 1
+                    cond.notify_all()
+                yield result
+                i += 1
+        finally:
+            with cond:
+                state["stop"] = True
+                cond.notify_all()
+            for thread in threads:
+                thread.result()
+
     def _grow(self, n: int) -> None:
         while len(self._runners) < n:
             self._runners.append(_Runner(self._threads, **self._source))
@@ -189,7 +271,20 @@ class Int8Features:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         # Pixel values are whole numbers 0..255 whatever dtype they arrive in.
-        raw = self._run(images).reshape(len(images), -1)
+        return self._dequantized(self._run(images))
+
+    def stream(
+        self,
+        items: Iterable[T],
+        prepare: Callable[[T], tuple[Any, np.ndarray | None]],
+        window: int,
+    ) -> Iterator[tuple[Any, np.ndarray | None]]:
+        """``(info, features)`` of each item's image in order (see :meth:`_Runners.stream`)."""
+        for info, raw in self._run.stream(items, prepare, window):
+            yield info, None if raw is None else self._dequantized(raw[None])[0]
+
+    def _dequantized(self, raw: np.ndarray) -> np.ndarray:
+        raw = raw.reshape(len(raw), -1)
         if not self._scale:  # float features already
             return raw.astype(np.float32)
         return (raw.astype(np.float32) - self._zero) * self._scale
@@ -236,6 +331,15 @@ class LiteRTEngine:
         self.takes_uint8 = self.features is not None
         step = 1 << 30 if self.features is not None else invoke_batch
         self._network = FloatNetwork(self.threads, step, model_path=str(self.path))
+
+    @property
+    def streams(self) -> bool:
+        """Whether images can go to the network one by one as they decode (int8 features),
+        the head then taking a batch of features (:meth:`head`)."""
+        return self.features is not None
+
+    def head(self, features: np.ndarray) -> np.ndarray:
+        return self._network(features)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self.features is not None:

@@ -6,6 +6,8 @@ LiteRT predictor never loads it."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -14,7 +16,14 @@ from typing import Any
 
 import numpy as np
 from anigenre.core.images import DEFAULT_MAX_PIXELS
-from anigenre.core.loader import Batch, Decoded, decode_file, iter_batches, iter_decoded
+from anigenre.core.loader import (
+    Batch,
+    Decoded,
+    batch_of,
+    decode_file,
+    iter_batches,
+    iter_decoded,
+)
 from anigenre.core.pools import PerProcessPool
 from anigenre.models.engines import KerasEngine, LiteRTEngine
 from anigenre.models.manifest import Manifest
@@ -84,11 +93,38 @@ class Predictor:
                 return started.result()
             return decode_file(item[0], self.size, self.policy, self.max_pixels, item[1], read=read)
 
+        if self.engine.streams and not self.tta:
+            yield from self._streamed(items, decode)
+            return
         decoded = iter_decoded(
             items, decode, prefetch=self.batch_size * 2, pool=self._decode_pool.get()
         )
         for batch in iter_batches(decoded, self.batch_size, self.size):
             yield batch, self.predict_arrays(batch.arrays)
+
+    def _streamed(self, items, decode) -> Iterator[tuple[Batch, np.ndarray]]:
+        """Int8 features: each poster runs through the network in the thread that decoded
+        it, as it decodes; the head then takes a batch of features. The same numbers as
+        :meth:`predict_arrays` on the batch (every image is its own invoke either way)."""
+
+        def prepared(item) -> tuple[Decoded, np.ndarray | None]:
+            decoded = decode(item)
+            return decoded, decoded.array
+
+        stream = self.engine.features.stream(items, prepared, window=self.batch_size * 2)
+        with contextlib.closing(stream) as rows:  # stopped here, its threads stop too
+            yield from self._headed(rows)
+
+    def _headed(self, rows) -> Iterator[tuple[Batch, np.ndarray]]:
+        while chunk := list(itertools.islice(rows, self.batch_size)):
+            batch = batch_of([d for d, _ in chunk], self.size)
+            features = [f for d, f in chunk if d.ok]
+            probs = (
+                self.engine.head(np.stack(features)).astype(np.float32)
+                if features
+                else np.zeros((0, len(self.vocab)), np.float32)
+            )
+            yield batch, probs
 
     def decode_ahead(
         self,

@@ -42,3 +42,41 @@ def test_extra_interpreters_are_made_only_when_a_batch_needs_them(extractor, pos
     assert len(runners._runners) == 2
     runners(posters)
     assert len(runners._runners) == 4
+
+
+def test_a_stream_gives_each_items_output_in_order(extractor, posters):
+    """Items run as they are prepared, in whichever thread; results come back in the
+    items' order, with None where an item had no image (a poster that failed to decode)."""
+    runners = _Runners(3, model_content=extractor)
+    expected = runners(posters)
+    items = list(range(len(posters)))
+    skipped = {2, 5}
+
+    def prepare(i):
+        return f"poster {i}", None if i in skipped else posters[i]
+
+    out = list(runners.stream(items, prepare, window=2))
+    assert [info for info, _ in out] == [f"poster {i}" for i in items]
+    for i, (_, row) in enumerate(out):
+        if i in skipped:
+            assert row is None
+        else:
+            np.testing.assert_array_equal(row, expected[i])
+
+
+def test_a_stream_hands_its_errors_to_the_caller_and_can_be_left_early(extractor, posters):
+    runners = _Runners(2, model_content=extractor)
+
+    def broken(i):
+        if i == 3:
+            raise RuntimeError("poster 3 is unreadable in a way nobody planned")
+        return i, posters[i]
+
+    with pytest.raises(RuntimeError, match="poster 3"):
+        list(runners.stream(range(len(posters)), broken, window=4))
+    # Left after two of a thousand items: its threads stop, and the runners serve again.
+    many = runners.stream(range(1000), lambda i: (i, posters[i % len(posters)]), window=4)
+    assert [next(many)[0], next(many)[0]] == [0, 1]
+    many.close()
+    again = [i for i, _ in runners.stream(range(5), lambda i: (i, posters[i]), window=4)]
+    assert again == [0, 1, 2, 3, 4]

@@ -398,6 +398,31 @@ def trained_int8(tmp_path_factory, shared_dir):
     return settings, model_id, manifest
 
 
+def test_an_int8_model_streams_posters_through_its_network_as_they_decode(trained_int8, tmp_path):
+    """predict_files on int8 features runs each poster in the thread that decoded it: the
+    same probabilities, batch by batch, as predict_arrays on the decoded posters, with a
+    file that fails to decode an error in its place."""
+    from anigenre.core.images import decode_image
+
+    settings, model_id, _ = trained_int8
+    predictor = stages.load_predictor(settings, model_id, "litert")
+    assert predictor.engine.streams
+    paths = posters(tmp_path / "in", 7)
+    broken = tmp_path / "in" / "broken.jpg"
+    broken.write_bytes(b"<html>not a poster</html>")
+    files = [*map(str, paths[:3]), str(broken), *map(str, paths[3:])]
+    predictor.batch_size = 3  # batches of three, one with the broken file in its middle
+    out = list(predictor.predict_files(files))
+    assert [b.paths for b, _ in out] == [files[0:3], files[3:6], files[6:8]]
+    assert out[1][0].ok.tolist() == [False, True, True]
+    assert out[1][0].errors[str(broken)].startswith("not-an-image")
+    decoded = np.stack([decode_image(p.read_bytes(), predictor.size) for p in paths])
+    expected = [decoded[0:3], decoded[3:5], decoded[5:7]]
+    for (batch, probs), images in zip(out, expected, strict=True):
+        np.testing.assert_array_equal(probs, predictor.predict_arrays(images))
+        np.testing.assert_array_equal(batch.arrays, images)
+
+
 def test_an_int8_model_exports_its_extractor_and_head(trained_int8, shared_dir):
     from anigenre.models.artifacts import FEATURES_FILE
 

@@ -257,6 +257,9 @@ class Int8Features:
         self, threads: int | None = None, *, one_interpreter: bool = False, **source
     ) -> None:
         self.threads = threads or available_cores()
+        # One interpreter of N threads runs one image at a time: streaming would leave
+        # decoding to that one thread too, so it takes decoded batches instead.
+        self.streams = not one_interpreter
         if one_interpreter:
             self._run = _Runners(1, threads=self.threads, **source)
         else:
@@ -336,7 +339,7 @@ class LiteRTEngine:
     def streams(self) -> bool:
         """Whether images can go to the network one by one as they decode (int8 features),
         the head then taking a batch of features (:meth:`head`)."""
-        return self.features is not None
+        return self.features is not None and self.features.streams
 
     def head(self, features: np.ndarray) -> np.ndarray:
         return self._network(features)

@@ -90,6 +90,40 @@ def cpu_line() -> str:
     return f"CPU {model}, {os.cpu_count()} cores, {' '.join(have) or 'none of avx2/avx512/vnni'}"
 
 
+def kernel_line(weights_dir: Path) -> str:
+    """MobileNetV2 1.0 at 224x224, one image per invoke on one LiteRT thread: the shared
+    int8 network against a float32 conversion of the same architecture. Whether int8 pays
+    on this machine at all, apart from everything else the bench times: on a VNNI machine
+    it runs about 3x the float one, on an AVX2-only EPYC (family 23) it ran slower."""
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+    from anigenre.models.export import convert_to_litert
+
+    net = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
+    net.load_weights(weights_dir / "mobilenet_v2_1.0_224.weights.h5")  # the paper loop's
+    nets = {
+        "int8": {"model_path": str(weights_dir / "tf2_mobilenet_v2_1.0_224_ptq.tflite")},
+        "float32": {"model_content": convert_to_litert(net)},
+    }
+    ms = {}
+    for name, source in nets.items():
+        interpreter = Interpreter(**source, num_threads=1)
+        interpreter.allocate_tensors()
+        inp = interpreter.get_input_details()[0]
+        x = np.zeros(inp["shape"], inp["dtype"])
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()  # the first invoke plans XNNPACK's kernels
+        t, n = time.perf_counter(), 20
+        for _ in range(n):
+            interpreter.set_tensor(inp["index"], x)
+            interpreter.invoke()
+        ms[name] = (time.perf_counter() - t) * 1000 / n
+    return (
+        f"MobileNetV2 1.0 224x224, one LiteRT thread: int8 {ms['int8']:.1f} ms, float32 "
+        f"{ms['float32']:.1f} ms an invoke (int8 {ms['float32'] / ms['int8']:.2f}x float32)"
+    )
+
+
 def rate(n: int, seconds: float) -> float:
     return n / seconds
 
@@ -298,6 +332,7 @@ def main() -> None:
         f" {keras_p.workers} decode threads, LiteRT on {engines['litert'].engine.threads} cores"
     )
     print(cpu_line())
+    print(kernel_line(args.shared / "weights"))
 
     arrays = np.stack([decode_image(f.read_bytes(), size, policy) for f in files])
     dec = decode_rate(keras_p, files, label="decode")

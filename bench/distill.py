@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import anigenre.models.train as trainer  # noqa: E402
+from anigenre.jobs.cli.args import image_size  # noqa: E402
 from anigenre.models.backbones import build_backbone, resolve_weights, spec_for  # noqa: E402
 from anigenre.models.config import TrainConfig  # noqa: E402
 from anigenre.models.int8 import _decoded  # noqa: E402
@@ -38,11 +39,6 @@ from transfer import JUDGED, KEYS, annotated, figures, lockbox_split  # noqa: E4
 
 PAIR = "mobilenet_v2_1.0_with_0.35"
 TEACHER_SIZE = (320, 224)
-
-
-def size_arg(text: str) -> tuple[int, int]:
-    h, w = text.lower().split("x")
-    return int(h), int(w)
 
 
 def distil(args, data, weights) -> keras.Model:
@@ -107,7 +103,7 @@ def main() -> None:
     parser = bench_parser(__doc__)
     parser.set_defaults(data_dir=Path("data/bench-all"))
     parser.add_argument("--posters", default="posters,posters-mal-thumbs,posters-anilist-small")
-    parser.add_argument("--size", type=size_arg, default=(224, 160))
+    parser.add_argument("--size", type=image_size, default=(224, 160))
     parser.add_argument("--seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-4)

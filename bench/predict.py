@@ -46,6 +46,7 @@ import pandas as pd  # noqa: E402
 from anigenre.core.images import decode_image  # noqa: E402
 from anigenre.core.loader import decode_file, iter_decoded  # noqa: E402
 from anigenre.jobs import stages  # noqa: E402
+from anigenre.jobs.cli.args import image_size  # noqa: E402
 from anigenre.jobs.queue.app import worker_argv  # noqa: E402
 from anigenre.jobs.queue.broker import broker_app  # noqa: E402
 from anigenre.jobs.queue.publish import send_chunks  # noqa: E402
@@ -95,15 +96,12 @@ def kernel_line(weights_dir: Path) -> str:
     int8 network against a float32 conversion of the same architecture. Whether int8 pays
     on this machine at all, apart from everything else the bench times: on a VNNI machine
     it runs about 3x the float one, on an AVX2-only EPYC (family 23) it ran slower."""
-    import keras
     from ai_edge_litert.interpreter import Interpreter
     from anigenre.models.export import convert_to_litert
 
-    net = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
-    net.load_weights(weights_dir / "mobilenet_v2_1.0_224.weights.h5")  # the paper loop's
     nets = {
         "int8": {"model_path": str(weights_dir / "tf2_mobilenet_v2_1.0_224_ptq.tflite")},
-        "float32": {"model_content": convert_to_litert(net)},
+        "float32": {"model_content": convert_to_litert(paper_network(weights_dir))},
     }
     ms = {}
     for name, source in nets.items():
@@ -170,14 +168,21 @@ def latest_model(settings, data_dir: Path, backbone: str, size=None) -> str:
     return ours()[-1]["model_id"]
 
 
-def paper_loop(weights_dir: Path, files: list[Path]) -> float:
-    """(d): the paper's loop, posters/s. Its network, MobileNetV2 1.0 at 224x224 with its
-    ImageNet weights (the local file), in Keras; each poster opened, resized, predicted
-    alone."""
+def paper_network(weights_dir: Path):
+    """The paper's network: Keras MobileNetV2 1.0 at 224x224, ImageNet weights from the
+    local file."""
     import keras
 
     net = keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
     net.load_weights(weights_dir / "mobilenet_v2_1.0_224.weights.h5")
+    return net
+
+
+def paper_loop(weights_dir: Path, files: list[Path]) -> float:
+    """(d): the paper's loop, posters/s. Its network, MobileNetV2 1.0 at 224x224 with its
+    ImageNet weights (the local file), in Keras; each poster opened, resized, predicted
+    alone."""
+    net = paper_network(weights_dir)
 
     def one(f: Path) -> None:
         with Image.open(f) as img:
@@ -311,7 +316,7 @@ def main() -> None:
     parser.add_argument("--backbone", default=TrainConfig().backbone)
     parser.add_argument(
         "--input-size",
-        type=lambda v: tuple(int(x) for x in v.split("x")),
+        type=image_size,
         help="HxW of --backbone's model (default: the backbone's own)",
     )
     parser.add_argument(

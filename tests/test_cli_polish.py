@@ -23,6 +23,7 @@ from anigenre.jobs.cli.demo_cmd import next_steps
 from anigenre.jobs.cli.predict_cmd import NAME_WIDTH, format_top_k
 from anigenre.jobs.runs.plan import RunPlan
 from anigenre.jobs.stages.demo import DEMO_YEARS, demo_request, reusable_model
+from anigenre.jobs.stages.scrape import scrape
 from anigenre.models.config import TrainConfig
 from anigenre.scraper.run import ScrapeRequest
 
@@ -435,14 +436,14 @@ def test_the_demo_run_again_scrapes_incrementally_without_refetching_posters(rep
     first = replay()
     settings = make_settings(first.url)
     assert demo_request(settings) == ScrapeRequest(years=DEMO_YEARS, overlap_s=3600)
-    full = stages.scrape(settings, demo_request(settings, years))
+    full = scrape(settings, demo_request(settings, years))
     assert full.posters["ok"] > 0 and full.posters_cached == 0
 
     second = replay()  # a new demo starts a new replay server, on another port
     again = settings.model_copy(update={"anilist_url": second.url})
     request = demo_request(again, years)
     assert request.incremental
-    summary = stages.scrape(again, request)
+    summary = scrape(again, request)
     assert summary.pages == 1  # the first page reaches the cutoff
     assert summary.titles < full.titles / 10
     assert second.stats()["requests"].get("covers", 0) <= 2 * summary.titles

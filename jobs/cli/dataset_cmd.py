@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from anigenre.config import Settings
-from anigenre.core.dataset import Filters
 from anigenre.jobs import stages
 from anigenre.jobs.cli import args as types
 
@@ -48,6 +47,8 @@ def _seed(args) -> dict:
 
 
 def run_preprocess(args, settings: Settings) -> int:
+    from anigenre.core.dataset import Filters  # pandas: only for the commands that need it
+
     filters = Filters(args.years, args.require_score, args.require_studio, args.require_genres)
     change = stages.preprocess(settings, filters)
     for name, removed in change.filtered:

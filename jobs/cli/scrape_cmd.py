@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from anigenre.config import Settings
 from anigenre.core.progress import Progress
 from anigenre.jobs.cli import args as types
-from anigenre.scraper.http import Retry
-from anigenre.scraper.run import ScrapeRequest, ScrapeSummary
-from anigenre.scraper.store import RawStore
+from anigenre.scraper.request import ScrapeRequest
+
+if TYPE_CHECKING:  # requests and BeautifulSoup come with them: only a scrape needs them
+    from anigenre.scraper.http import Retry
+    from anigenre.scraper.run import ScrapeSummary
+    from anigenre.scraper.store import RawStore
 
 
 def add_scrape_arguments(p) -> None:
@@ -48,6 +53,8 @@ def overrides(args) -> dict:
 
 
 def run(args, settings: Settings) -> int:
+    from anigenre.scraper.store import RawStore
+
     request = scrape_request(args, settings)
     summary = scrape_with_progress(settings, request, quiet=args.quiet)
     print(format_summary(summary, RawStore(settings.data_dir), request))

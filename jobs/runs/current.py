@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from anigenre.core.current import current_rows
 from anigenre.core.errors import ConfigError, DataError, StorageError
@@ -23,6 +21,10 @@ from anigenre.core.schemas import RUN_PARTITION, predictions_schema
 from anigenre.core.storage import S3Options, Store, open_store
 from anigenre.jobs.runs.layout import PREDICTIONS
 from anigenre.jobs.runs.parts import set_aside_damaged
+
+if TYPE_CHECKING:  # both import pandas, which a worker's chunk never needs
+    import pandas as pd
+    import pyarrow.dataset as pads
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ def part_files(folder: Store) -> list[str]:
 def predictions_dataset(folder: Store, parts: list[str]) -> pads.Dataset:
     """The ``parts`` of a predictions folder as one dataset, ``run_id`` from the hive
     partition."""
+    import pyarrow.dataset as pads
+
     # The listed files, not the folder: the dataset discovery would also take a stray file.
     return pads.dataset(
         [folder.path(p) for p in parts],

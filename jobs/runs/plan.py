@@ -22,7 +22,6 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 from anigenre.core.errors import ConfigError
 from anigenre.core.schemas import UTC_MILLIS
 from anigenre.core.storage import S3Options, Store, expand_home, is_remote, open_store
@@ -316,6 +315,8 @@ def ok_rows(
     """(path, sha256) of every file this model already predicted ok under ``out``
     (by runs other than ``exclude_run``; at or after the ISO time ``since``; with
     ``statuses``, rows of those statuses instead)."""
+    import pyarrow.dataset as pads  # it imports pandas: only planning needs it, not a chunk
+
     folder = out.child(PREDICTIONS)
     wanted = (pads.field("model_id") == model_id) & pads.field("status").isin(list(statuses))
     if exclude_run is not None:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from anigenre.config import Settings
 from anigenre.core.errors import AnigenreError, DataError, StorageError
 from anigenre.core.storage import open_store
@@ -25,6 +25,9 @@ from anigenre.jobs.runs.status import INTERRUPTED, RunStatus, run_status, status
 from anigenre.jobs.service.dispatch import Dispatcher
 from anigenre.jobs.service.hints import command
 from anigenre.jobs.stages.predict import claim_run, plan_prediction, planning_lock
+
+if TYPE_CHECKING:  # every command line imports this module; most never make a DataFrame
+    import pandas as pd
 
 Location = Path | str  # a local path, or an s3://bucket/prefix URI
 
@@ -281,6 +284,8 @@ def _entry(settings: Settings, run_id: str) -> RunEntry:
 
 def table(settings: Settings, run_id: str) -> pd.DataFrame:
     """The run's rows as written so far, in input order, with a ``run_id`` column."""
+    import pandas as pd
+
     p = load_plan(index_home(settings), run_id, settings.s3)
     found = (read_part(p, i) for i in range(len(p.chunks)))  # a damaged one: a DataError
     parts = [t.to_pandas() for t in found if t is not None]

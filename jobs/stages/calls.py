@@ -11,9 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from anigenre.config import Settings
-from anigenre.core.dataset import Filters
-from anigenre.jobs.stages.data import import_dataset as _import_dataset
-from anigenre.jobs.stages.data import preprocess as _preprocess
 
 
 def scrape(settings: Settings, request: dict) -> dict:
@@ -38,12 +35,18 @@ def preprocess(
     require_score: bool = False,
     require_studio: bool = False,
 ) -> dict:
+    # pandas comes with the dataset stages: a predict worker never pays its import.
+    from anigenre.core.dataset import Filters
+    from anigenre.jobs.stages.data import preprocess as _preprocess
+
     filters = Filters(tuple(years) if years else None, require_score, require_studio)
     change = _preprocess(settings, filters)
     return {"total": change.total, "added": change.added, "splits": change.splits}
 
 
 def import_dataset(settings: Settings, folder: str, replace: bool = False) -> dict:
+    from anigenre.jobs.stages.data import import_dataset as _import_dataset
+
     change = _import_dataset(settings, Path(folder), replace=replace)
     return {"total": change.total, "added": change.added, "skipped": len(change.skipped)}
 

@@ -17,7 +17,6 @@ from anigenre.jobs.runs.lease import hold_lease
 from anigenre.jobs.runs.markers import finalize
 from anigenre.jobs.runs.parts import chunk_done, missing_chunks
 from anigenre.jobs.runs.plan import RunPlan, plan_run, reclaim
-from anigenre.jobs.runs.reports import build_report
 
 
 def plan_prediction(
@@ -174,6 +173,7 @@ def report_run(
 ):
     """The run's report; against labels it scores only posters the model did not train or
     tune on, unless ``include_seen``."""
+    from anigenre.jobs.runs.reports import build_report  # pandas: not on a chunk's path
     from anigenre.models.registry import vocabulary_of
     from anigenre.models.synced import Registry
 

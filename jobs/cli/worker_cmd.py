@@ -57,11 +57,12 @@ def _app(settings: Settings):
 
 
 def run_worker(args, settings: Settings) -> int:
-    app = _app(settings)
+    from anigenre.jobs.queue.app import start_worker
+
     name = args.hostname or f"anigenre-{args.queues.replace(',', '-')}@%h"
-    argv = ["worker", "-Q", args.queues, "-c", str(args.concurrency), "-n", name]
-    app.worker_main(argv + ["--loglevel", args.loglevel, "-E"])
-    return 0
+    return start_worker(
+        _app(settings), args.queues, name, concurrency=args.concurrency, loglevel=args.loglevel
+    )
 
 
 def run_beat(args, settings: Settings) -> int:

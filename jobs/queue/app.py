@@ -121,12 +121,37 @@ def cron(text: str) -> crontab:
     )
 
 
-WORKER_MODULE = "anigenre.jobs.queue.worker"
+WORKER_MODULE = "anigenre.jobs.queue.worker"  # for ``celery -A``: flower, inspect ping
 
 
-def worker_argv(queues: str, name: str, *, loglevel: str = "INFO", quiet: bool = True) -> list[str]:
-    """The command line of one single-process worker, as the demo, benches and tests start it."""
-    argv = [sys.executable, "-m", "celery", "-A", WORKER_MODULE, "worker", "-Q", queues]
-    argv += ["-c", "1", "-n", f"{name}@%h", "--loglevel", loglevel]
-    # Gossip, mingle and heartbeats talk to other workers; a lone one only waits on them.
-    return argv + (["--without-gossip", "--without-mingle", "--without-heartbeat"] if quiet else [])
+def start_worker(
+    app: Celery, queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO"
+) -> int:
+    """Run a worker of ``app`` in this process until it is stopped; its exit code.
+
+    Started from ``app.Worker``, not Celery's command line: importing that (click and
+    every ``celery`` subcommand) took a fifth of a predict worker's cold start. Mingle
+    and gossip stay off. Mingle waits a second at start for other workers' revoked tasks
+    and clocks, and gossip follows their events; nothing here revokes tasks or elects a
+    leader. Heartbeats and task events stay on for flower and ``inspect``.
+    """
+    from celery.utils.nodenames import default_nodename, host_format
+
+    worker = app.Worker(
+        hostname=host_format(default_nodename(name)),
+        queues=queues,
+        concurrency=concurrency,
+        loglevel=loglevel,
+        task_events=True,
+        without_mingle=True,
+        without_gossip=True,
+    )
+    worker.start()
+    return worker.exitcode or 0
+
+
+def worker_argv(queues: str, name: str, *, loglevel: str = "INFO") -> list[str]:
+    """The command line of one single-process worker, as the demo, benches and tests start
+    it: ``anigenre worker``, as deployments do, with its settings from the environment."""
+    argv = [sys.executable, "-m", "anigenre.jobs.cli", "worker", "-Q", queues]
+    return argv + ["-c", "1", "-n", f"{name}@%h", "--loglevel", loglevel]

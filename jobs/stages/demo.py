@@ -105,7 +105,7 @@ def demo_worker(settings: Settings):
     }
     with open(settings.data_dir / "demo-worker.log", "w") as log:
         worker = subprocess.Popen(
-            worker_argv("scrape,train,predict", "demo", quiet=False),
+            worker_argv("scrape,train,predict", "demo"),
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

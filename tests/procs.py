@@ -74,7 +74,7 @@ class RedisServer:
 
 
 class Worker:
-    """``celery -A jobs.queue.worker worker`` in its own process group, so SIGKILL takes
+    """``anigenre worker`` (``worker_argv``) in its own process group, so SIGKILL takes
     the parent and its pool children together, as a crashed host would."""
 
     def __init__(self, name: str, env: dict, log: Path, queues: str = "predict") -> None:

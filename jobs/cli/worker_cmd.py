@@ -61,7 +61,12 @@ def run_worker(args, settings: Settings) -> int:
 
     name = args.hostname or f"anigenre-{args.queues.replace(',', '-')}@%h"
     return start_worker(
-        _app(settings), args.queues, name, concurrency=args.concurrency, loglevel=args.loglevel
+        _app(settings),
+        args.queues,
+        name,
+        concurrency=args.concurrency,
+        loglevel=args.loglevel,
+        no_color=bool(os.environ.get("NO_COLOR")),  # as Celery's own command line reads it
     )
 
 

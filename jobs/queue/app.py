@@ -125,7 +125,13 @@ WORKER_MODULE = "anigenre.jobs.queue.worker"  # for ``celery -A``: flower, inspe
 
 
 def start_worker(
-    app: Celery, queues: str, name: str, *, concurrency: int = 1, loglevel: str = "INFO"
+    app: Celery,
+    queues: str,
+    name: str,
+    *,
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+    no_color: bool = False,
 ) -> int:
     """Run a worker of ``app`` in this process until it is stopped; its exit code.
 
@@ -145,6 +151,7 @@ def start_worker(
         task_events=True,
         without_mingle=True,
         without_gossip=True,
+        no_color=no_color or None,  # None: colour when the log is a terminal
     )
     worker.start()
     return worker.exitcode or 0

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ from anigenre.jobs.queue.broker import broker_app
 from anigenre.jobs.queue.publish import send_chunks
 from anigenre.models.config import TrainConfig
 from common import bench_dataset, bench_parser
-from predict import corpus, latest_model, wait_finished
+from predict import corpus, latest_model, started, wait_finished
 
 # The predict task's body, without Celery (jobs.queue.tasks.predict_chunk).
 FLOOR = """
@@ -70,21 +69,9 @@ def cold_start(kind: str, settings, app, plan, env: dict) -> float:
         send_chunks(app, plan)  # queued first: the worker takes it as soon as it can
         command = argv(kind, f"cold-{kind}")
     t = time.perf_counter()
-    process = subprocess.Popen(
-        command,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with started(command, env):
         wait_finished(settings, plan.run_id, timeout=300)
         return time.perf_counter() - t
-    finally:
-        if kind != "floor":
-            os.killpg(process.pid, 15)
-        if process.wait(timeout=60) and kind == "floor":
-            raise RuntimeError("the floor's process failed")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -256,6 +257,25 @@ def wait_finished(settings, run_id: str, timeout: float = 1800) -> None:
         time.sleep(0.02)
 
 
+@contextlib.contextmanager
+def started(command: list[str], env: dict) -> Iterator[subprocess.Popen]:
+    """``command`` in a process group of its own, its output dropped; the group stopped
+    (SIGTERM: a worker's warm shutdown) when the block ends."""
+    process = subprocess.Popen(
+        command,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have ended on its own
+            os.killpg(process.pid, 15)
+        process.wait(timeout=60)
+
+
 def worker_run(settings, args, model_id, files, work: Path, engine: str) -> dict:
     """(c) on one fresh worker: its cold start (process start -> a first one-chunk run
     written), then the whole corpus in 20 chunks, and its resident size after each."""
@@ -276,14 +296,7 @@ def worker_run(settings, args, model_id, files, work: Path, engine: str) -> dict
     )
     send_chunks(app, first)  # queued before the worker starts: it takes it at once
     t = time.perf_counter()
-    worker = subprocess.Popen(
-        worker_argv("predict", f"bench-{engine}", loglevel="WARNING"),
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with started(worker_argv("predict", f"bench-{engine}", loglevel="WARNING"), env):
         wait_finished(settings, first.run_id, timeout=600)
         cold = time.perf_counter() - t
         chunk = max(len(files) // 20, 1)
@@ -300,9 +313,6 @@ def worker_run(settings, args, model_id, files, work: Path, engine: str) -> dict
         results = send_chunks(app, plan).get(timeout=1800)
         wait_finished(settings, plan.run_id)
         c = rate(len(files), time.perf_counter() - t)
-    finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=60)
     rss = [r["rss_kb"] // 1024 for r in sorted(results, key=lambda r: r["chunk"])]
     return {"rate": c, "cold_s": cold, "rss": rss}
 

@@ -19,10 +19,9 @@ def _imported(code: str, tmp_path, modules) -> list[str]:
     code += f"\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))\n"
     env = {**os.environ, "ANIGENRE_DATA_DIR": str(tmp_path)}
     env.pop("ANIGENRE_CONFIG", None)
-    out = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    return out
 
 
 def test_the_worker_module_leaves_the_scraper_and_tensorflow_to_their_tasks(tmp_path):

@@ -27,8 +27,8 @@ _HOMES = {
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
-if TYPE_CHECKING:
-    from anigenre.jobs.stages.data import (
+if TYPE_CHECKING:  # the same names for type checkers; at run time __getattr__ imports them
+    from anigenre.jobs.stages.data import (  # noqa: F401
         DatasetChange,
         DatasetStats,
         dataset_stats,
@@ -36,29 +36,15 @@ if TYPE_CHECKING:
         import_dataset,
         preprocess,
     )
-    from anigenre.jobs.stages.predict import (
+    from anigenre.jobs.stages.predict import (  # noqa: F401
         load_predictor,
         plan_prediction,
         predict_in_process,
         report_run,
     )
-    from anigenre.jobs.stages.training import Evaluation, evaluate_model, train_model
+    from anigenre.jobs.stages.training import Evaluation, evaluate_model, train_model  # noqa: F401
 
-__all__ = [
-    "DatasetChange",
-    "DatasetStats",
-    "Evaluation",
-    "dataset_stats",
-    "ensure_dataset",
-    "evaluate_model",
-    "import_dataset",
-    "load_predictor",
-    "plan_prediction",
-    "predict_in_process",
-    "preprocess",
-    "report_run",
-    "train_model",
-]
+__all__ = sorted(_HOME_OF)
 
 
 def __getattr__(name: str):

@@ -9,6 +9,7 @@ whether to try again by the branch, never by the message::
     │   ├── RateLimited        HTTP 429; carries ``retry_after`` seconds
     │   ├── ServerError        HTTP 5xx
     │   ├── NetworkError       timeout, refused or reset connection, cut-off body
+    │   │   └── BrokerUnreachable  the broker did not answer its one connection check
     │   └── MalformedResponse  a 200 whose body is not the JSON we expect
     └── PermanentError         trying again will not help
         ├── ApiDisabled        HTTP 403: the API is switched off for us
@@ -42,6 +43,9 @@ class ConfigError(AnigenreError):
 class RetryableError(AnigenreError):
     """A failure that may go away if the same call is made again later."""
 
+    #: What a front end tells the user once its own retries have given up.
+    advice = "retries ran out, run the same command again to resume"
+
 
 class RateLimited(RetryableError):
     def __init__(self, message: str, retry_after: float) -> None:
@@ -57,6 +61,13 @@ class ServerError(RetryableError):
 
 class NetworkError(RetryableError):
     """Timeouts, refused or reset connections, and bodies cut off mid-transfer."""
+
+
+class BrokerUnreachable(NetworkError):
+    """The broker did not answer. Checked once, before anything is planned, so there
+    were no retries and there is nothing to resume: a worker or a submit just starts."""
+
+    advice = "start Redis there or pass --broker with one that runs, then run the command again"
 
 
 class MalformedResponse(RetryableError):

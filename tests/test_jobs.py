@@ -199,6 +199,7 @@ def test_unreachable_broker_is_one_clear_line(trained, tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the broker at redis://:**@127.0.0.1:1/0" in lines[0]
+    assert "resume" not in lines[0] and "then run the command again" in lines[0]
     assert "hunter2" not in result.stderr
     assert not (settings.data_dir / "runs").exists() or not any(
         json.loads(p.read_text())["out_dir"].startswith(str(folder))

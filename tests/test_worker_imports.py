@@ -8,7 +8,7 @@ import sys
 
 from anigenre.jobs import stages
 
-from tests.procs import Worker, own_redis
+from tests.procs import Worker, own_redis, run_cli
 
 HEAVY = ("requests", "bs4", "tensorflow", "keras", "anigenre.scraper.client")
 # pandas comes with pyarrow.dataset, the dataset stages and the reports (a third of a second).
@@ -83,3 +83,17 @@ def test_anigenre_worker_starts_without_waiting_on_other_workers(tmp_path):
     assert "ready." in log
     assert "mingle: searching" not in log
     assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
+
+
+def test_a_worker_without_its_broker_says_so_in_one_line_and_exits_1(tmp_path):
+    """Checked once before Celery starts: no retry banner, and nothing to 'resume'."""
+    env = {**os.environ, "ANIGENRE_DATA_DIR": str(tmp_path)}
+    env.pop("ANIGENRE_BROKER_URL", None)
+    result = run_cli("worker", "--broker", "redis://:hunter2@127.0.0.1:1/0", env=env)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot reach the broker at redis://:**@127.0.0.1:1/0" in line
+    assert line.endswith(
+        "start Redis there or pass --broker with one that runs, then run the command again"
+    )
+    assert "resume" not in line and "retries ran out" not in line and "hunter2" not in line

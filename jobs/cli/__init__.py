@@ -159,10 +159,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"anigenre: error: {exc}", file=sys.stderr)
         return 2
     except RetryableError as exc:
-        print(
-            f"anigenre: error: {exc}; retries ran out, run the same command again to resume",
-            file=sys.stderr,
-        )
+        print(f"anigenre: error: {exc}; {exc.advice}", file=sys.stderr)
         return 1
     except AnigenreError as exc:
         print(f"anigenre: error: {exc}", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from anigenre.config import Settings
-from anigenre.core.errors import ConfigError, NetworkError
+from anigenre.core.errors import BrokerUnreachable, ConfigError
 from anigenre.jobs.queue.app import create_app
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -35,5 +35,5 @@ def broker_app(settings: Settings) -> Celery:
     except (OperationalError, OSError) as exc:
         # Masked: a broker URL may carry a password, and this line lands in terminals and logs.
         where = maybe_sanitize_url(settings.broker_url)
-        raise NetworkError(f"cannot reach the broker at {where} ({exc})") from None
+        raise BrokerUnreachable(f"cannot reach the broker at {where} ({exc})") from None
     return app

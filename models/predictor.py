@@ -60,7 +60,7 @@ class Predictor:
         """(n, h, w, 3) uint8 at the manifest's size -> (n, genres) probabilities."""
         n = len(images)
         if n == 0:
-            return np.zeros((0, len(self.vocab)), np.float32)
+            return self._no_rows()
         # Keras: pad a short batch to full size, since one input shape means the graph is
         # traced once instead of again for every odd-sized last batch. LiteRT re-sizes its
         # tensors in milliseconds, far less than computing the padding would cost.
@@ -122,9 +122,12 @@ class Predictor:
             probs = (
                 self.engine.head(np.stack(features)).astype(np.float32)
                 if features
-                else np.zeros((0, len(self.vocab)), np.float32)
+                else self._no_rows()
             )
             yield batch, probs
+
+    def _no_rows(self) -> np.ndarray:
+        return np.zeros((0, len(self.vocab)), np.float32)
 
     def decode_ahead(
         self,

@@ -15,13 +15,13 @@ Printed: each one's median ms an invoke and its ratio to ``xnnpack``, and the la
 difference of its features from ``xnnpack``'s on the same image.
 
 Run: ``.venv/bin/python bench/litert_kernels.py --data-dir data/bench-predict19`` (the
-latest default model there, as bench/predict.py trains it), or ``--model FILE.tflite``.
+latest default model there, trained first when there is none, as bench/predict.py does),
+or ``--model FILE.tflite``.
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from anigenre.models.config import TrainConfig
-from anigenre.models.registry import list_models
-from common import bench_parser
+from common import bench_dataset, bench_parser
 
 SETTINGS = {
     "xnnpack": {},
@@ -39,8 +38,10 @@ SETTINGS = {
 }
 
 
-def ready(path: Path, image: np.ndarray, **settings) -> Interpreter:
-    it = Interpreter(model_path=str(path), num_threads=1, **settings)
+def ready(image: np.ndarray, **interpreter) -> Interpreter:
+    """A one-thread interpreter (``interpreter``: its source and settings) holding
+    ``image``, its first invoke done."""
+    it = Interpreter(num_threads=1, **interpreter)
     inp = it.get_input_details()[0]
     it.resize_tensor_input(inp["index"], list(image.shape))
     it.allocate_tensors()
@@ -66,12 +67,12 @@ def ms_per_invoke(its: list[Interpreter], invokes: int) -> float:
     return (time.perf_counter() - start) / invokes * 1000
 
 
-def default_features(data_dir: Path) -> Path:
-    backbone = TrainConfig().backbone
-    ours = [m for m in list_models(data_dir) if m.backbone == backbone]
-    if not ours:
-        sys.exit(f"no {backbone} model in {data_dir}: run bench/predict.py first, or --model")
-    return data_dir / "models" / ours[-1]["model_id"] / "features.tflite"
+def default_features(args) -> Path:
+    from predict import latest_model
+
+    settings, _, _ = bench_dataset(args)
+    model_id = latest_model(settings, args.data_dir, TrainConfig().backbone)
+    return args.data_dir / "models" / model_id / "features.tflite"
 
 
 def main() -> None:
@@ -81,11 +82,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--invokes", type=int, default=20, help="timed invokes a round")
     args = parser.parse_args()
-    path = args.model or default_features(args.data_dir)
+    path = args.model or default_features(args)
     shape = Interpreter(model_path=str(path)).get_input_details()[0]["shape"]
     image = np.random.default_rng(0).integers(0, 256, (1, *shape[1:]), dtype=np.uint8)
-    kinds = {name: [ready(path, image, **s)] for name, s in SETTINGS.items()}
-    kinds["xnnpack, 2 side by side"] = [ready(path, image) for _ in range(2)]
+    source = {"model_path": str(path)}
+    kinds = {name: [ready(image, **source, **s)] for name, s in SETTINGS.items()}
+    kinds["xnnpack, 2 side by side"] = [ready(image, **source) for _ in range(2)]
     ms: dict[str, list[float]] = {name: [] for name in kinds}
     for _ in range(args.rounds):
         for name, its in kinds.items():

@@ -97,26 +97,15 @@ def kernel_line(weights_dir: Path) -> str:
     int8 network against a float32 conversion of the same architecture. Whether int8 pays
     on this machine at all, apart from everything else the bench times: on a VNNI machine
     it runs about 3x the float one, on an AVX2-only EPYC (family 23) it ran slower."""
-    from ai_edge_litert.interpreter import Interpreter
     from anigenre.models.export import convert_to_litert
+    from litert_kernels import ms_per_invoke, ready
 
     nets = {
         "int8": {"model_path": str(weights_dir / "tf2_mobilenet_v2_1.0_224_ptq.tflite")},
         "float32": {"model_content": convert_to_litert(paper_network(weights_dir))},
     }
-    ms = {}
-    for name, source in nets.items():
-        interpreter = Interpreter(**source, num_threads=1)
-        interpreter.allocate_tensors()
-        inp = interpreter.get_input_details()[0]
-        x = np.zeros(inp["shape"], inp["dtype"])
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()  # the first invoke plans XNNPACK's kernels
-        t, n = time.perf_counter(), 20
-        for _ in range(n):
-            interpreter.set_tensor(inp["index"], x)
-            interpreter.invoke()
-        ms[name] = (time.perf_counter() - t) * 1000 / n
+    image = np.zeros((1, 224, 224, 3), np.uint8)  # cast to each network's input type
+    ms = {name: ms_per_invoke([ready(image, **source)], 20) for name, source in nets.items()}
     return (
         f"MobileNetV2 1.0 224x224, one LiteRT thread: int8 {ms['int8']:.1f} ms, float32 "
         f"{ms['float32']:.1f} ms an invoke (int8 {ms['float32'] / ms['int8']:.2f}x float32)"
